@@ -1,0 +1,161 @@
+"""Users and credentials: `/api/user/token/`, `/api/user/me/`, `/api/user/roles/`, `/api/auth/login|logout/`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.errors import ValidationFailed, drf_json
+from agent.api.fields import expect_object
+from agent.api.views import ApiView, identify
+from agent.appkeys import AUTHENTICATOR
+from agent.auth import RULESETS, SESSION_LIFETIME, TOKEN_LIFETIME, AuthenticationFailed, User
+
+TOKEN_NAME_MAX = 100
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
+def clean_token_name(raw: str) -> str:
+    """InvenTree's token label cleaning: strip, no HTML or control characters, spaces to '-'."""
+    name = _CONTROL_CHARS.sub("", _HTML_TAG.sub("", raw.strip()))
+    return re.sub(r"\s", "-", name)[:TOKEN_NAME_MAX]
+
+
+async def _log_in(request: web.Request, response: web.StreamResponse, user: User) -> None:
+    """Start a session and set InvenTree's cookies (`sessionid`, `csrftoken`)."""
+    session_key, csrf = await request.app[AUTHENTICATOR].start_session(user)
+    max_age = int(SESSION_LIFETIME.total_seconds())
+    response.set_cookie("sessionid", session_key, max_age=max_age, httponly=True, samesite="Lax")
+    response.set_cookie("csrftoken", csrf, max_age=max_age, samesite="Lax")
+
+
+class GetAuthToken(ApiView):
+    """Return an API token if the user is authenticated."""
+
+    name = "Get Auth Token"
+    description = (
+        "Return an API token if the user is authenticated.\n\n"
+        "- A new token is made on every call; existing tokens are never shown again"
+    )
+
+    async def get(self) -> web.StreamResponse:
+        """A new token named by `?name=`; also logs the caller in with a session."""
+        name = clean_token_name(self.request.query.get("name", ""))
+        key = await self.request.app[AUTHENTICATOR].token_for(self.user, name)
+        expiry = (dt.date.today() + TOKEN_LIFETIME).isoformat()  # noqa: DTZ011 - local, as InvenTree
+        response = drf_json({"token": key, "name": name, "expiry": expiry})
+        identity = await identify(self.request)
+        if identity is not None and identity.method != "session":
+            await _log_in(self.request, response, self.user)
+        return response
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """InvenTree's MeUserSerializer representation."""
+    return {
+        "pk": user.pk,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "groups": [],
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "is_active": True,
+    }
+
+
+class MeUserDetail(ApiView):
+    """Detail endpoint for the current user."""
+
+    name = "Me User Detail"
+    description = "Detail endpoint for the current user."
+
+    async def get(self) -> web.StreamResponse:
+        """The calling user."""
+        return drf_json(user_json(self.user))
+
+
+class RoleDetails(ApiView):
+    """API endpoint which lists the available role permissions for the current user."""
+
+    name = "Role Details"
+    description = "API endpoint which lists the available role permissions for the current user."
+
+    async def get(self) -> web.StreamResponse:
+        """Per-ruleset permissions; the agent's machines belong to `admin`."""
+        user = self.user
+        roles: dict[str, list[str] | None] = {}
+        for ruleset in RULESETS:
+            if user.is_superuser:
+                roles[ruleset] = ["view", "add", "change", "delete"]
+            elif ruleset == "admin":
+                roles[ruleset] = user.admin_permissions() or None
+            else:
+                roles[ruleset] = None
+        granted = sorted(
+            p for p in ("add", "change", "delete", "view") if user.has_admin_permission(p)
+        )
+        return drf_json(
+            {
+                "user": user.pk,
+                "username": user.username,
+                "roles": roles,
+                "permissions": {"machineconfig": granted, "machinesetting": granted},
+                "is_staff": user.is_staff,
+                "is_superuser": user.is_superuser,
+            }
+        )
+
+
+class Login(ApiView):
+    """Log in with a username and password: a token, and a session."""
+
+    name = "Login"
+    description = "Log in with a username and password; answers an API token and sets a session."
+    allow_anonymous = True
+    authenticate = False
+
+    async def post(self) -> web.StreamResponse:
+        """`{"username", "password"}` -> `{"key": token}` plus session cookies."""
+        data = expect_object((await self.read_data()).value)
+        username, password = data.get("username"), data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            raise ValidationFailed(
+                {"non_field_errors": ['Must include "username" and "password".']}
+            )
+        authenticator = self.request.app[AUTHENTICATOR]
+        try:
+            user = await authenticator.user_for_password(username, password)
+        except AuthenticationFailed as err:
+            raise ValidationFailed(
+                {"non_field_errors": ["Unable to log in with provided credentials."]}
+            ) from err
+        key = await authenticator.token_for(user, "")
+        response = drf_json({"key": key})
+        await _log_in(self.request, response, user)
+        return response
+
+
+class Logout(ApiView):
+    """Log out: revoke the token used, end the session."""
+
+    name = "Logout"
+    description = "Log out: revoke the token used for this request and end the session."
+
+    async def post(self) -> web.StreamResponse:
+        """Revoke and forget the caller's credentials."""
+        authenticator = self.request.app[AUTHENTICATOR]
+        header = self.request.headers.get("Authorization", "").split()
+        if len(header) == 2 and header[0].lower() == "token":
+            await authenticator.revoke(header[1])
+        session_key = self.request.cookies.get("sessionid")
+        if session_key:
+            await authenticator.end_session(session_key)
+        response = drf_json({"detail": "Successfully logged out."})
+        response.del_cookie("sessionid")
+        return response

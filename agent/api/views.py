@@ -1,0 +1,190 @@
+"""The request pipeline of every API view, in DRF's order.
+
+Authenticate (invalid credentials: 401), check permissions (none: 401, not allowed: 403), then
+find the method (405). HEAD is GET without a body; OPTIONS describes the view.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from agent.api.errors import (
+    MethodNotAllowed,
+    NotAuthenticated,
+    ParseError,
+    PermissionDenied,
+    UnsupportedMediaType,
+    drf_json,
+)
+from agent.appkeys import AUTHENTICATOR
+from agent.auth import AuthenticationFailed, Identity, User, csrf_failure
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+RENDERS = ["application/json"]
+PARSES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
+_IDENTITY_KEY = "inventree_edge.identity"
+
+# InvenTree's RolePermission: the `admin` ruleset permission each method needs.
+ROLE_FOR_METHOD: Mapping[str, str] = {
+    "GET": "view",
+    "HEAD": "view",
+    "OPTIONS": "view",
+    "POST": "add",
+    "PUT": "change",
+    "PATCH": "change",
+    "DELETE": "delete",
+}
+# DjangoModelPermissions on a model with no role check (machine settings): only writes need one.
+MODEL_PERMISSION_FOR_METHOD: Mapping[str, str] = {
+    "POST": "add",
+    "PUT": "change",
+    "PATCH": "change",
+    "DELETE": "delete",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestData:
+    """A parsed request body; `form` is true for urlencoded and multipart bodies."""
+
+    value: Any
+    form: bool = False
+
+
+async def identify(request: web.Request) -> Identity | None:
+    """Who is calling: Token, then Basic, then the session cookie (with CSRF on unsafe methods)."""
+    if _IDENTITY_KEY in request:
+        cached: Identity | None = request[_IDENTITY_KEY]
+        return cached
+    authenticator = request.app[AUTHENTICATOR]
+    identity: Identity | None = None
+    header = request.headers.get("Authorization")
+    if header:
+        try:
+            identity = await authenticator.from_authorization(header)
+        except AuthenticationFailed as err:
+            raise NotAuthenticated(str(err)) from err
+    if identity is None:
+        session_key = request.cookies.get("sessionid")
+        if session_key:
+            identity = await authenticator.from_session(session_key)
+            if identity is not None and request.method not in SAFE_METHODS:
+                reason = csrf_failure(
+                    request.cookies.get("csrftoken"), request.headers.get("X-CSRFToken")
+                )
+                if reason is not None:
+                    raise PermissionDenied(f"CSRF Failed: {reason}")
+    request[_IDENTITY_KEY] = identity
+    return identity
+
+
+class ApiView:
+    """Base of the API views. Subclasses define `get`/`post`/... and a permission policy."""
+
+    # Shown by OPTIONS, as DRF derives them from the view class.
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    # "authenticated", "admin_role" (InvenTree's RolePermission) or "model" (DjangoModelPermissions).
+    permission: ClassVar[str] = "authenticated"
+    allow_anonymous: ClassVar[bool] = False
+    # False for views that take credentials in the body (login): no session or CSRF handling.
+    authenticate: ClassVar[bool] = True
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self._user: User | None = None
+
+    @classmethod
+    async def handle(cls, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler: one view object per request."""
+        return await cls(request).dispatch()
+
+    @property
+    def user(self) -> User:
+        """The authenticated user (views that allow anonymous callers must not use this)."""
+        if self._user is None:
+            raise NotAuthenticated
+        return self._user
+
+    async def dispatch(self) -> web.StreamResponse:
+        """Authenticate, check permissions, then call the method's handler."""
+        method = self.request.method
+        identity = await identify(self.request) if self.authenticate else None
+        self._user = identity.user if identity is not None else None
+        self.check_permission(method)
+        handler = getattr(self, "get" if method == "HEAD" else method.lower(), None)
+        if method not in ROLE_FOR_METHOD or handler is None:
+            raise MethodNotAllowed(method)
+        response: web.StreamResponse = await handler()
+        return response
+
+    def check_permission(self, method: str) -> None:
+        """Raise 401/403 unless the caller may use `method` here."""
+        if self.allow_anonymous:
+            return
+        if self._user is None:
+            raise NotAuthenticated
+        needed = None
+        if self.permission == "admin_role":
+            needed = ROLE_FOR_METHOD.get(method)
+        elif self.permission == "model":
+            needed = MODEL_PERMISSION_FOR_METHOD.get(method)
+        if needed is not None and not self._user.has_admin_permission(needed):
+            raise PermissionDenied
+
+    def has_permission(self, method: str) -> bool:
+        """True when `method` would pass the permission check (for OPTIONS metadata)."""
+        try:
+            self.check_permission(method)
+        except (NotAuthenticated, PermissionDenied):
+            return False
+        return True
+
+    async def options(self) -> web.StreamResponse:
+        """DRF's metadata answer."""
+        return drf_json(self.metadata())
+
+    def metadata(self) -> dict[str, Any]:
+        """Name, description, renderers and parsers; views with a serializer add `actions`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "renders": RENDERS,
+            "parses": PARSES,
+        }
+
+    async def read_data(self) -> RequestData:
+        """The parsed body: JSON, urlencoded or multipart (DRF's default parsers)."""
+        return await read_body(self.request)
+
+
+async def read_body(request: web.Request) -> RequestData:
+    """Parse a request body as DRF does; an empty body is an empty object."""
+    if not request.body_exists:
+        return RequestData({})
+    header = request.headers.get("Content-Type", "")
+    media_type = header.split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        raw = await request.read()
+        if not raw:
+            return RequestData({})
+        try:
+            return RequestData(json.loads(raw.decode("utf-8"), parse_constant=_reject_constant))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ParseError(f"JSON parse error - {err}") from err
+    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        return RequestData({key: form.getall(key)[-1] for key in form}, form=True)
+    raw = await request.read()
+    if not raw:
+        return RequestData({})
+    raise UnsupportedMediaType(header)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"Out of range float values are not JSON compliant: '{name}'")

@@ -1,0 +1,62 @@
+"""The aiohttp application: factory, shared objects, and the start/stop order of the core."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import structlog
+from aiohttp import web
+
+from agent.api import setup_routes
+from agent.api.errors import error_middleware
+from agent.appkeys import AUTHENTICATOR, REGISTRY, SETTINGS, STORE
+from agent.auth import Authenticator, ensure_superuser
+from agent.config import Settings
+from agent.discovery import discover
+from agent.registry import Registry
+from agent.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.Application:
+    """Build the application; the store opens and machines start when the app starts."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
+    )
+    store = Store(settings.database_path)
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[AUTHENTICATOR] = Authenticator(store)
+    app[REGISTRY] = Registry(store, discover(extra_drivers), settings.storage.path)
+    app.cleanup_ctx.append(_core)
+    setup_routes(app)
+    return app
+
+
+async def _core(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
+    settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
+    await store.open()
+    try:
+        admin = settings.auth.admin_user
+        password = settings.auth.admin_password.get_secret_value()
+        if (
+            admin
+            and password
+            and await ensure_superuser(store, admin, password, settings.auth.admin_email)
+        ):
+            log.info("admin_user_created", username=admin)
+        await registry.load()
+        await registry.apply_config(settings.machines)
+        await registry.start()
+        log.info(
+            "registry_started",
+            machines=len(registry.machines),
+            drivers=sorted(registry.drivers),
+            errors=len(registry.registry_errors),
+        )
+        yield
+        await registry.close()
+    finally:
+        await store.close()

@@ -1,0 +1,15 @@
+"""Typed keys for the objects the aiohttp application shares with its handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.auth import Authenticator
+from agent.config import Settings
+from agent.registry import Registry
+from agent.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+REGISTRY = web.AppKey("registry", Registry)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

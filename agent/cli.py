@@ -1,0 +1,177 @@
+"""The `inventree-edge` command: run, check-config, user create, token create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sqlite3
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import ConfigError, Settings, load_settings, masked_dump, resolve_config_path
+from agent.store import Store
+
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of `python -m agent`."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        settings = load_settings(resolve_config_path(args.config))
+    except ConfigError as err:
+        print(f"inventree-edge: configuration error: {err}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    handler = {
+        "run": _run,
+        "check-config": _check_config,
+        "user": _user_create,
+        "token": _token_create,
+    }[args.command]
+    return handler(settings, args)
+
+
+def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    from agent.daemon import serve  # noqa: PLC0415 - keep `check-config` and `--help` light
+    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
+
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return asyncio.run(serve(settings))
+    finally:
+        stop_logging()
+
+
+def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
+    print(json.dumps(masked_dump(settings), indent=2))  # noqa: T201
+    return 0
+
+
+def _user_create(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.auth import create_user  # noqa: PLC0415
+
+    password = _read_password(args.password_stdin)
+    if not password:
+        print("inventree-edge: the password must not be empty", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
+
+    async def create() -> None:
+        store = await _open_store(settings)
+        try:
+            await create_user(
+                store,
+                args.name,
+                password,
+                superuser=args.superuser,
+                role=args.role,
+                email=args.email,
+            )
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(create())
+    except sqlite3.IntegrityError:
+        print(f"inventree-edge: user '{args.name}' already exists", file=sys.stderr)  # noqa: T201
+        return 1
+    print(
+        f"created user '{args.name}'"
+        + (" (superuser)" if args.superuser else f" (role {args.role})")
+    )  # noqa: T201
+    return 0
+
+
+def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.api.users import clean_token_name  # noqa: PLC0415
+    from agent.auth import Authenticator, User  # noqa: PLC0415
+
+    async def create() -> str | None:
+        store = await _open_store(settings)
+        try:
+            row = await store.get_user(username=args.user)
+            if row is None:
+                return None
+            return await Authenticator(store).token_for(
+                User.from_row(row), clean_token_name(args.name)
+            )
+        finally:
+            await store.close()
+
+    key = asyncio.run(create())
+    if key is None:
+        print(f"inventree-edge: no user '{args.user}'", file=sys.stderr)  # noqa: T201
+        return 1
+    print(key)  # noqa: T201
+    return 0
+
+
+async def _open_store(settings: Settings) -> Store:
+
+    store = Store(settings.database_path)
+    await store.open()
+    return store
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        print("inventree-edge: the passwords do not match", file=sys.stderr)  # noqa: T201
+        return ""
+    return first
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inventree-edge",
+        description="Edge agent for InvenTree label printers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", help="TOML configuration file (default: $INVENTREE_EDGE_CONFIG)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="run the daemon")
+    commands.add_parser(
+        "check-config", parents=[common], help="validate and print the effective configuration"
+    )
+
+    user = commands.add_parser("user", help="manage users").add_subparsers(
+        dest="action", required=True
+    )
+    create = user.add_parser("create", parents=[common], help="create a user")
+    create.add_argument("name")
+    create.add_argument("--superuser", action="store_true", help="may do everything")
+    create.add_argument(
+        "--role",
+        choices=("admin", "view", "none"),
+        default="view",
+        help="machine permissions of a normal user (default: view)",
+    )
+    create.add_argument("--email", default="")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    token_create = token.add_parser("create", parents=[common], help="create a token and print it")
+    token_create.add_argument("user")
+    token_create.add_argument("--name", default="", help="a label for the token")
+    return parser
+
+
+def console_main() -> None:
+    """The console script: exit with `main`'s code."""
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Configuration: one pydantic-settings root read from a TOML file and `INVENTREE_EDGE_*` variables."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "INVENTREE_EDGE_CONFIG"
+ENV_PREFIX = "INVENTREE_EDGE_"
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "inventree_edge_config_file", default=None
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpConfig(_Section):
+    """Where the API listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Largest request body accepted; larger ones get 413. Label PDFs are small.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+
+class StorageConfig(_Section):
+    """Where state lives: the SQLite database and printed output of the virtual driver."""
+
+    path: Path = Path("./data")
+
+
+class LogConfig(_Section):
+    """Log level and rendering (`auto`: console on a terminal, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class AuthConfig(_Section):
+    """Bootstrap superuser, created at start when it does not exist yet."""
+
+    admin_user: str = ""
+    admin_password: SecretStr = SecretStr("")
+    admin_email: str = ""
+
+
+class InstanceConfig(_Section):
+    """How this agent names itself to clients (`instance` in `GET /api/`)."""
+
+    name: str = "InvenTree Edge"
+
+
+class MachineEntry(_Section):
+    """A machine declared in the configuration: created at start if missing, settings applied."""
+
+    name: str = Field(min_length=1, max_length=255)
+    machine_type: str = "label-printer"
+    driver: str = Field(min_length=1, max_length=255)
+    active: bool = True
+    machine_settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    driver_settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of the agent."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    machines: list[MachineEntry] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the TOML file; no dotenv or secrets directory."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file inside the data directory."""
+        return self.storage.path / "inventree-edge.sqlite3"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what and where."""
+
+
+def resolve_config_path(cli_path: str | None) -> Path | None:
+    """The file named by `--config`, else by `INVENTREE_EDGE_CONFIG`, else none."""
+    raw = cli_path or os.environ.get(CONFIG_ENV)
+    return Path(raw) if raw else None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate the configuration; raise ConfigError with every problem named."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist or is not a file")
+    token = _config_file.set(path)
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from None
+    except ValueError as err:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError
+        raise ConfigError(f"{path}: {err}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets shown as `***`."""
+    data = settings.model_dump(mode="json")
+    if settings.auth.admin_password.get_secret_value():
+        data["auth"]["admin_password"] = "***"  # noqa: S105 - the mask, not a password
+    else:
+        data["auth"]["admin_password"] = ""
+    return data
+
+
+def _describe(err: ValidationError, path: Path | None) -> str:
+    environ = {name.upper() for name in os.environ}
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        env_name = ENV_PREFIX + "__".join(str(part) for part in problem["loc"]).upper()
+        if env_name in environ:
+            where = f"environment variable {env_name}"
+        else:
+            where = str(path) if path is not None else "the defaults"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}' in {where}")
+        else:
+            lines.append(f"invalid value for '{key}' in {where}: {problem['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,144 @@
+"""A machine at run time: its stored configuration plus the state the driver reports."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+
+from agent.machine_types import MachineType
+from agent.setting_values import native_value
+from drivers.base import (
+    BaseDriver,
+    ConfigType,
+    MachineProperty,
+    MachineSnapshot,
+    MachineStatus,
+    SettingDef,
+    SettingValue,
+)
+
+log = structlog.get_logger(__name__)
+
+# Where an error came from decides what clears it: a successful initialisation clears "init"
+# errors, a successful poll clears "runtime" errors, a restart clears all of them.
+ErrorOrigin = Literal["load", "init", "runtime"]
+
+
+@dataclass(slots=True)
+class StoredSetting:
+    pk: int
+    value: str
+
+
+@dataclass(slots=True)
+class MachineError:
+    origin: ErrorOrigin
+    message: str
+
+
+@dataclass(eq=False)
+class Machine:
+    """One configured machine. `machine_type` is None when its type is unknown (not registered)."""
+
+    pk: str
+    name: str
+    machine_type_slug: str
+    driver_slug: str
+    active: bool
+    machine_type: type[MachineType] | None = None
+    driver: BaseDriver | None = None
+    settings: dict[tuple[ConfigType, str], StoredSetting] = field(default_factory=dict)
+    initialized: bool = False
+    restart_required: bool = False
+    errors: list[MachineError] = field(default_factory=list)
+    status: MachineStatus | None = None
+    status_text: str = ""
+    properties: tuple[MachineProperty, ...] = ()
+    status_read_at: dt.datetime | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    state_changed: bool = False
+
+    @property
+    def registered(self) -> bool:
+        """The machine type is known, so the machine has a runtime instance."""
+        return self.machine_type is not None
+
+    @property
+    def machine_settings(self) -> Mapping[str, SettingDef]:
+        """Definitions of the machine-type (`M`) settings."""
+        return self.machine_type.MACHINE_SETTINGS if self.machine_type is not None else {}
+
+    @property
+    def driver_settings(self) -> Mapping[str, SettingDef]:
+        """Definitions of the driver (`D`) settings; none without a driver."""
+        return self.driver.MACHINE_SETTINGS if self.driver is not None else {}
+
+    def definitions(self, config_type: ConfigType) -> Mapping[str, SettingDef]:
+        """The setting definitions of one scope."""
+        return self.machine_settings if config_type == "M" else self.driver_settings
+
+    def raw_setting(self, key: str, config_type: ConfigType) -> str | None:
+        """The stored string, or None when the setting was never saved."""
+        stored = self.settings.get((config_type, key))
+        return stored.value if stored is not None else None
+
+    def get_setting(self, key: str, config_type: ConfigType) -> SettingValue:
+        """The typed value of a setting, or its default."""
+        definition = self.definitions(config_type).get(key, {})
+        return native_value(definition, self.raw_setting(key, config_type))
+
+    def snapshot(self) -> MachineSnapshot:
+        """The configuration as it is now, for `update_machine(old_state, ...)`."""
+        return MachineSnapshot(
+            name=self.name,
+            active=self.active,
+            settings={scope_key: stored.value for scope_key, stored in self.settings.items()},
+        )
+
+    # what drivers report
+
+    def set_status(self, status: MachineStatus) -> None:
+        """Set the status code (a member of the type's status enum)."""
+        if status != self.status:
+            self.state_changed = True
+        self.status = status
+        self.status_read_at = dt.datetime.now(dt.UTC)
+
+    def set_status_text(self, text: str) -> None:
+        """Set the free-text status shown beside the code."""
+        if text != self.status_text:
+            self.state_changed = True
+        self.status_text = text
+
+    def set_properties(self, properties: Sequence[MachineProperty]) -> None:
+        """Replace the read-only properties (model, firmware, counters...)."""
+        new = tuple(properties)
+        if new != self.properties:
+            self.state_changed = True
+        self.properties = new
+
+    def handle_error(self, error: Exception | str) -> None:
+        """Record a run-time error reported by the driver."""
+        self.add_error("runtime", error)
+
+    # bookkeeping used by the registry
+
+    def add_error(self, origin: ErrorOrigin, error: Exception | str) -> None:
+        """Record an error of the given origin."""
+        message = str(error) or type(error).__name__
+        self.errors.append(MachineError(origin, message))
+        log.warning("machine_error", machine=self.name, origin=origin, error=message)
+
+    def clear_errors(self, origin: ErrorOrigin | None = None) -> None:
+        """Forget errors of one origin, or all."""
+        self.errors = [e for e in self.errors if origin is not None and e.origin != origin]
+
+    @property
+    def error_messages(self) -> list[str]:
+        """The errors as the API shows them."""
+        return [error.message for error in self.errors]

@@ -1,0 +1,87 @@
+"""The SQLite schema as numbered forward migrations; `PRAGMA user_version` records the last applied."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: machines, their settings and last known state; users, API tokens and sessions.
+    """
+    CREATE TABLE machine (
+        pk TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        machine_type TEXT NOT NULL,
+        driver TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE machine_setting (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine TEXT NOT NULL REFERENCES machine(pk) ON DELETE CASCADE,
+        config_type TEXT NOT NULL CHECK (config_type IN ('M', 'D')),
+        key TEXT NOT NULL,
+        value TEXT NOT NULL DEFAULT '',
+        UNIQUE (machine, config_type, key)
+    );
+    CREATE TABLE machine_state (
+        machine TEXT PRIMARY KEY REFERENCES machine(pk) ON DELETE CASCADE,
+        status INTEGER NOT NULL,
+        status_text TEXT NOT NULL DEFAULT '',
+        properties TEXT NOT NULL DEFAULT '[]',
+        read_at TEXT NOT NULL
+    );
+    CREATE TABLE user (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        is_superuser INTEGER NOT NULL DEFAULT 0,
+        is_staff INTEGER NOT NULL DEFAULT 0,
+        is_active INTEGER NOT NULL DEFAULT 1,
+        role TEXT NOT NULL DEFAULT 'view',
+        first_name TEXT NOT NULL DEFAULT '',
+        last_name TEXT NOT NULL DEFAULT '',
+        email TEXT NOT NULL DEFAULT '',
+        date_joined TEXT NOT NULL
+    );
+    CREATE TABLE api_token (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        user INTEGER NOT NULL REFERENCES user(pk) ON DELETE CASCADE,
+        name TEXT NOT NULL DEFAULT '',
+        key_hash TEXT NOT NULL UNIQUE,
+        key_hint TEXT NOT NULL,
+        expiry TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL,
+        last_seen TEXT
+    );
+    CREATE TABLE session (
+        key_hash TEXT PRIMARY KEY,
+        user INTEGER NOT NULL REFERENCES user(pk) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        expires TEXT NOT NULL
+    );
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database; return the resulting schema version."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this agent knows ({len(MIGRATIONS)})"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -1,0 +1,361 @@
+"""The machine registry: InvenTree's lifecycle rules over the stored machines and loaded drivers.
+
+Every driver hook runs under a timeout and inside error containment: whatever a driver does, the
+machine shows it (errors, status) and the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from agent.machine import ErrorOrigin, Machine, StoredSetting
+from agent.setting_values import clean_value, missing_required
+from agent.store import MachineRow, StateRow, Store
+from drivers.base import ConfigType, MachineProperty, MachineSnapshot
+
+if TYPE_CHECKING:
+    from agent.config import MachineEntry
+    from agent.discovery import Discovered, Provider
+    from agent.machine_types import MachineType
+    from drivers.base import BaseDriver
+
+log = structlog.get_logger(__name__)
+
+# A driver hook that takes longer is abandoned and recorded as an error; drivers connect to
+# hardware in the background, so a healthy hook returns in milliseconds.
+HOOK_TIMEOUT_S = 10.0
+# An initialisation slower than this is logged, so a slow driver is visible at start.
+SLOW_INIT_WARNING_S = 2.0
+
+
+class DuplicateName(Exception):
+    """Another machine already has this name."""
+
+
+class ConfigMachineError(Exception):
+    """A `[[machines]]` entry in the configuration cannot be applied."""
+
+
+class Registry:
+    """Machine types, one driver instance per slug, and every configured machine."""
+
+    def __init__(self, store: Store, discovered: Discovered, data_dir: Path) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.machine_types: dict[str, type[MachineType]] = dict(
+            sorted(discovered.machine_types.items())
+        )
+        self.driver_classes: dict[str, type[BaseDriver]] = dict(sorted(discovered.drivers.items()))
+        self.providers: dict[str, Provider] = discovered.providers
+        self.registry_errors: list[str] = list(discovered.errors)
+        self.drivers: dict[str, BaseDriver] = {}
+        self.machines: dict[str, Machine] = {}
+
+    # start and stop
+
+    async def load(self) -> None:
+        """Create driver instances and runtime machines from the store; no hooks run yet."""
+        for slug, driver_cls in self.driver_classes.items():
+            try:
+                driver = driver_cls()
+            except Exception as err:  # noqa: BLE001 - a broken driver degrades, never crashes
+                self.registry_errors.append(f"Driver '{slug}' could not be created: {err}")
+                continue
+            driver.state_dir = self.data_dir / slug
+            self.drivers[slug] = driver
+        rows, settings, states = await self.store.load_machines()
+        for row in rows:
+            self._attach(row)
+        for setting in settings:
+            machine = self.machines.get(setting.machine)
+            if machine is not None and setting.config_type in ("M", "D"):
+                scope: ConfigType = "M" if setting.config_type == "M" else "D"
+                machine.settings[(scope, setting.key)] = StoredSetting(setting.pk, setting.value)
+        for state in states:
+            machine = self.machines.get(state.machine)
+            if machine is not None and machine.machine_type is not None:
+                _restore_state(machine, state)
+
+    async def start(self) -> None:
+        """Run `init_driver` on every driver, then initialise every active machine concurrently."""
+        for driver in self.drivers.values():
+            await self._run_hook(None, "init_driver", driver.init_driver(), driver=driver)
+        await asyncio.gather(
+            *(self._initialize_locked(m) for m in self.machines.values() if m.active)
+        )
+
+    async def close(self) -> None:
+        """Release every initialised machine's resources."""
+        await asyncio.gather(
+            *(self._close_machine(m) for m in self.machines.values() if m.initialized)
+        )
+
+    # queries
+
+    def get(self, pk: str) -> Machine | None:
+        """A machine by its canonical pk."""
+        return self.machines.get(pk)
+
+    def name_taken(self, name: str, exclude: str | None = None) -> bool:
+        """Some other machine has exactly this name."""
+        return any(m.name == name and m.pk != exclude for m in self.machines.values())
+
+    # changes, as the API and the configuration make them
+
+    async def create(self, name: str, machine_type: str, driver: str, active: bool) -> Machine:
+        """Store a new machine, register it and initialise it if active."""
+        if self.name_taken(name):
+            raise DuplicateName(name)
+        row = MachineRow(str(uuid.uuid4()), name, machine_type, driver, active)
+        try:
+            await self.store.insert_machine(row)
+        except sqlite3.IntegrityError as err:
+            raise DuplicateName(name) from err
+        machine = self._attach(row)
+        if active:
+            await self._initialize_locked(machine)
+        log.info("machine_created", machine=name, driver=driver, machine_type=machine_type)
+        return machine
+
+    async def update(self, machine: Machine, *, name: str | None, active: bool | None) -> None:
+        """Change name and/or active, then run the update hook."""
+        async with machine.lock:
+            new_name = machine.name if name is None else name
+            new_active = machine.active if active is None else active
+            if self.name_taken(new_name, exclude=machine.pk):
+                raise DuplicateName(new_name)
+            old_state = machine.snapshot()
+            try:
+                await self.store.update_machine(machine.pk, new_name, new_active)
+            except sqlite3.IntegrityError as err:
+                raise DuplicateName(new_name) from err
+            machine.name, machine.active = new_name, new_active
+            await self._after_change(machine, old_state)
+
+    async def save_setting(
+        self, machine: Machine, config_type: ConfigType, key: str, value: str
+    ) -> None:
+        """Store a validated setting value, then run the update hook."""
+        async with machine.lock:
+            old_state = machine.snapshot()
+            row = await self.store.save_setting(machine.pk, config_type, key, value)
+            machine.settings[(config_type, key)] = StoredSetting(row.pk, row.value)
+            await self._after_change(machine, old_state)
+
+    async def delete(self, machine: Machine) -> None:
+        """Remove a machine from the registry and the store."""
+        async with machine.lock:
+            self.machines.pop(machine.pk, None)
+            if machine.initialized:
+                await self._close_machine(machine)
+            await self.store.delete_machine(machine.pk)
+        log.info("machine_deleted", machine=machine.name)
+
+    async def restart(self, machine: Machine) -> None:
+        """InvenTree's restart: reset flags, errors and status, then the driver's restart hook."""
+        async with machine.lock:
+            if machine.driver is None or machine.machine_type is None:
+                return
+            machine.restart_required = False
+            machine.clear_errors()
+            machine.set_status(machine.machine_type.default_machine_status)
+            machine.set_status_text("")
+            await self._run_hook(
+                machine, "restart_machine", machine.driver.restart_machine(machine)
+            )
+            await self._persist_state(machine)
+
+    async def apply_config(self, entries: Iterable[MachineEntry]) -> None:
+        """Create the configured machines that are missing and apply their settings."""
+        by_name = {m.name: m for m in self.machines.values()}
+        for entry in entries:
+            machine = by_name.get(entry.name)
+            if machine is None:
+                row = MachineRow(
+                    str(uuid.uuid4()), entry.name, entry.machine_type, entry.driver, entry.active
+                )
+                await self.store.insert_machine(row)
+                machine = self._attach(row)
+                log.info("machine_created_from_config", machine=entry.name, driver=entry.driver)
+            elif (machine.machine_type_slug, machine.driver_slug) != (
+                entry.machine_type,
+                entry.driver,
+            ):
+                log.warning(
+                    "config_machine_type_or_driver_ignored",
+                    machine=entry.name,
+                    stored=f"{machine.machine_type_slug}/{machine.driver_slug}",
+                    configured=f"{entry.machine_type}/{entry.driver}",
+                )
+            for config_type, values in (
+                ("M", entry.machine_settings),
+                ("D", entry.driver_settings),
+            ):
+                scope: ConfigType = "M" if config_type == "M" else "D"
+                for key, value in values.items():
+                    await self._apply_config_setting(machine, scope, key.upper(), value)
+
+    # internals
+
+    def _attach(self, row: MachineRow) -> Machine:
+        machine = Machine(
+            pk=row.pk,
+            name=row.name,
+            machine_type_slug=row.machine_type,
+            driver_slug=row.driver,
+            active=row.active,
+        )
+        self.machines[row.pk] = machine
+        machine_type = self.machine_types.get(row.machine_type)
+        if machine_type is None:
+            self.registry_errors.append(f"Machine type '{row.machine_type}' not found")
+            return machine
+        machine.machine_type = machine_type
+        machine.status = machine_type.default_machine_status
+        driver = self.drivers.get(row.driver)
+        if driver is None:
+            machine.add_error("load", f"Driver '{row.driver}' not found")
+            return machine
+        machine.driver = driver
+        if not isinstance(driver, machine_type.base_driver):
+            machine.add_error(
+                "load", f"'{driver.NAME}' is incompatible with machine type '{machine_type.NAME}'"
+            )
+        return machine
+
+    async def _apply_config_setting(
+        self, machine: Machine, config_type: ConfigType, key: str, value: object
+    ) -> None:
+        definitions = machine.definitions(config_type)
+        scope = "MACHINE" if config_type == "M" else "DRIVER"
+        if machine.registered and machine.driver is not None and key not in definitions:
+            raise ConfigMachineError(
+                f"machine '{machine.name}': no {scope} setting '{key}' "
+                f"(known: {', '.join(definitions) or 'none'})"
+            )
+        text = str(value)
+        if key in definitions:
+            try:
+                text = clean_value(definitions[key], value)
+            except Exception as err:
+                raise ConfigMachineError(
+                    f"machine '{machine.name}': {scope} setting '{key}': {err}"
+                ) from err
+        if machine.raw_setting(key, config_type) == text:
+            return
+        row = await self.store.save_setting(machine.pk, config_type, key, text)
+        machine.settings[(config_type, key)] = StoredSetting(row.pk, row.value)
+
+    async def _after_change(self, machine: Machine, old_state: MachineSnapshot) -> None:
+        """InvenTree's `machine.update()`: update hook, then (re)initialise or mark uninitialised."""
+        if machine.driver is None:
+            return
+        await self._run_hook(
+            machine, "update_machine", machine.driver.update_machine(old_state, machine)
+        )
+        if machine.active and not machine.initialized:
+            await self._initialize(machine)
+        elif not machine.active and machine.initialized:
+            machine.initialized = False
+            await self._close_machine(machine)
+        await self._persist_state(machine)
+
+    async def _initialize_locked(self, machine: Machine) -> None:
+        async with machine.lock:
+            started = time.monotonic()
+            await self._initialize(machine)
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_INIT_WARNING_S:
+                log.warning("machine_init_slow", machine=machine.name, seconds=round(elapsed, 2))
+            await self._persist_state(machine)
+
+    async def _initialize(self, machine: Machine) -> None:
+        if machine.driver is None:
+            return
+        scopes: tuple[tuple[str, ConfigType], ...] = (("MACHINE", "M"), ("DRIVER", "D"))
+        missing = {
+            scope: missing_required(
+                machine.definitions(config_type),
+                {key: s.value for (ct, key), s in machine.settings.items() if ct == config_type},
+            )
+            for scope, config_type in scopes
+        }
+        if any(missing.values()):
+            parts = [
+                f"{scope} settings: {', '.join(keys)}" for scope, keys in missing.items() if keys
+            ]
+            machine.add_error("init", f"Missing {' and '.join(parts)}")
+            return
+        if await self._run_hook(
+            machine, "init_machine", machine.driver.init_machine(machine), "init"
+        ):
+            machine.initialized = True
+            machine.clear_errors("init")
+            log.info("machine_initialized", machine=machine.name, driver=machine.driver_slug)
+
+    async def _close_machine(self, machine: Machine) -> None:
+        if machine.driver is not None:
+            await self._run_hook(machine, "close_machine", machine.driver.close_machine(machine))
+
+    async def _run_hook(
+        self,
+        machine: Machine | None,
+        hook: str,
+        call: Awaitable[None],
+        origin: ErrorOrigin = "runtime",
+        driver: BaseDriver | None = None,
+    ) -> bool:
+        try:
+            async with asyncio.timeout(HOOK_TIMEOUT_S):
+                await call
+        except TimeoutError:
+            error: Exception | str = f"{hook} did not finish within {HOOK_TIMEOUT_S:g} s"
+        except Exception as err:  # noqa: BLE001 - driver failures are shown, never raised
+            error = err
+            log.warning("driver_hook_failed", hook=hook, exc_info=err)
+        else:
+            return True
+        if machine is not None:
+            machine.add_error(origin, error)
+        elif driver is not None:
+            driver.handle_error(error)
+        return False
+
+    async def _persist_state(self, machine: Machine) -> None:
+        if not machine.state_changed or machine.status is None:
+            return
+        machine.state_changed = False
+        read_at = machine.status_read_at or dt.datetime.now(dt.UTC)
+        await self.store.save_state(
+            StateRow(
+                machine=machine.pk,
+                status=int(machine.status),
+                status_text=machine.status_text,
+                properties=json.dumps([p.as_json() for p in machine.properties]),
+                read_at=read_at.isoformat(),
+            )
+        )
+
+
+def _restore_state(machine: Machine, state: StateRow) -> None:
+    assert machine.machine_type is not None  # noqa: S101 - checked by the caller
+    try:
+        machine.status = machine.machine_type.MACHINE_STATUS(state.status)
+    except ValueError:
+        return
+    machine.status_text = state.status_text
+    machine.status_read_at = dt.datetime.fromisoformat(state.read_at)
+    try:
+        machine.properties = tuple(MachineProperty(**p) for p in json.loads(state.properties))
+    except (ValueError, TypeError):
+        machine.properties = ()

@@ -1,0 +1,337 @@
+"""Documents (PDF, PNG and other images) to 1-bit label pages at a printer's resolution."""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from PIL import ExifTags, Image
+
+from drivers.base import PageFormat, RenderOptions
+
+PDF_CONTENT_TYPE = "application/pdf"
+# Content types decoded by Pillow, each mapped to its Pillow format. Only these decoders ever see
+# untrusted bytes; an image whose type header is wrong but whose format is allowed is accepted.
+IMAGE_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "image/png": "PNG",
+        "image/jpeg": "JPEG",
+        "image/jpg": "JPEG",
+        "image/gif": "GIF",
+        "image/bmp": "BMP",
+        "image/tiff": "TIFF",
+        "image/webp": "WEBP",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """Hard caps that keep one document from exhausting a small host's memory and time."""
+
+    max_pages: int = 1000
+    # Pillow holds a mode "1" pixel in one byte: 40 M is a 62 mm label 4.6 m long at 300 dpi.
+    max_page_pixels: int = 40_000_000
+    # Every rendered page is held until the job is printed; 1000 labels of 62 x 29 mm are 250 M.
+    max_document_pixels: int = 256_000_000
+
+
+DEFAULT_LIMITS = RenderLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    """Rendered pages (mode "1", black = 0, exactly `width_dots` wide) and what was changed."""
+
+    pages: tuple[Image.Image, ...]
+    warnings: tuple[str, ...]
+
+
+class DocumentError(ValueError):
+    """The document cannot be printed as sent: empty, corrupt, of unsupported type or too large."""
+
+
+def render_document(
+    data: bytes,
+    content_type: str,
+    page_format: PageFormat,
+    options: RenderOptions,
+    *,
+    limits: RenderLimits = DEFAULT_LIMITS,
+) -> RenderResult:
+    """Render every page of a PDF, or one image, to 1-bit pages; blocking, so call it in a thread.
+
+    Each page is rotated clockwise by `options.rotation`, composited onto white, scaled down (with a
+    warning, never cropped) if larger than the printable area, centred on a canvas exactly
+    `width_dots` wide (and `height_dots` high when set), then thresholded or dithered. PDF pages
+    are sized by their page box at `page_format.dpi`, a partial dot at the edge dropped. An image
+    is taken pixel for pixel unless it states a DPI that differs from the printer's: then it is
+    resampled to keep its physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+    """
+    if not data:
+        raise DocumentError("the document is empty")
+    kind = content_type.split(";", 1)[0].strip().lower()
+    pages = _Pages(page_format, options, limits)
+    if kind == PDF_CONTENT_TYPE:
+        _render_pdf(data, pages)
+    elif kind in IMAGE_CONTENT_TYPES:
+        _render_image(data, pages)
+    else:
+        supported = ", ".join([PDF_CONTENT_TYPE, *sorted(IMAGE_CONTENT_TYPES)])
+        raise DocumentError(f"unsupported content type {content_type!r}; send one of: {supported}")
+    return pages.result()
+
+
+# pdfium keeps global state and is not thread-safe, even across separate documents; jobs for
+# several printers render in parallel threads, so every pdfium call in the process holds this.
+_PDFIUM_LOCK = threading.Lock()
+_PDFIUM_WHITE = 0xFFFFFFFF
+_PDFIUM_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
+_POINTS_PER_INCH = 72
+# PDF writers round page boxes to a few decimals: 731.9999 dots is a whole 732-dot page.
+_DOT_TOLERANCE = 0.01
+# PNG stores DPI as pixels per metre, so 300 dpi reads back as 299.9994.
+_DPI_TOLERANCE = 0.5
+# Clockwise rotation, as the user means it; Pillow's ROTATE_n turns counter-clockwise.
+_ROTATIONS: Mapping[int, Image.Transpose | None] = MappingProxyType(
+    {
+        0: None,
+        90: Image.Transpose.ROTATE_270,
+        180: Image.Transpose.ROTATE_180,
+        270: Image.Transpose.ROTATE_90,
+    }
+)
+# EXIF orientation tag values (2-8) to the transposition that shows the image upright.
+_EXIF_TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
+    {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }
+)
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where one page goes, in dots: the size to draw before rotation, and the canvas."""
+
+    draw_size: tuple[int, int]
+    canvas: tuple[int, int]
+
+
+class _Pages:
+    """Lays out pages, enforces the limits, and collects finished pages and warnings."""
+
+    def __init__(self, page_format: PageFormat, options: RenderOptions, limits: RenderLimits):
+        if options.rotation not in _ROTATIONS:
+            raise ValueError(f"rotation must be 0, 90, 180 or 270, not {options.rotation!r}")
+        self.format = page_format
+        self.options = options
+        self.limits = limits
+        self._pages: list[Image.Image] = []
+        self._warnings: list[str] = []
+        self._pixels = 0
+
+    def check_count(self, count: int) -> None:
+        if count > self.limits.max_pages:
+            raise DocumentError(
+                f"the document has {count} pages, more than the limit of {self.limits.max_pages}"
+            )
+
+    def warn(self, message: str) -> None:
+        self._warnings.append(message)
+
+    def layout(self, number: int, width: float, height: float) -> _Layout:
+        """Fit a page of `width` x `height` dots (before rotation); reserve its pixels."""
+        page_w, page_h = _dots(width), _dots(height)
+        if self.options.rotation in (90, 270):
+            page_w, page_h = page_h, page_w
+        max_w, max_h = self.format.width_dots, self.format.height_dots
+        factor = min(1.0, max_w / page_w, max_h / page_h if max_h else 1.0)
+        draw_w, draw_h = page_w, page_h
+        if factor < 1.0:
+            draw_w = max(1, min(max_w, round(page_w * factor)))
+            draw_h = max(1, round(page_h * factor))
+            printable = f"{max_w} x {max_h} dots" if max_h else f"{max_w} dots wide"
+            self.warn(
+                f"page {number} is {page_w} x {page_h} dots, larger than the printable "
+                f"{printable}; scaled down to {draw_w} x {draw_h} dots"
+            )
+        canvas = (max_w, max(draw_h, max_h or 0))
+        pixels = canvas[0] * canvas[1]
+        if pixels > self.limits.max_page_pixels:
+            raise DocumentError(
+                f"page {number} is too large: {canvas[0]} x {canvas[1]} dots is more than "
+                f"the limit of {self.limits.max_page_pixels} pixels"
+            )
+        if self._pixels + pixels > self.limits.max_document_pixels:
+            raise DocumentError(
+                f"the document is too large: page {number} takes it past the limit of "
+                f"{self.limits.max_document_pixels} pixels"
+            )
+        self._pixels += pixels
+        if self.options.rotation in (90, 270):
+            draw_w, draw_h = draw_h, draw_w
+        return _Layout(draw_size=(draw_w, draw_h), canvas=canvas)
+
+    def add(self, grey: Image.Image, layout: _Layout) -> None:
+        """Finish a greyscale page drawn at `layout.draw_size`: rotate, 1-bit, centre."""
+        transpose = _ROTATIONS[self.options.rotation]
+        if transpose is not None:
+            grey = grey.transpose(transpose)
+        if self.options.dither:
+            page = grey.convert("1", dither=Image.Dither.FLOYDSTEINBERG)
+        else:
+            threshold = self.options.threshold
+            page = grey.point([0 if value < threshold else 255 for value in range(256)], "1")
+        if page.size != layout.canvas:
+            canvas = Image.new("1", layout.canvas, 1)
+            canvas.paste(
+                page,
+                ((layout.canvas[0] - page.width) // 2, (layout.canvas[1] - page.height) // 2),
+            )
+            page = canvas
+        self._pages.append(page)
+
+    def result(self) -> RenderResult:
+        return RenderResult(pages=tuple(self._pages), warnings=tuple(self._warnings))
+
+
+def _render_pdf(data: bytes, pages: _Pages) -> None:
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as err:
+            # pypdfium2 refuses a document without pages as a load failure with no error code.
+            if getattr(err, "err_code", None) == pdfium_c.FPDF_ERR_SUCCESS:
+                raise DocumentError("the PDF has no pages") from err
+            raise DocumentError(f"the PDF cannot be read: {err}") from err
+    try:
+        with _PDFIUM_LOCK:
+            count = len(pdf)
+        pages.check_count(count)
+        for index in range(count):
+            # One page at a time, with the lock released between pages so other jobs interleave.
+            with _PDFIUM_LOCK:
+                grey, layout = _render_pdf_page(pdf, index, pages)
+            pages.add(grey, layout)
+    finally:
+        with _PDFIUM_LOCK:
+            pdf.close()
+
+
+def _render_pdf_page(
+    pdf: pdfium.PdfDocument, index: int, pages: _Pages
+) -> tuple[Image.Image, _Layout]:
+    try:
+        page = pdf.get_page(index)
+    except pdfium.PdfiumError as err:
+        raise DocumentError(f"page {index + 1} of the PDF cannot be read") from err
+    try:
+        # The size includes the page's own /Rotate, which rendering applies too.
+        width_pt, height_pt = page.get_size()
+        scale = pages.format.dpi / _POINTS_PER_INCH
+        layout = pages.layout(index + 1, width_pt * scale, height_pt * scale)
+        # Rendering straight at the fitted size keeps oversized vector pages sharp.
+        width, height = layout.draw_size
+        bitmap = pdfium.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_Gray)
+        try:
+            pdfium_c.FPDFBitmap_FillRect(bitmap.raw, 0, 0, width, height, _PDFIUM_WHITE)
+            pdfium_c.FPDF_RenderPageBitmap(
+                bitmap.raw, page.raw, 0, 0, width, height, 0, _PDFIUM_FLAGS
+            )
+            # to_pil() shares pdfium's buffer, which close() frees: copy it out first.
+            grey: Image.Image = bitmap.to_pil().copy()
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
+    return grey, layout
+
+
+def _render_image(data: bytes, pages: _Pages) -> None:
+    try:
+        image = Image.open(io.BytesIO(data), formats=sorted(set(IMAGE_CONTENT_TYPES.values())))
+    except Image.DecompressionBombError as err:
+        raise DocumentError(f"the image is too large: {err}") from err
+    except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
+        raise DocumentError(f"the image cannot be read: {err}") from err
+    with image:
+        if image.width * image.height > pages.limits.max_page_pixels:
+            raise DocumentError(
+                f"the image is too large: {image.width} x {image.height} pixels is more than "
+                f"the limit of {pages.limits.max_page_pixels} pixels"
+            )
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            pages.warn(f"the image has {frames} frames; only the first is printed")
+        try:
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            grey = _to_grey(image)
+        except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
+            raise DocumentError(f"the image cannot be read: {err}") from err
+        dpi_x, dpi_y = _image_dpi(image, pages.format.dpi)
+    exif_transpose = _EXIF_TRANSPOSE.get(orientation)
+    if exif_transpose is not None:
+        grey = grey.transpose(exif_transpose)
+        if orientation >= 5:
+            dpi_x, dpi_y = dpi_y, dpi_x
+    layout = pages.layout(
+        1, grey.width * pages.format.dpi / dpi_x, grey.height * pages.format.dpi / dpi_y
+    )
+    if grey.size != layout.draw_size:
+        grey = grey.resize(layout.draw_size, _resample(grey.size, layout.draw_size))
+    pages.add(grey, layout)
+
+
+def _to_grey(image: Image.Image) -> Image.Image:
+    """Convert to mode "L", compositing transparent parts onto white."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # 16-bit greyscale (PNG): Pillow's convert("L") clips to 255 instead of scaling down.
+        return image.point(lambda value: value / 257).convert("L")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        grey = Image.new("L", image.size, 255)
+        grey.paste(rgba.convert("L"), mask=rgba.getchannel("A"))
+        return grey
+    return image.convert("L")
+
+
+def _image_dpi(image: Image.Image, page_dpi: int) -> tuple[float, float]:
+    """Return the image's own DPI per axis, or the page DPI where it states none (or nonsense)."""
+    stated = image.info.get("dpi")
+    if not isinstance(stated, tuple) or len(stated) != 2:
+        return float(page_dpi), float(page_dpi)
+    return _sane_dpi(stated[0], page_dpi), _sane_dpi(stated[1], page_dpi)
+
+
+def _sane_dpi(value: object, page_dpi: int) -> float:
+    # TIFF states DPI as a rational number, PNG and JPEG as floats.
+    if not isinstance(value, numbers.Real) or not 1 <= float(value) <= 100_000:
+        return float(page_dpi)
+    if abs(float(value) - page_dpi) <= _DPI_TOLERANCE:
+        return float(page_dpi)
+    return float(value)
+
+
+def _resample(source: tuple[int, int], target: tuple[int, int]) -> Image.Resampling:
+    """Whole-number enlargements repeat pixels, so barcode modules stay exactly even."""
+    if target[0] % source[0] == 0 and target[1] % source[1] == 0:
+        return Image.Resampling.NEAREST
+    return Image.Resampling.LANCZOS
+
+
+def _dots(length: float) -> int:
+    return max(1, math.floor(length + _DOT_TOLERANCE))

@@ -1,0 +1,258 @@
+"""The driver contract: what a printer driver declares, the hooks it implements, what it may touch.
+
+`drivers/` imports nothing from `agent/`; the agent implements the `Machine` protocol below and calls
+the hooks. Every hook is async; a hook that raises degrades its machine (the error is shown in
+`machine_errors`), never the daemon.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+ConfigType = Literal["M", "D"]
+SettingValue = str | int | bool | float
+
+
+class MachineStatus(enum.IntEnum):
+    """A machine status code with a label and a colour, as InvenTree's `MachineStatus`.
+
+    Code ranges: 1xx fine, 2xx warning, 3xx problem with the machine, 4xx problem with the driver
+    (for example it cannot connect), 5xx unknown or unrecoverable.
+    """
+
+    label: str
+    color: str
+
+    def __new__(cls, value: int, label: str = "", color: str = "secondary") -> Self:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        member.color = color
+        return member
+
+
+class LabelPrinterStatus(MachineStatus):
+    """Status of a label printer (InvenTree's `LabelPrinterStatus`, with v401's WARNING and ERROR)."""
+
+    CONNECTED = 100, "Connected", "success"
+    UNKNOWN = 101, "Unknown", "secondary"
+    PRINTING = 110, "Printing", "primary"
+    WARNING = 200, "Warning", "warning"
+    NO_MEDIA = 301, "No media", "warning"
+    PAPER_JAM = 302, "Paper jam", "warning"
+    DISCONNECTED = 400, "Disconnected", "danger"
+    ERROR = 500, "Error", "danger"
+
+
+class SettingValidationError(ValueError):
+    """Raised by a callable setting validator; its message is shown to the user as it is."""
+
+
+SettingValidator = type[bool] | type[int] | type[float] | Callable[[SettingValue], None]
+
+
+class SettingDef(TypedDict, total=False):
+    """One setting definition, in InvenTree's `MACHINE_SETTINGS` dict format."""
+
+    name: str
+    description: str
+    units: str
+    default: SettingValue
+    validator: SettingValidator | Sequence[SettingValidator]
+    choices: Sequence[tuple[str, str]]
+    required: bool
+    protected: bool
+    model: str
+    hidden: bool
+
+
+PropertyType = Literal["str", "bool", "progress", "int", "float"]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineProperty:
+    """A read-only fact about a machine shown in the API (`properties`, InvenTree v401)."""
+
+    key: str
+    value: str | int | float | bool
+    group: str = ""
+    type: PropertyType = "str"
+    max_progress: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The API representation: `{key, value, group, type, max_progress}`."""
+        max_progress = self.max_progress
+        if self.type == "progress" and max_progress is None:
+            max_progress = 100
+        return {
+            "key": self.key,
+            "value": self.value,
+            "group": self.group,
+            "type": self.type,
+            "max_progress": max_progress,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSnapshot:
+    """A machine's configuration before a change, handed to `update_machine`."""
+
+    name: str
+    active: bool
+    settings: Mapping[tuple[ConfigType, str], str]
+
+
+class Machine(Protocol):
+    """What a driver sees of a machine. The agent owns the object; drivers read and report."""
+
+    @property
+    def pk(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def active(self) -> bool: ...
+
+    @property
+    def initialized(self) -> bool: ...
+
+    restart_required: bool
+
+    def get_setting(self, key: str, config_type: ConfigType) -> SettingValue:
+        """The typed value (bool/int/float per validator), or the definition's default."""
+        ...
+
+    def set_status(self, status: MachineStatus) -> None: ...
+
+    def set_status_text(self, text: str) -> None: ...
+
+    def set_properties(self, properties: Sequence[MachineProperty]) -> None: ...
+
+    def handle_error(self, error: Exception | str) -> None:
+        """Record a run-time error; it shows until the next successful poll or a restart."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PageFormat:
+    """The raster a printer wants: resolution and printable area in dots (height None: continuous)."""
+
+    dpi: int
+    width_dots: int
+    height_dots: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    """How a document is turned into 1-bit pages."""
+
+    threshold: int = 128
+    dither: bool = False
+    rotation: Literal[0, 90, 180, 270] = 0
+
+
+class PrintJob(Protocol):
+    """A job handed to `LabelPrinterDriver.print`: 1-bit pages, or raw printer-language bytes."""
+
+    @property
+    def pk(self) -> str: ...
+
+    @property
+    def copies(self) -> int: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def pages(self) -> Sequence[Image]:
+        """Rendered 1-bit pages (mode "1", black = 0) at the driver's `PageFormat`; empty for raw jobs."""
+        ...
+
+    @property
+    def raw(self) -> bytes | None:
+        """The document as it came, for `application/octet-stream` jobs in the printer's language."""
+        ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    def report_progress(self, labels_printed: int) -> None:
+        """Tell the agent how many labels (pages x copies) the printer has printed so far."""
+        ...
+
+
+class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add abstract ones
+    """A driver: one instance per slug serves all machines that name it."""
+
+    SLUG: ClassVar[str] = ""
+    NAME: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+    machine_type: ClassVar[str] = ""
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {}
+    # How often `poll` runs for each initialised machine, in seconds.
+    POLL_INTERVAL: ClassVar[float] = 30.0
+
+    REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("SLUG", "NAME", "DESCRIPTION", "machine_type")
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        # A directory this driver may keep files in (under the agent's data directory).
+        self.state_dir: Path = Path("data") / (self.SLUG or type(self).__name__)
+
+    @classmethod
+    def validate(cls) -> None:
+        """Raise NotImplementedError naming missing class attributes, in InvenTree's wording."""
+        missing = [name for name in cls.REQUIRED_ATTRIBUTES if getattr(cls, name, "") in ("", None)]
+        if missing:
+            raise NotImplementedError(
+                f"'{cls!r}' did not provide the following attributes: {', '.join(missing)}"
+            )
+
+    def handle_error(self, error: Exception | str) -> None:
+        """Record a driver-level error (shown as `driver_errors`)."""
+        self.errors.append(str(error))
+
+    async def init_driver(self) -> None:  # noqa: B027 - optional hook
+        """Called once at start, before any machine of this driver initialises."""
+
+    async def init_machine(self, machine: Machine) -> None:  # noqa: B027 - optional hook
+        """Prepare a machine; raise to leave it uninitialised with the error shown."""
+
+    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:  # noqa: B027
+        """Called after every change of the machine's config or settings."""
+
+    async def restart_machine(self, machine: Machine) -> None:  # noqa: B027 - optional hook
+        """Called by the restart action, after errors and status were reset."""
+
+    async def poll(self, machine: Machine) -> None:  # noqa: B027 - optional hook
+        """Read the printer's real state and report it with `set_status`/`set_properties`."""
+
+    async def close_machine(self, machine: Machine) -> None:  # noqa: B027 - optional hook
+        """Release what the machine holds (connections); called on deactivate, delete and shutdown."""
+
+
+class LabelPrinterDriver(BaseDriver):
+    """Base of every label-printer driver."""
+
+    machine_type: ClassVar[str] = "label-printer"
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        """The raster this machine's printer takes; drivers read their settings here."""
+        return PageFormat(dpi=300, width_dots=732)
+
+    def render_options(self, machine: Machine) -> RenderOptions:
+        """Rendering defaults for this machine (threshold, dither, rotation)."""
+        return RenderOptions()
+
+    @abc.abstractmethod
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        """Send every page of the job, `job.copies` times; raise to make the job wait and retry."""

@@ -1,0 +1,146 @@
+"""A label printer without hardware: each printed page becomes a PNG file.
+
+It goes through the same contract as real drivers, so the whole pipeline (API, queue, rendering,
+status, faults) can be tried on any machine. `FAULT` simulates a printer problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import ClassVar
+
+from drivers.base import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineProperty,
+    PageFormat,
+    PrintJob,
+    RenderOptions,
+    SettingDef,
+)
+
+MM_PER_INCH = 25.4
+
+# What each simulated fault looks like to the user, and whether printing fails while it lasts.
+FAULTS: Mapping[str, tuple[LabelPrinterStatus, str]] = {
+    "none": (LabelPrinterStatus.CONNECTED, ""),
+    "paper-out": (LabelPrinterStatus.NO_MEDIA, "Paper out"),
+    "paper-jam": (LabelPrinterStatus.PAPER_JAM, "Paper jam"),
+    "paper-near-end": (LabelPrinterStatus.WARNING, "Paper near end"),
+    "cover-open": (LabelPrinterStatus.ERROR, "Cover open"),
+    "offline": (LabelPrinterStatus.DISCONNECTED, "Printer does not answer"),
+}
+# Faults under which a real printer takes no job.
+_BLOCKING_FAULTS = frozenset({"paper-out", "paper-jam", "cover-open", "offline"})
+
+
+class VirtualPrinterFault(Exception):
+    """The simulated printer cannot print right now."""
+
+
+class VirtualLabelPrinter(LabelPrinterDriver):
+    """Writes each label page as a PNG under the data directory: `virtual/<machine>/<job>-<page>.png`."""
+
+    SLUG = "virtual"
+    NAME = "Virtual label printer"
+    DESCRIPTION = "Prints each label to a PNG file in the data directory; needs no hardware"
+    POLL_INTERVAL: ClassVar[float] = 5.0
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "DPI": {
+            "name": "Resolution",
+            "description": "Printer resolution in dots per inch",
+            "default": 300,
+            "validator": int,
+            "choices": [("203", "203 dpi"), ("300", "300 dpi"), ("600", "600 dpi")],
+        },
+        "LABEL_WIDTH_MM": {
+            "name": "Label width",
+            "description": "Printable width of the label in millimetres",
+            "default": 62,
+            "validator": int,
+            "units": "mm",
+        },
+        "LABEL_HEIGHT_MM": {
+            "name": "Label height",
+            "description": "Label length in millimetres (0 for continuous media)",
+            "default": 29,
+            "validator": int,
+            "units": "mm",
+        },
+        "FAULT": {
+            "name": "Simulated fault",
+            "description": "Make the virtual printer report a problem",
+            "default": "none",
+            "choices": [(name, name.replace("-", " ").capitalize()) for name in FAULTS],
+        },
+    }
+
+    async def init_machine(self, machine: Machine) -> None:
+        """Create the output directory and report the simulated state."""
+        await asyncio.to_thread(self.output_dir(machine).mkdir, parents=True, exist_ok=True)
+        await self.poll(machine)
+
+    async def update_machine(self, old_state: object, machine: Machine) -> None:
+        """Settings take effect at once: show the (possibly new) fault straight away."""
+        if machine.initialized:
+            await self.poll(machine)
+
+    async def restart_machine(self, machine: Machine) -> None:
+        """Re-read the simulated state."""
+        await self.poll(machine)
+
+    async def poll(self, machine: Machine) -> None:
+        """Report the status for the configured fault, and what the printer is set up as."""
+        status, text = FAULTS.get(str(machine.get_setting("FAULT", "D")), FAULTS["none"])
+        machine.set_status(status)
+        machine.set_status_text(text)
+        page = self.page_format(machine)
+        machine.set_properties(
+            [
+                MachineProperty("Model", "Virtual label printer", group="Printer"),
+                MachineProperty("Resolution", page.dpi, group="Printer", type="int"),
+                MachineProperty("Width", page.width_dots, group="Media", type="int"),
+            ]
+        )
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        """Label size in dots from the millimetre settings."""
+        dpi = int(machine.get_setting("DPI", "D"))
+        width = round(int(machine.get_setting("LABEL_WIDTH_MM", "D")) * dpi / MM_PER_INCH)
+        height_mm = int(machine.get_setting("LABEL_HEIGHT_MM", "D"))
+        height = round(height_mm * dpi / MM_PER_INCH) if height_mm > 0 else None
+        return PageFormat(dpi=dpi, width_dots=max(width, 1), height_dots=height)
+
+    def render_options(self, machine: Machine) -> RenderOptions:
+        """Defaults: threshold, no rotation."""
+        return RenderOptions()
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        """Write every page of the job as PNG files; fails while a blocking fault is set."""
+        fault = str(machine.get_setting("FAULT", "D"))
+        if fault in _BLOCKING_FAULTS:
+            raise VirtualPrinterFault(FAULTS[fault][1])
+        directory = self.output_dir(machine)
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        printed = 0
+        for copy in range(job.copies):
+            for number, page in enumerate(job.pages, start=1):
+                suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
+                path = directory / f"{job.pk}-{number}{suffix}.png"
+                await asyncio.to_thread(page.save, path, "PNG")
+                printed += 1
+                job.report_progress(printed)
+
+    def output_dir(self, machine: Machine) -> Path:
+        """Where this machine's pages go."""
+        return self.state_dir / _safe_name(machine.name)
+
+
+def _safe_name(name: str) -> str:
+    """A machine name made safe as one path component."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "machine"

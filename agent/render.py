@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import math
 import numbers
@@ -30,6 +31,9 @@ IMAGE_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
         "image/webp": "WEBP",
     }
 )
+Image.init()
+# A Pillow built without one of the decoders (WEBP is optional) refuses that type, not all of them.
+_PILLOW_FORMATS = sorted({name for name in IMAGE_CONTENT_TYPES.values() if name in Image.OPEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +74,11 @@ def render_document(
 
     Each page is rotated clockwise by `options.rotation`, composited onto white, scaled down (with a
     warning, never cropped) if larger than the printable area, centred on a canvas exactly
-    `width_dots` wide (and `height_dots` high when set), then thresholded or dithered. PDF pages
-    are sized by their page box at `page_format.dpi`, a partial dot at the edge dropped. An image
-    is taken pixel for pixel unless it states a DPI that differs from the printer's: then it is
-    resampled to keep its physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+    `width_dots` wide (and `height_dots` high when set), then thresholded (grey darker than
+    `threshold` prints black) or Floyd-Steinberg dithered. PDF pages are sized by their page box
+    at `page_format.dpi`, a partial dot at the edge dropped. An image is taken pixel for pixel
+    unless it states a DPI that differs from the printer's: then it is resampled to keep its
+    physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
     """
     if not data:
         raise DocumentError("the document is empty")
@@ -97,8 +102,6 @@ _PDFIUM_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
 _POINTS_PER_INCH = 72
 # PDF writers round page boxes to a few decimals: 731.9999 dots is a whole 732-dot page.
 _DOT_TOLERANCE = 0.01
-# PNG stores DPI as pixels per metre, so 300 dpi reads back as 299.9994.
-_DPI_TOLERANCE = 0.5
 # Clockwise rotation, as the user means it; Pillow's ROTATE_n turns counter-clockwise.
 _ROTATIONS: Mapping[int, Image.Transpose | None] = MappingProxyType(
     {
@@ -125,9 +128,10 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """Where one page goes, in dots: the size to draw before rotation, and the canvas."""
+    """Where one page goes, in dots: the size to draw before rotation, its scale, and the canvas."""
 
     draw_size: tuple[int, int]
+    factor: float
     canvas: tuple[int, int]
 
 
@@ -184,7 +188,7 @@ class _Pages:
         self._pixels += pixels
         if self.options.rotation in (90, 270):
             draw_w, draw_h = draw_h, draw_w
-        return _Layout(draw_size=(draw_w, draw_h), canvas=canvas)
+        return _Layout(draw_size=(draw_w, draw_h), factor=factor, canvas=canvas)
 
     def add(self, grey: Image.Image, layout: _Layout) -> None:
         """Finish a greyscale page drawn at `layout.draw_size`: rotate, 1-bit, centre."""
@@ -211,13 +215,7 @@ class _Pages:
 
 def _render_pdf(data: bytes, pages: _Pages) -> None:
     with _PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError as err:
-            # pypdfium2 refuses a document without pages as a load failure with no error code.
-            if getattr(err, "err_code", None) == pdfium_c.FPDF_ERR_SUCCESS:
-                raise DocumentError("the PDF has no pages") from err
-            raise DocumentError(f"the PDF cannot be read: {err}") from err
+        pdf = _open_pdf(data)
     try:
         with _PDFIUM_LOCK:
             count = len(pdf)
@@ -232,6 +230,20 @@ def _render_pdf(data: bytes, pages: _Pages) -> None:
             pdf.close()
 
 
+def _open_pdf(data: bytes) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as err:
+        failure = err
+    # pypdfium2 refuses a PDF without pages as a load failure, and pdfium's last-error code is
+    # stale then (a load that succeeds does not reset it): load it bare to tell the two apart.
+    bare = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
+    if bare:
+        pdfium_c.FPDF_CloseDocument(bare)
+        raise DocumentError("the PDF has no pages") from failure
+    raise DocumentError(f"the PDF cannot be read: {failure}") from failure
+
+
 def _render_pdf_page(
     pdf: pdfium.PdfDocument, index: int, pages: _Pages
 ) -> tuple[Image.Image, _Layout]:
@@ -244,13 +256,18 @@ def _render_pdf_page(
         width_pt, height_pt = page.get_size()
         scale = pages.format.dpi / _POINTS_PER_INCH
         layout = pages.layout(index + 1, width_pt * scale, height_pt * scale)
-        # Rendering straight at the fitted size keeps oversized vector pages sharp.
+        # Rendering straight at the fitted size keeps oversized vector pages sharp. The exact
+        # scale goes in as a matrix: fitting the page box to a whole number of dots instead
+        # stretches it by a hair, and pdfium then doubles or drops a column of image pixels.
+        scale *= layout.factor
         width, height = layout.draw_size
+        matrix = pdfium_c.FS_MATRIX(scale, 0, 0, scale, 0, 0)
+        clip = pdfium_c.FS_RECTF(0, 0, width, height)
         bitmap = pdfium.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_Gray)
         try:
             pdfium_c.FPDFBitmap_FillRect(bitmap.raw, 0, 0, width, height, _PDFIUM_WHITE)
-            pdfium_c.FPDF_RenderPageBitmap(
-                bitmap.raw, page.raw, 0, 0, width, height, 0, _PDFIUM_FLAGS
+            pdfium_c.FPDF_RenderPageBitmapWithMatrix(
+                bitmap.raw, page.raw, ctypes.byref(matrix), ctypes.byref(clip), _PDFIUM_FLAGS
             )
             # to_pil() shares pdfium's buffer, which close() frees: copy it out first.
             grey: Image.Image = bitmap.to_pil().copy()
@@ -263,7 +280,7 @@ def _render_pdf_page(
 
 def _render_image(data: bytes, pages: _Pages) -> None:
     try:
-        image = Image.open(io.BytesIO(data), formats=sorted(set(IMAGE_CONTENT_TYPES.values())))
+        image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as err:
         raise DocumentError(f"the image is too large: {err}") from err
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
@@ -274,14 +291,14 @@ def _render_image(data: bytes, pages: _Pages) -> None:
                 f"the image is too large: {image.width} x {image.height} pixels is more than "
                 f"the limit of {pages.limits.max_page_pixels} pixels"
             )
-        frames = getattr(image, "n_frames", 1)
-        if frames > 1:
-            pages.warn(f"the image has {frames} frames; only the first is printed")
         try:
+            frames: int = getattr(image, "n_frames", 1)
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
             grey = _to_grey(image)
         except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
             raise DocumentError(f"the image cannot be read: {err}") from err
+        if frames > 1:
+            pages.warn(f"the image has {frames} frames; only the first is printed")
         dpi_x, dpi_y = _image_dpi(image, pages.format.dpi)
     exif_transpose = _EXIF_TRANSPOSE.get(orientation)
     if exif_transpose is not None:
@@ -309,21 +326,21 @@ def _to_grey(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def _image_dpi(image: Image.Image, page_dpi: int) -> tuple[float, float]:
+def _image_dpi(image: Image.Image, page_dpi: int) -> tuple[int, int]:
     """Return the image's own DPI per axis, or the page DPI where it states none (or nonsense)."""
     stated = image.info.get("dpi")
     if not isinstance(stated, tuple) or len(stated) != 2:
-        return float(page_dpi), float(page_dpi)
+        return page_dpi, page_dpi
     return _sane_dpi(stated[0], page_dpi), _sane_dpi(stated[1], page_dpi)
 
 
-def _sane_dpi(value: object, page_dpi: int) -> float:
-    # TIFF states DPI as a rational number, PNG and JPEG as floats.
-    if not isinstance(value, numbers.Real) or not 1 <= float(value) <= 100_000:
-        return float(page_dpi)
-    if abs(float(value) - page_dpi) <= _DPI_TOLERANCE:
-        return float(page_dpi)
-    return float(value)
+def _sane_dpi(value: object, page_dpi: int) -> int:
+    # TIFF states DPI as a rational, PNG as pixels per metre (300 dpi reads back as 299.9994):
+    # whole numbers are what was meant.
+    if not isinstance(value, numbers.Real):
+        return page_dpi
+    dpi = round(float(value))
+    return dpi if 1 <= dpi <= 100_000 else page_dpi
 
 
 def _resample(source: tuple[int, int], target: tuple[int, int]) -> Image.Resampling:

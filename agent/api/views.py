@@ -27,7 +27,8 @@ from agent.auth import AuthenticationFailed, Identity, User, csrf_failure
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 RENDERS = ["application/json"]
 PARSES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
-_IDENTITY_KEY = "inventree_edge.identity"
+# The caller's identity, resolved once per request.
+_IDENTITY_KEY = web.RequestKey[Identity | None]("identity")
 
 # InvenTree's RolePermission: the `admin` ruleset permission each method needs.
 ROLE_FOR_METHOD: Mapping[str, str] = {

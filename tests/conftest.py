@@ -1,0 +1,117 @@
+"""Shared fixtures: a real app on a real aiohttp test server with a real SQLite file."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from agent.app import create_app
+from agent.appkeys import AUTHENTICATOR, STORE
+from agent.auth import User, create_user
+from agent.config import AuthConfig, Settings, StorageConfig
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin-password"
+TEST_DRIVERS = (
+    "tests.fake_drivers:RecordingDriver",
+    "tests.fake_drivers:RequiredSettingsDriver",
+    "tests.fake_drivers:FailingInitDriver",
+    "tests.fake_drivers:OtherTypeDriver",
+)
+
+Headers = dict[str, str]
+MakeUser = Callable[..., Awaitable[Headers]]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Defaults, with the data directory in a temporary folder and a bootstrap admin."""
+    return Settings(
+        storage=StorageConfig(path=tmp_path / "data"),
+        auth=AuthConfig(admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    """The application with the built-in drivers plus the test drivers."""
+    return create_app(settings, extra_drivers=TEST_DRIVERS)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, app: web.Application) -> TestClient[Any, Any]:
+    """A client of the app served on a real loopback port."""
+    result: TestClient[Any, Any] = await aiohttp_client(app)
+    return result
+
+
+@pytest.fixture
+async def make_user(client: TestClient[Any, Any]) -> MakeUser:
+    """Create a user directly in the store; returns token headers for it."""
+
+    async def make(username: str, *, role: str = "view", superuser: bool = False) -> Headers:
+        store = client.app[STORE]
+        row = await create_user(store, username, "pw-" + username, role=role, superuser=superuser)
+        key = await client.app[AUTHENTICATOR].token_for(User.from_row(row), "test")
+        return {"Authorization": f"Token {key}"}
+
+    return make
+
+
+async def admin_token(client: TestClient[Any, Any]) -> Headers:
+    """Token headers of the bootstrap superuser, got the way a client gets them."""
+    resp = await client.get("/api/user/token/", headers=basic_headers(ADMIN_USER, ADMIN_PASSWORD))
+    assert resp.status == 200
+    # The token call also logged a session in; tests choose their credentials explicitly.
+    client.session.cookie_jar.clear()
+    return {"Authorization": f"Token {(await resp.json())['token']}"}
+
+
+@pytest.fixture
+def make_token() -> Callable[[TestClient[Any, Any]], Awaitable[Headers]]:
+    """Get superuser token headers from any client (for tests that build their own app)."""
+    return admin_token
+
+
+@pytest.fixture
+async def admin(client: TestClient[Any, Any]) -> Headers:
+    """Token headers of the bootstrap superuser."""
+    return await admin_token(client)
+
+
+@pytest.fixture
+async def viewer(make_user: MakeUser) -> Headers:
+    """A normal user with the default `view` role."""
+    return await make_user("viewer", role="view")
+
+
+@pytest.fixture
+async def nobody(make_user: MakeUser) -> Headers:
+    """An authenticated user without any role."""
+    return await make_user("nobody", role="none")
+
+
+def basic_headers(user: str, password: str) -> Headers:
+    """An `Authorization: Basic` header (aiohttp's BasicAuth helper is deprecated)."""
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+async def create_machine(
+    client: TestClient[Any, Any], headers: Headers, **fields: Any
+) -> dict[str, Any]:
+    """POST a machine and return its JSON (asserting 201)."""
+    body = {"name": "printer", "machine_type": "label-printer", "driver": "virtual", **fields}
+    resp = await client.post("/api/machine/", json=body, headers=headers)
+    assert resp.status == 201, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+AsyncClientIterator = AsyncIterator[TestClient[Any, Any]]

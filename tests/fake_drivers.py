@@ -1,0 +1,156 @@
+"""Throwaway drivers for registry and API tests; they record the hooks the registry calls."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from drivers.base import (
+    BaseDriver,
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineSnapshot,
+    PrintJob,
+    SettingDef,
+    SettingValidationError,
+)
+
+
+def _even(value: object) -> None:
+    if int(str(value)) % 2:
+        raise SettingValidationError("Value must be even")
+
+
+class RecordingDriver(LabelPrinterDriver):
+    """Records every hook call; settings of every kind the API must handle."""
+
+    SLUG = "recording"
+    NAME = "Recording driver"
+    DESCRIPTION = "Records hook calls"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "HOST": {"name": "Host", "description": "Where the printer is", "default": "localhost"},
+        "COPIES": {
+            "name": "Copies",
+            "description": "Default copies",
+            "default": 1,
+            "validator": int,
+        },
+        "CUT": {
+            "name": "Cut",
+            "description": "Cut after each label",
+            "default": True,
+            "validator": bool,
+        },
+        "MODE": {
+            "name": "Mode",
+            "description": "Print mode",
+            "default": "fast",
+            "choices": [("fast", "Fast"), ("fine", "Fine")],
+        },
+        "SECRET": {"name": "Secret", "description": "A password", "default": "", "protected": True},
+        "EVEN": {
+            "name": "Even",
+            "description": "An even number",
+            "default": 2,
+            "validator": [int, _even],
+        },
+        "SPEED": {"name": "Speed", "description": "No default", "default": "", "validator": int},
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    async def init_driver(self) -> None:
+        self.calls.append(("init_driver", ""))
+
+    async def init_machine(self, machine: Machine) -> None:
+        self.calls.append(("init_machine", machine.name))
+        machine.set_status(LabelPrinterStatus.CONNECTED)
+
+    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
+        self.calls.append(("update_machine", machine.name))
+        if (
+            old_state.settings.get(("D", "HOST")) != machine.get_setting("HOST", "D")
+            and machine.initialized
+        ):
+            machine.restart_required = True
+
+    async def restart_machine(self, machine: Machine) -> None:
+        self.calls.append(("restart_machine", machine.name))
+
+    async def close_machine(self, machine: Machine) -> None:
+        self.calls.append(("close_machine", machine.name))
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        self.calls.append(("print", machine.name))
+
+
+class RequiredSettingsDriver(LabelPrinterDriver):
+    """Needs two settings before it initialises."""
+
+    SLUG = "needs-settings"
+    NAME = "Needs settings"
+    DESCRIPTION = "Has required settings"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "ADDRESS": {"name": "Address", "description": "Required", "required": True},
+        "PORT": {
+            "name": "Port",
+            "description": "Required int",
+            "required": True,
+            "validator": int,
+            "default": "",
+        },
+    }
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        return None
+
+
+class FailingInitDriver(LabelPrinterDriver):
+    """`init_machine` raises until the FIXED setting is true."""
+
+    SLUG = "failing"
+    NAME = "Failing driver"
+    DESCRIPTION = "Fails to initialise"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "FIXED": {
+            "name": "Fixed",
+            "description": "Stop failing",
+            "default": False,
+            "validator": bool,
+        },
+    }
+
+    async def init_machine(self, machine: Machine) -> None:
+        if not machine.get_setting("FIXED", "D"):
+            raise ConnectionError("printer on fire")
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        return None
+
+
+class OtherTypeDriver(BaseDriver):
+    """A driver that is not a label-printer driver."""
+
+    SLUG = "other-type"
+    NAME = "Other type driver"
+    DESCRIPTION = "For another machine type"
+    machine_type = "label-printer"
+
+
+class MissingNameDriver(LabelPrinterDriver):
+    """Fails validation: no NAME."""
+
+    SLUG = "missing-name"
+    DESCRIPTION = "No name"
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        return None
+
+
+class DuplicateSlugDriver(RecordingDriver):
+    """Repeats the `recording` slug."""
+
+    NAME = "Duplicate"

@@ -9,14 +9,20 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, REGISTRY, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
 from agent.auth import Authenticator, ensure_superuser
 from agent.config import Settings
 from agent.discovery import discover
+from agent.job_store import JobStore
+from agent.jobs import JobRunner
+from agent.poller import Poller
 from agent.registry import Registry
 from agent.store import Store
 
 log = structlog.get_logger(__name__)
+
+# Poll loops only wait on the printer under their own timeouts; cancelling them is quick.
+POLLER_STOP_TIMEOUT_S = 2.0
 
 
 def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.Application:
@@ -28,7 +34,14 @@ def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.App
     app[SETTINGS] = settings
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store)
-    app[REGISTRY] = Registry(store, discover(extra_drivers), settings.storage.path)
+    registry = Registry(store, discover(extra_drivers), settings.storage.path)
+    jobs = JobRunner(JobStore(store), registry, settings.jobs)
+    poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
+    jobs.after_job = lambda machine: poller.poll_soon(machine.pk)
+    registry.listeners.extend((poller, jobs))
+    app[REGISTRY] = registry
+    app[JOBS] = jobs
+    app[POLLER] = poller
     app.cleanup_ctx.append(_core)
     setup_routes(app)
     return app
@@ -37,6 +50,7 @@ def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.App
 async def _core(app: web.Application) -> AsyncIterator[None]:
     """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
     settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
+    jobs, poller = app[JOBS], app[POLLER]
     await store.open()
     try:
         admin = settings.auth.admin_user
@@ -49,6 +63,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             log.info("admin_user_created", username=admin)
         await registry.load()
         await registry.apply_config(settings.machines)
+        await jobs.start()
         await registry.start()
         log.info(
             "registry_started",
@@ -57,6 +72,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             errors=len(registry.registry_errors),
         )
         yield
+        await poller.close(POLLER_STOP_TIMEOUT_S)
+        await jobs.close()
         await registry.close()
     finally:
         await store.close()

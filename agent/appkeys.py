@@ -6,6 +6,8 @@ from aiohttp import web
 
 from agent.auth import Authenticator
 from agent.config import Settings
+from agent.jobs import JobRunner
+from agent.poller import Poller
 from agent.registry import Registry
 from agent.store import Store
 
@@ -13,3 +15,5 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 REGISTRY = web.AppKey("registry", Registry)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+JOBS = web.AppKey("jobs", JobRunner)
+POLLER = web.AppKey("poller", Poller)

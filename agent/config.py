@@ -63,6 +63,18 @@ class InstanceConfig(_Section):
     name: str = "InvenTree Edge"
 
 
+class JobsConfig(_Section):
+    """The print queue: how long a job may wait for its printer, how long history is kept."""
+
+    # A job that could not be printed within this time fails with an error.
+    expiry_hours: float = Field(default=24.0, gt=0)
+    # Finished jobs (and their documents) are deleted after this many days.
+    retention_days: float = Field(default=7.0, ge=0)
+    # Waits between attempts on an unreachable printer: doubling from base up to max, with jitter.
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+
+
 class MachineEntry(_Section):
     """A machine declared in the configuration: created at start if missing, settings applied."""
 
@@ -89,6 +101,7 @@ class Settings(BaseSettings):
     log: LogConfig = Field(default_factory=LogConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     machines: list[MachineEntry] = Field(default_factory=list)
 
     @classmethod

@@ -61,6 +61,8 @@ class Machine:
     properties: tuple[MachineProperty, ...] = ()
     status_read_at: dt.datetime | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Held while talking to the printer (a print or a status poll), so the two never interleave.
+    io_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     state_changed: bool = False
 
     @property

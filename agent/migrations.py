@@ -60,6 +60,37 @@ MIGRATIONS: tuple[str, ...] = (
         expires TEXT NOT NULL
     );
     """,
+    # 2: the durable print queue. Documents live in their own table so listings never read them.
+    """
+    CREATE TABLE job (
+        pk TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        machine TEXT NOT NULL REFERENCES machine(pk) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        copies INTEGER NOT NULL,
+        pages INTEGER,
+        progress INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        interruptions INTEGER NOT NULL DEFAULT 0,
+        errors TEXT NOT NULL DEFAULT '[]',
+        warnings TEXT NOT NULL DEFAULT '[]',
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        idempotency_key TEXT,
+        created TEXT NOT NULL,
+        started TEXT,
+        finished TEXT,
+        expires TEXT NOT NULL,
+        UNIQUE (machine, idempotency_key)
+    );
+    CREATE INDEX job_machine_status ON job (machine, status, seq);
+    CREATE INDEX job_status_finished ON job (status, finished);
+    CREATE TABLE job_document (
+        job TEXT PRIMARY KEY REFERENCES job(pk) ON DELETE CASCADE,
+        data BLOB NOT NULL
+    );
+    """,
 )
 
 

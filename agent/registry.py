@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -36,6 +36,16 @@ log = structlog.get_logger(__name__)
 HOOK_TIMEOUT_S = 10.0
 # An initialisation slower than this is logged, so a slow driver is visible at start.
 SLOW_INIT_WARNING_S = 2.0
+
+
+class MachineListener(Protocol):
+    """Told when a machine can be used, stops being usable, or changed (the poller, the queue)."""
+
+    def machine_ready(self, machine: Machine) -> None: ...
+
+    def machine_stopped(self, machine: Machine) -> None: ...
+
+    def machine_changed(self, machine: Machine) -> None: ...
 
 
 class DuplicateName(Exception):
@@ -60,6 +70,7 @@ class Registry:
         self.registry_errors: list[str] = list(discovered.errors)
         self.drivers: dict[str, BaseDriver] = {}
         self.machines: dict[str, Machine] = {}
+        self.listeners: list[MachineListener] = []
 
     # start and stop
 
@@ -96,6 +107,9 @@ class Registry:
 
     async def close(self) -> None:
         """Release every initialised machine's resources."""
+        for machine in self.machines.values():
+            for listener in self.listeners:
+                listener.machine_stopped(machine)
         await asyncio.gather(
             *(self._close_machine(m) for m in self.machines.values() if m.initialized)
         )
@@ -156,7 +170,10 @@ class Registry:
         """Remove a machine from the registry and the store."""
         async with machine.lock:
             self.machines.pop(machine.pk, None)
+            for listener in self.listeners:
+                listener.machine_stopped(machine)
             if machine.initialized:
+                machine.initialized = False
                 await self._close_machine(machine)
             await self.store.delete_machine(machine.pk)
         log.info("machine_deleted", machine=machine.name)
@@ -174,6 +191,8 @@ class Registry:
                 machine, "restart_machine", machine.driver.restart_machine(machine)
             )
             await self._persist_state(machine)
+        for listener in self.listeners:
+            listener.machine_changed(machine)
 
     async def apply_config(self, entries: Iterable[MachineEntry]) -> None:
         """Create the configured machines that are missing and apply their settings."""
@@ -267,8 +286,12 @@ class Registry:
             await self._initialize(machine)
         elif not machine.active and machine.initialized:
             machine.initialized = False
+            for listener in self.listeners:
+                listener.machine_stopped(machine)
             await self._close_machine(machine)
         await self._persist_state(machine)
+        for listener in self.listeners:
+            listener.machine_changed(machine)
 
     async def _initialize_locked(self, machine: Machine) -> None:
         async with machine.lock:
@@ -302,6 +325,8 @@ class Registry:
             machine.initialized = True
             machine.clear_errors("init")
             log.info("machine_initialized", machine=machine.name, driver=machine.driver_slug)
+            for listener in self.listeners:
+                listener.machine_ready(machine)
 
     async def _close_machine(self, machine: Machine) -> None:
         if machine.driver is not None:
@@ -330,6 +355,10 @@ class Registry:
         elif driver is not None:
             driver.handle_error(error)
         return False
+
+    async def persist_state(self, machine: Machine) -> None:
+        """Store the machine's status if it changed (last known status survives restarts)."""
+        await self._persist_state(machine)
 
     async def _persist_state(self, machine: Machine) -> None:
         if not machine.state_changed or machine.status is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
@@ -185,9 +185,25 @@ class PrintJob(Protocol):
     @property
     def options(self) -> Mapping[str, Any]: ...
 
+    @property
+    def first_label(self) -> int:
+        """Labels an earlier, interrupted attempt already printed: start at this label (0-based)."""
+        ...
+
     def report_progress(self, labels_printed: int) -> None:
         """Tell the agent how many labels (pages x copies) the printer has printed so far."""
         ...
+
+
+class PrintFailed(Exception):
+    """A job that can never print on this printer (retrying will not help): it fails at once."""
+
+
+def iter_labels(job: PrintJob) -> Iterator[tuple[int, Image]]:
+    """(label number, page) for every label still to print: pages in order, `copies` times over."""
+    pages = job.pages
+    for number in range(job.first_label, len(pages) * job.copies):
+        yield number, pages[number % len(pages)]
 
 
 class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add abstract ones

@@ -18,9 +18,11 @@ from drivers.base import (
     Machine,
     MachineProperty,
     PageFormat,
+    PrintFailed,
     PrintJob,
     RenderOptions,
     SettingDef,
+    iter_labels,
 )
 
 MM_PER_INCH = 25.4
@@ -126,14 +128,14 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             raise VirtualPrinterFault(FAULTS[fault][1])
         directory = self.output_dir(machine)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        printed = 0
-        for copy in range(job.copies):
-            for number, page in enumerate(job.pages, start=1):
-                suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
-                path = directory / f"{job.pk}-{number}{suffix}.png"
-                await asyncio.to_thread(page.save, path, "PNG")
-                printed += 1
-                job.report_progress(printed)
+        if job.raw is not None:
+            raise PrintFailed("the virtual printer takes PDF or PNG documents, not printer language")
+        for label, page in iter_labels(job):
+            copy, number = divmod(label, len(job.pages))
+            suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
+            path = directory / f"{job.pk}-{number + 1}{suffix}.png"
+            await asyncio.to_thread(page.save, path, "PNG")
+            job.report_progress(label + 1)
 
     def output_dir(self, machine: Machine) -> Path:
         """Where this machine's pages go."""

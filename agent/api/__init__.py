@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api import machine_settings, machines, registry_info, root, users
+from agent.api import jobs, machine_settings, machines, registry_info, root, schema, users
 from agent.api.views import ApiView
 
 # Django's `<uuid:>` converter: lower-case hex only; anything else falls to the catch-all 404.
@@ -12,6 +12,7 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/", root.InfoView),
+    ("/api/schema/", schema.SchemaView),
     ("/api/generic/status/", root.AllStatusViews),
     ("/api/generic/status/{statusmodel}/", root.StatusView),
     ("/api/user/token/", users.GetAuthToken),
@@ -22,6 +23,9 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/machine/types/", registry_info.MachineTypesList),
     ("/api/machine/drivers/", registry_info.MachineDriverList),
     ("/api/machine/status/", registry_info.RegistryStatus),
+    ("/api/machine/jobs/", jobs.JobList),
+    (f"/api/machine/jobs/{{job:{UUID}}}/", jobs.JobDetail),
+    (f"/api/machine/{{pk:{UUID}}}/print/", jobs.PrintView),
     # InvenTree's pattern is unanchored after the key: `.../settings/M/KEY/anything` matches too.
     (
         f"/api/machine/{{pk:{UUID}}}/settings/{{config_type:[MD]}}/{{key:\\w+}}/{{tail:.*}}",

@@ -130,13 +130,17 @@ class ApiView:
             return
         if self._user is None:
             raise NotAuthenticated
-        needed = None
-        if self.permission == "admin_role":
-            needed = ROLE_FOR_METHOD.get(method)
-        elif self.permission == "model":
-            needed = MODEL_PERMISSION_FOR_METHOD.get(method)
+        needed = self.needed_permission(method)
         if needed is not None and not self._user.has_admin_permission(needed):
             raise PermissionDenied
+
+    def needed_permission(self, method: str) -> str | None:
+        """The `admin` ruleset permission `method` needs here, if any."""
+        if self.permission == "admin_role":
+            return ROLE_FOR_METHOD.get(method)
+        if self.permission == "model":
+            return MODEL_PERMISSION_FOR_METHOD.get(method)
+        return None
 
     def has_permission(self, method: str) -> bool:
         """True when `method` would pass the permission check (for OPTIONS metadata)."""

@@ -1,0 +1,221 @@
+"""The agent's print API: `POST /api/machine/{pk}/print/` and `/api/machine/jobs/`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
+from agent.api.fields import FieldErrors
+from agent.api.listing import paginate
+from agent.api.views import ApiView
+from agent.appkeys import JOBS, REGISTRY
+from agent.job_store import JOB_STATUSES, JobRow
+from agent.jobs import RAW_CONTENT_TYPE, JobNotCancellable
+from agent.machine import Machine
+from agent.render import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, DocumentError
+
+MAX_COPIES = 1000
+ROTATIONS = (0, 90, 180, 270)
+IDEMPOTENCY_KEY_MAX = 255
+_EXTENSION_TYPES = {
+    ".pdf": PDF_CONTENT_TYPE,
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+}
+_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
+
+
+def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
+    """A job as the API shows it."""
+    return {
+        "pk": row.pk,
+        "machine": row.machine,
+        "status": row.status,
+        "copies": row.copies,
+        "pages": row.pages,
+        "progress": row.progress if live_progress is None else live_progress,
+        "attempts": row.attempts,
+        "errors": list(row.errors),
+        "warnings": list(row.warnings),
+        "content_type": row.content_type,
+        "size": row.size,
+        "created": row.created,
+        "started": row.started,
+        "finished": row.finished,
+    }
+
+
+class PrintView(ApiView):
+    """Print a document on a machine."""
+
+    name = "Print"
+    description = (
+        "Print a document on a machine: PDF (one label per page), PNG, or raw printer language "
+        "(application/octet-stream), as the body or a multipart `file` part."
+    )
+
+    def needed_permission(self, method: str) -> str | None:
+        """Printing changes what a printer does: the role that may change machines."""
+        return "change" if method == "POST" else None
+
+    async def post(self) -> web.StreamResponse:
+        """Queue a job: 201 with the job, or 200 with the earlier job for a repeated Idempotency-Key."""
+        machine = self._machine()
+        document, content_type, fields = await self._document()
+        options = _options(self.request.query, fields)
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
+            raise ValidationFailed(
+                {"Idempotency-Key": [f"Must be 1 to {IDEMPOTENCY_KEY_MAX} characters."]}
+            )
+        copies = options.pop("copies")
+        try:
+            submitted = await self.request.app[JOBS].submit(
+                machine, document, content_type, copies, options, key
+            )
+        except DocumentError as err:
+            raise ValidationFailed({"document": [str(err)]}) from err
+        return drf_json(job_json(submitted.job), status=201 if submitted.created else 200)
+
+    def _machine(self) -> Machine:
+        pk = self.request.match_info["pk"]
+        machine = self.request.app[REGISTRY].get(pk)
+        if machine is None or not machine.registered:
+            raise NotFound(f"Machine '{pk}' not found")
+        if machine.driver is None:
+            raise ValidationFailed(
+                {
+                    "non_field_errors": [
+                        f"Machine '{machine.name}' has no driver, so it cannot print"
+                    ]
+                }
+            )
+        return machine
+
+    async def _document(self) -> tuple[bytes, str, Mapping[str, str]]:
+        header = self.request.headers.get("Content-Type", "")
+        media_type = header.split(";", 1)[0].strip().lower()
+        if media_type == "multipart/form-data":
+            form = await self.request.post()
+            part = form.get("file")
+            if not isinstance(part, web.FileField):
+                raise ValidationFailed({"file": ["No file was submitted."]})
+            data = part.file.read()
+            content_type = _part_type(part)
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            return data, content_type, fields
+        if media_type in (PDF_CONTENT_TYPE, RAW_CONTENT_TYPE) or media_type in IMAGE_CONTENT_TYPES:
+            return await self.request.read(), media_type, {}
+        raise UnsupportedMediaType(header)
+
+
+class JobList(ApiView):
+    """List print jobs, newest first."""
+
+    name = "Job List"
+    description = "Print jobs, newest first; filter by `machine` and `status`."
+
+    async def get(self) -> web.StreamResponse:
+        """Jobs with InvenTree-style `limit`/`offset` pagination (a bare list without `limit`)."""
+        machine = self.request.query.get("machine") or None
+        status = self.request.query.get("status") or None
+        if status is not None and status not in JOB_STATUSES:
+            raise ValidationFailed(
+                {
+                    "status": [
+                        f"Select a valid choice. {status} is not one of the available choices."
+                    ]
+                }
+            )
+        runner = self.request.app[JOBS]
+        rows = await runner.jobs.find(machine=machine, status=status)
+        paginated, page = paginate(self.request, rows)
+        if paginated:
+            page["results"] = [job_json(r, runner.live_progress(r.pk)) for r in page["results"]]
+            return drf_json(page)
+        return drf_json([job_json(r, runner.live_progress(r.pk)) for r in page])
+
+
+class JobDetail(ApiView):
+    """One print job; DELETE cancels it if it has not started printing."""
+
+    name = "Job Detail"
+    description = "One print job; DELETE cancels it while it is still queued."
+
+    def needed_permission(self, method: str) -> str | None:
+        """Reading needs authentication; cancelling needs the role that may change machines."""
+        return "change" if method == "DELETE" else None
+
+    async def get(self) -> web.StreamResponse:
+        """The job."""
+        runner = self.request.app[JOBS]
+        row = await runner.jobs.get(self.request.match_info["job"])
+        if row is None:
+            raise NotFound
+        return drf_json(job_json(row, runner.live_progress(row.pk)))
+
+    async def delete(self) -> web.StreamResponse:
+        """Cancel: 200 with the cancelled job; 409 once it has started printing."""
+        pk = self.request.match_info["job"]
+        try:
+            row = await self.request.app[JOBS].cancel(pk)
+        except KeyError as err:
+            raise NotFound from err
+        except JobNotCancellable as err:
+            raise Conflict(
+                "The job has started printing or has finished; it cannot be cancelled."
+            ) from err
+        return drf_json(job_json(row))
+
+
+def _options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, Any]:
+    """Print options from the query string or form fields, validated as DRF fields would be."""
+    source = {**query, **fields}
+    errors = FieldErrors()
+    options: dict[str, Any] = {"copies": _int_option(source, "copies", 1, 1, MAX_COPIES, errors)}
+    if "threshold" in source:
+        options["threshold"] = _int_option(source, "threshold", 128, 0, 255, errors)
+    if "dither" in source:
+        value = source["dither"].strip().lower()
+        if value in _TRUE or value in _FALSE:
+            options["dither"] = value in _TRUE
+        else:
+            errors.add("dither", "Must be a valid boolean.")
+    if "rotation" in source:
+        raw = source["rotation"].strip()
+        if raw.isdigit() and int(raw) in ROTATIONS:
+            options["rotation"] = int(raw)
+        else:
+            errors.add("rotation", f'"{raw}" is not a valid choice.')
+    errors.raise_if_any()
+    return options
+
+
+def _int_option(
+    source: Mapping[str, str], key: str, default: int, low: int, high: int, errors: FieldErrors
+) -> int:
+    if key not in source:
+        return default
+    try:
+        value = int(source[key].strip())
+    except ValueError:
+        errors.add(key, "A valid integer is required.")
+        return default
+    if value < low:
+        errors.add(key, f"Ensure this value is greater than or equal to {low}.")
+    elif value > high:
+        errors.add(key, f"Ensure this value is less than or equal to {high}.")
+    return value
+
+
+def _part_type(part: web.FileField) -> str:
+    declared = (part.content_type or "").split(";", 1)[0].strip().lower()
+    if declared and declared != RAW_CONTENT_TYPE:
+        return declared
+    suffix = "." + part.filename.rsplit(".", 1)[-1].lower() if "." in part.filename else ""
+    return _EXTENSION_TYPES.get(suffix, RAW_CONTENT_TYPE)

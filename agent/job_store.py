@@ -1,0 +1,255 @@
+"""Print jobs in SQLite: every state change is one committed transaction on the store thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agent.store import Store
+
+QUEUED = "queued"
+PRINTING = "printing"
+COMPLETE = "complete"
+FAILED = "failed"
+CANCELLED = "cancelled"
+JOB_STATUSES = (QUEUED, PRINTING, COMPLETE, FAILED, CANCELLED)
+FINISHED_STATUSES = (COMPLETE, FAILED, CANCELLED)
+
+_COLUMNS = (
+    "pk, seq, machine, status, copies, pages, progress, attempts, interruptions, errors, warnings, "
+    "content_type, size, options, idempotency_key, created, started, finished, expires"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    pk: str
+    seq: int
+    machine: str
+    status: str
+    copies: int
+    pages: int | None
+    progress: int
+    attempts: int
+    interruptions: int
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    content_type: str
+    size: int
+    options: dict[str, Any]
+    idempotency_key: str | None
+    created: str
+    started: str | None
+    finished: str | None
+    expires: str
+
+    @classmethod
+    def from_row(cls, r: tuple[Any, ...]) -> JobRow:
+        """Build from a SELECT of `_COLUMNS`."""
+        return cls(
+            pk=r[0],
+            seq=r[1],
+            machine=r[2],
+            status=r[3],
+            copies=r[4],
+            pages=r[5],
+            progress=r[6],
+            attempts=r[7],
+            interruptions=r[8],
+            errors=tuple(json.loads(r[9])),
+            warnings=tuple(json.loads(r[10])),
+            content_type=r[11],
+            size=r[12],
+            options=json.loads(r[13]),
+            idempotency_key=r[14],
+            created=r[15],
+            started=r[16],
+            finished=r[17],
+            expires=r[18],
+        )
+
+    @property
+    def labels(self) -> int | None:
+        """Labels the job prints in all: pages x copies (unknown for raw jobs)."""
+        return None if self.pages is None else self.pages * self.copies
+
+
+class JobStore:
+    """Job persistence over the agent's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def insert(self, job: JobRow, document: bytes) -> JobRow:
+        """Store a new job and its document in one transaction; returns it with its sequence number.
+
+        Raises sqlite3.IntegrityError when the machine already has a job with this idempotency key.
+        """
+
+        def insert(conn: sqlite3.Connection) -> JobRow:
+            seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job").fetchone()[0])
+            row = replace(job, seq=seq)
+            conn.execute(
+                f"INSERT INTO job ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",  # noqa: S608 - fixed names
+                _values(row),
+            )
+            conn.execute("INSERT INTO job_document (job, data) VALUES (?, ?)", (row.pk, document))
+            return row
+
+        return await self.store.call(insert)
+
+    async def get(self, pk: str) -> JobRow | None:
+        """One job by pk."""
+        return await self.store.call(lambda conn: _one(conn, "WHERE pk = ?", (pk,)))
+
+    async def get_by_key(self, machine: str, key: str) -> JobRow | None:
+        """The job a machine accepted under an idempotency key."""
+        return await self.store.call(
+            lambda conn: _one(conn, "WHERE machine = ? AND idempotency_key = ?", (machine, key))
+        )
+
+    async def find(self, machine: str | None = None, status: str | None = None) -> list[JobRow]:
+        """Jobs, newest first, optionally of one machine and/or status."""
+        clauses, params = [], []
+        if machine is not None:
+            clauses.append("machine = ?")
+            params.append(machine)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC"  # noqa: S608 - fixed names
+        return await self.store.call(
+            lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, params)]
+        )
+
+    async def pending(self) -> list[JobRow]:
+        """Queued jobs of every machine, oldest first (loaded by the workers at start)."""
+        sql = f"SELECT {_COLUMNS} FROM job WHERE status = ? ORDER BY seq"  # noqa: S608
+        return await self.store.call(
+            lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, (QUEUED,))]
+        )
+
+    async def recover_interrupted(self) -> tuple[int, int]:
+        """After a crash: jobs caught printing go back to the queue once; twice interrupted, fail.
+
+        Returns (requeued, failed).
+        """
+
+        def recover(conn: sqlite3.Connection) -> tuple[int, int]:
+            failed = conn.execute(
+                "UPDATE job SET status = ?, errors = json_insert(errors, '$[#]', ?) "
+                "WHERE status = ? AND interruptions >= 1",
+                (
+                    FAILED,
+                    "The agent stopped twice while sending this job; it is not sent a third time "
+                    "so that no label prints more than twice",
+                    PRINTING,
+                ),
+            ).rowcount
+            requeued = conn.execute(
+                "UPDATE job SET status = ?, interruptions = interruptions + 1 WHERE status = ?",
+                (QUEUED, PRINTING),
+            ).rowcount
+            return requeued, failed
+
+        return await self.store.call(recover)
+
+    async def document(self, pk: str) -> bytes:
+        """The document of a job."""
+
+        def read(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT data FROM job_document WHERE job = ?", (pk,)).fetchone()
+            return bytes(row[0]) if row is not None else b""
+
+        return await self.store.call(read)
+
+    async def mark_printing(self, pk: str, started: str) -> None:
+        """Committed before the first byte goes to the printer."""
+        await self._execute(
+            "UPDATE job SET status = ?, attempts = attempts + 1, started = COALESCE(started, ?) "
+            "WHERE pk = ?",
+            (PRINTING, started, pk),
+        )
+
+    async def save_progress(self, pk: str, progress: int) -> None:
+        """Labels confirmed so far (a resumed job skips them)."""
+        await self._execute("UPDATE job SET progress = ? WHERE pk = ?", (progress, pk))
+
+    async def requeue(self, pk: str, progress: int, error: str) -> None:
+        """The printer failed: back to the queue with the error recorded."""
+        await self._execute(
+            "UPDATE job SET status = ?, progress = ?, errors = json_insert(errors, '$[#]', ?) "
+            "WHERE pk = ?",
+            (QUEUED, progress, error, pk),
+        )
+
+    async def finish(
+        self, pk: str, status: str, finished: str, progress: int, error: str | None
+    ) -> None:
+        """Record the end of a job: complete, failed or cancelled."""
+        if error is None:
+            await self._execute(
+                "UPDATE job SET status = ?, finished = ?, progress = ? WHERE pk = ?",
+                (status, finished, progress, pk),
+            )
+        else:
+            await self._execute(
+                "UPDATE job SET status = ?, finished = ?, progress = ?, "
+                "errors = json_insert(errors, '$[#]', ?) WHERE pk = ?",
+                (status, finished, progress, error, pk),
+            )
+
+    async def cancel(self, pk: str, finished: str) -> bool:
+        """Cancel a job that has not started printing; False if it is past that point."""
+
+        def cancel(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE job SET status = ?, finished = ? WHERE pk = ? AND status = ?",
+                (CANCELLED, finished, pk, QUEUED),
+            )
+            return cursor.rowcount == 1
+
+        return await self.store.call(cancel)
+
+    async def prune(self, finished_before: str) -> int:
+        """Delete finished jobs (and documents) older than the retention; returns how many."""
+        placeholders = ", ".join("?" * len(FINISHED_STATUSES))
+        sql = f"DELETE FROM job WHERE status IN ({placeholders}) AND finished < ?"  # noqa: S608
+        return await self.store.call(
+            lambda conn: conn.execute(sql, (*FINISHED_STATUSES, finished_before)).rowcount
+        )
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self.store.call(lambda conn: conn.execute(sql, params))
+
+
+def _one(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> JobRow | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM job {where}", params).fetchone()  # noqa: S608
+    return JobRow.from_row(row) if row is not None else None
+
+
+def _values(row: JobRow) -> tuple[Any, ...]:
+    return (
+        row.pk,
+        row.seq,
+        row.machine,
+        row.status,
+        row.copies,
+        row.pages,
+        row.progress,
+        row.attempts,
+        row.interruptions,
+        json.dumps(list(row.errors)),
+        json.dumps(list(row.warnings)),
+        row.content_type,
+        row.size,
+        json.dumps(row.options),
+        row.idempotency_key,
+        row.created,
+        row.started,
+        row.finished,
+        row.expires,
+    )

@@ -10,7 +10,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from drivers.base import (
     LabelPrinterDriver,
@@ -25,7 +25,12 @@ from drivers.base import (
     iter_labels,
 )
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
 MM_PER_INCH = 25.4
+# Every printed label is also a line in this file beside the PNGs: "<job pk> <label number>".
+PRINT_LOG = "printed.log"
 
 # What each simulated fault looks like to the user, and whether printing fails while it lasts.
 FAULTS: Mapping[str, tuple[LabelPrinterStatus, str]] = {
@@ -45,7 +50,7 @@ class VirtualPrinterFault(Exception):
 
 
 class VirtualLabelPrinter(LabelPrinterDriver):
-    """Writes each label page as a PNG under the data directory: `virtual/<machine>/<job>-<page>.png`."""
+    """Writes each label as a PNG under the data directory: `virtual/<machine>/<job>-<page>.png`."""
 
     SLUG = "virtual"
     NAME = "Virtual label printer"
@@ -72,6 +77,13 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "default": 29,
             "validator": int,
             "units": "mm",
+        },
+        "LABEL_DELAY_MS": {
+            "name": "Print time per label",
+            "description": "Simulated time the printer takes for one label (0: instant)",
+            "default": 0,
+            "validator": int,
+            "units": "ms",
         },
         "FAULT": {
             "name": "Simulated fault",
@@ -129,17 +141,31 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         directory = self.output_dir(machine)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         if job.raw is not None:
-            raise PrintFailed("the virtual printer takes PDF or PNG documents, not printer language")
+            raise PrintFailed(
+                "the virtual printer takes PDF or PNG documents, not printer language"
+            )
+        delay = max(int(machine.get_setting("LABEL_DELAY_MS", "D")), 0) / 1000
         for label, page in iter_labels(job):
             copy, number = divmod(label, len(job.pages))
             suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
             path = directory / f"{job.pk}-{number + 1}{suffix}.png"
-            await asyncio.to_thread(page.save, path, "PNG")
+            await asyncio.to_thread(
+                _write_label, page, path, directory / PRINT_LOG, f"{job.pk} {label + 1}\n"
+            )
+            if delay:
+                await asyncio.sleep(delay)
             job.report_progress(label + 1)
 
     def output_dir(self, machine: Machine) -> Path:
         """Where this machine's pages go."""
         return self.state_dir / _safe_name(machine.name)
+
+
+def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None:
+    """Save one label and append it to the print log (one line per label: job pk, label number)."""
+    page.save(path, "PNG")
+    with log_path.open("a", encoding="utf-8") as log_file:
+        log_file.write(log_line)
 
 
 def _safe_name(name: str) -> str:

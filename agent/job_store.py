@@ -166,13 +166,18 @@ class JobStore:
 
         return await self.store.call(read)
 
-    async def mark_printing(self, pk: str, started: str) -> None:
-        """Committed before the first byte goes to the printer."""
-        await self._execute(
-            "UPDATE job SET status = ?, attempts = attempts + 1, started = COALESCE(started, ?) "
-            "WHERE pk = ?",
-            (PRINTING, started, pk),
-        )
+    async def mark_printing(self, pk: str, started: str) -> bool:
+        """Committed before the first byte goes to the printer; False if it is no longer queued."""
+
+        def mark(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE job SET status = ?, attempts = attempts + 1, started = COALESCE(started, ?) "
+                "WHERE pk = ? AND status = ?",
+                (PRINTING, started, pk, QUEUED),
+            )
+            return cursor.rowcount == 1
+
+        return await self.store.call(mark)
 
     async def save_progress(self, pk: str, progress: int) -> None:
         """Labels confirmed so far (a resumed job skips them)."""

@@ -254,7 +254,7 @@ class JobRunner:
             job = queue[0]
             expires = dt.datetime.fromisoformat(job.expires)
             if _now() >= expires:
-                queue.popleft()
+                _discard(queue, job)
                 await self._expire(job)
                 continue
             wait = (expires - _now()).total_seconds()
@@ -274,7 +274,7 @@ class JobRunner:
                     pass
                 continue
             if await self._print(machine, job):
-                queue.popleft()
+                _discard(queue, job)
 
     async def _print(self, machine: Machine, job: JobRow) -> bool:
         """One attempt; True when the job left the queue (complete, failed or cancelled)."""
@@ -308,7 +308,8 @@ class JobRunner:
         )
         labels = len(pages) * job.copies if pages else job.copies
         async with machine.io_lock:
-            await self.jobs.mark_printing(job.pk, _now().isoformat())
+            if not await self.jobs.mark_printing(job.pk, _now().isoformat()):
+                return True  # cancelled while it was being rendered
             self._active[job.pk] = active
             machine.set_status(LabelPrinterStatus.PRINTING)
             saver = self._tasks.create(self._save_progress(active), name=f"progress:{job.pk}")
@@ -406,6 +407,14 @@ class JobRunner:
             if removed:
                 log.info("jobs_pruned", removed=removed)
             await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+def _discard(queue: deque[JobRow], job: JobRow) -> None:
+    """Take a job out of its queue (cancel may have taken it out already)."""
+    if queue and queue[0] is job:
+        queue.popleft()
+    elif job in queue:
+        queue.remove(job)
 
 
 def _backoff(failures: int, base: float, cap: float) -> float:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+import io
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from PIL import Image, ImageDraw
 
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, STORE
 from agent.auth import User, create_user
-from agent.config import AuthConfig, Settings, StorageConfig
+from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -34,6 +37,8 @@ def settings(tmp_path: Path) -> Settings:
     """Defaults, with the data directory in a temporary folder and a bootstrap admin."""
     return Settings(
         storage=StorageConfig(path=tmp_path / "data"),
+        # Printers "come back" within milliseconds in tests; retry quickly.
+        jobs=JobsConfig(retry_base_seconds=0.02, retry_max_seconds=0.2),
         auth=AuthConfig(admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD),  # type: ignore[arg-type]
     )
 
@@ -114,4 +119,31 @@ async def create_machine(
     return result
 
 
-AsyncClientIterator = AsyncIterator[TestClient[Any, Any]]
+async def wait_for_job(
+    client: TestClient[Any, Any],
+    headers: Headers,
+    pk: str,
+    statuses: tuple[str, ...],
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Poll a job until its status is one of `statuses` (bounded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            job: dict[str, Any] = await (
+                await client.get(f"/api/machine/jobs/{pk}/", headers=headers)
+            ).json()
+            if job["status"] in statuses:
+                return job
+            await asyncio.sleep(0.01)
+
+
+def label_pdf(pages: int = 1, size: tuple[int, int] = (732, 342)) -> bytes:
+    """A PDF of `pages` labels at 300 dpi, each with a distinct black block (page i: block at x=i*40)."""
+    images = []
+    for index in range(pages):
+        image = Image.new("L", size, 255)
+        ImageDraw.Draw(image).rectangle((20 + index * 40, 20, 60 + index * 40, 200), fill=0)
+        images.append(image)
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", resolution=300, save_all=True, append_images=images[1:])
+    return buffer.getvalue()

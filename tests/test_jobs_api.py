@@ -79,7 +79,8 @@ async def test_pdf_job_prints_each_page_as_png(
     )
     done = await wait_for_job(client, admin, job["pk"], ("complete",))
     assert (done["progress"], done["attempts"], done["errors"]) == (6, 1, [])
-    assert done["started"] is not None and done["finished"] is not None
+    assert done["started"] is not None
+    assert done["finished"] is not None
     files = sorted(p.name for p in _output_dir(client, "Label-printer").glob(f"{job['pk']}-*.png"))
     assert files == [f"{job['pk']}-{page}-copy{copy}.png" for page in (1, 2, 3) for copy in (1, 2)]
     # Page 2 of the PDF has its black block 40 dots further right than page 1.

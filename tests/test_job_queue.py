@@ -1,0 +1,196 @@
+"""The queue's promises: jobs wait for a printer, print once and in order, expire, and are pruned."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from agent.app import create_app
+from agent.appkeys import JOBS, POLLER, REGISTRY, SETTINGS
+from agent.config import JobsConfig, Settings
+from agent.job_store import JobStore
+from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+
+Client = TestClient[Any, Any]
+
+
+def _printed(client: Client, machine: str) -> list[tuple[str, int]]:
+    log = client.app[SETTINGS].storage.path / "virtual" / machine / "printed.log"
+    if not log.exists():
+        return []
+    return [
+        (job, int(label)) for job, label in (line.split() for line in log.read_text().splitlines())
+    ]
+
+
+async def _submit(client: Client, headers: Headers, machine: dict[str, Any], pages: int = 1) -> str:
+    resp = await client.post(
+        f"/api/machine/{machine['pk']}/print/",
+        data=label_pdf(pages),
+        headers={**headers, "Content-Type": "application/pdf"},
+    )
+    assert resp.status == 201, await resp.text()
+    pk: str = (await resp.json())["pk"]
+    return pk
+
+
+async def _set(
+    client: Client, headers: Headers, machine: dict[str, Any], key: str, value: Any
+) -> None:
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/{key}/", json={"value": value}, headers=headers
+    )
+    assert resp.status == 200
+
+
+async def test_jobs_wait_while_printer_is_away_then_print_once(
+    client: Client, admin: Headers
+) -> None:
+    machine = await create_machine(client, admin, name="away")
+    await _set(client, admin, machine, "FAULT", "offline")
+    pks = [await _submit(client, admin, machine, pages=2) for _ in range(3)]
+    # Let the worker retry a few times against the missing printer.
+    async with asyncio.timeout(5):
+        while (await (await client.get(f"/api/machine/jobs/{pks[0]}/", headers=admin)).json())[
+            "attempts"
+        ] < 3:
+            await asyncio.sleep(0.02)
+    first = await (await client.get(f"/api/machine/jobs/{pks[0]}/", headers=admin)).json()
+    assert first["status"] == "queued"
+    assert first["errors"][0] == "Printer does not answer"
+    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
+    assert detail["status"] == 400
+    assert _printed(client, "away") == []
+
+    await _set(client, admin, machine, "FAULT", "none")
+    for pk in pks:
+        await wait_for_job(client, admin, pk, ("complete",))
+    printed = _printed(client, "away")
+    assert printed == [(pk, label) for pk in pks for label in (1, 2)]
+
+
+async def test_inactive_machine_accepts_jobs_that_wait(client: Client, admin: Headers) -> None:
+    machine = await create_machine(client, admin, name="sleepy", active=False)
+    pk = await _submit(client, admin, machine)
+    await asyncio.sleep(0.1)
+    job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+    assert (job["status"], job["attempts"]) == ("queued", 0)
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
+    await wait_for_job(client, admin, pk, ("complete",))
+    assert _printed(client, "sleepy") == [(pk, 1)]
+
+
+@pytest.mark.timeout(120)
+async def test_many_concurrent_submitters_every_job_printed_exactly_once(
+    client: Client, admin: Headers
+) -> None:
+    machines = [await create_machine(client, admin, name=f"m{i}") for i in range(4)]
+    submitted: list[tuple[str, str]] = []
+
+    async def submitter(index: int) -> None:
+        for _ in range(8):
+            machine = machines[index % len(machines)]
+            submitted.append((machine["name"], await _submit(client, admin, machine)))
+
+    async with asyncio.timeout(90):
+        await asyncio.gather(*(submitter(i) for i in range(32)))
+        assert len(submitted) == 256
+        for _name, pk in submitted:
+            await wait_for_job(client, admin, pk, ("complete",), timeout=60)
+    for machine in machines:
+        printed = Counter(job for job, _label in _printed(client, machine["name"]))
+        expected = {pk for name, pk in submitted if name == machine["name"]}
+        assert set(printed) == expected
+        assert set(printed.values()) == {1}
+
+
+async def test_jobs_print_in_submission_order(client: Client, admin: Headers) -> None:
+    machine = await create_machine(client, admin, name="ordered", active=False)
+    pks = [await _submit(client, admin, machine) for _ in range(10)]
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
+    await wait_for_job(client, admin, pks[-1], ("complete",))
+    assert [job for job, _label in _printed(client, "ordered")] == pks
+
+
+async def test_job_expires_with_the_last_error(
+    aiohttp_client: Any, settings: Settings, make_token: Any
+) -> None:
+    settings = settings.model_copy(
+        update={"jobs": JobsConfig(expiry_hours=0.3 / 3600, retry_base_seconds=0.02)}
+    )
+    client = await aiohttp_client(create_app(settings))
+    admin = await make_token(client)
+    machine = await create_machine(client, admin, name="never")
+    await _set(client, admin, machine, "FAULT", "paper-out")
+    pk = await _submit(client, admin, machine)
+    job = await wait_for_job(client, admin, pk, ("failed",))
+    assert job["errors"][-1] == f"Not printed within {0.3 / 3600:g} h: Paper out"
+
+
+async def test_interrupted_job_resumes_after_its_last_confirmed_label(
+    aiohttp_client: Any, settings: Settings, make_token: Any
+) -> None:
+    """What a crash leaves behind (a job `printing` with 2 labels confirmed) is resumed once."""
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    admin = await make_token(client)
+    machine = await create_machine(client, admin, name="crashy", active=False)
+    pk = await _submit(client, admin, machine, pages=3)
+    jobs: JobStore = app[JOBS].jobs
+    await jobs.mark_printing(pk, dt.datetime.now(dt.UTC).isoformat())
+    await jobs.save_progress(pk, 2)
+    assert await jobs.recover_interrupted() == (1, 0)
+    assert (await jobs.get(pk)).interruptions == 1  # type: ignore[union-attr]
+    app[JOBS]._enqueue((await jobs.get(pk)))  # type: ignore[arg-type]  # as the next start does
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
+    job = await wait_for_job(client, admin, pk, ("complete",))
+    assert job["progress"] == 3
+    assert _printed(client, "crashy") == [(pk, 3)]
+    # Interrupted a second time while printing: it fails instead of printing a third time.
+    pk2 = await _submit(client, admin, machine)
+    await wait_for_job(client, admin, pk2, ("complete",))
+    await jobs.store.call(
+        lambda conn: conn.execute(
+            "UPDATE job SET status = 'printing', interruptions = 1 WHERE pk = ?", (pk2,)
+        )
+    )
+    assert await jobs.recover_interrupted() == (0, 1)
+    failed = await jobs.get(pk2)
+    assert failed is not None
+    assert failed.status == "failed"
+
+
+async def test_finished_jobs_are_pruned_after_retention(client: Client, admin: Headers) -> None:
+    machine = await create_machine(client, admin, name="old")
+    pk = await _submit(client, admin, machine)
+    await wait_for_job(client, admin, pk, ("complete",))
+    jobs: JobStore = client.app[JOBS].jobs
+    assert await jobs.prune("2000-01-01T00:00:00+00:00") == 0
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    assert await jobs.prune(future) == 1
+    assert (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).status == 404
+
+
+async def test_poller_reports_outage_and_recovery(client: Client, admin: Headers) -> None:
+    machine = await create_machine(client, admin, name="polled")
+    registry = client.app[REGISTRY]
+    runtime = registry.get(machine["pk"])
+    assert runtime is not None
+    runtime.handle_error("label jammed in job 42")
+    await _set(client, admin, machine, "FAULT", "offline")
+    assert (
+        await client.app[POLLER].poll_once(runtime) is True
+    )  # the virtual printer answers "offline"
+    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
+    assert (detail["status"], detail["status_text"]) == (400, "Printer does not answer")
+    # A successful poll clears run-time errors (deliberate difference 1).
+    assert detail["machine_errors"] == []
+    await _set(client, admin, machine, "FAULT", "none")
+    await client.app[POLLER].poll_once(runtime)
+    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
+    assert (detail["status"], detail["status_text"]) == (100, "")

@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "simulate":
+        return _simulate(args)
     try:
         settings = load_settings(resolve_config_path(args.config))
     except ConfigError as err:
@@ -48,6 +50,34 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings))
     finally:
         stop_logging()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
+    from drivers.sim.run import SIMULATORS, run_simulator  # noqa: PLC0415 - only this command
+
+    faults = SIMULATORS[args.language].FAULTS
+    if args.fault is not None and args.fault not in faults:
+        known = ", ".join(sorted(faults))
+        print(
+            f"inventree-edge: unknown {args.language} fault '{args.fault}'; known: {known}",
+            file=sys.stderr,
+        )  # noqa: T201
+        return EXIT_USAGE
+    # The simulator prints one line per label on stdout; only problems go to the log.
+    configure_logging("warning", "auto")
+    try:
+        asyncio.run(
+            run_simulator(args.language, args.port, args.pty, args.fault, sys.stdout, args.host)
+        )
+    except KeyboardInterrupt:
+        return 0
+    except OSError as err:
+        print(f"inventree-edge: cannot start the simulator: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        stop_logging()
+    return 0
 
 
 def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
@@ -169,6 +199,22 @@ def _parser() -> argparse.ArgumentParser:
     token_create = token.add_parser("create", parents=[common], help="create a token and print it")
     token_create.add_argument("user")
     token_create.add_argument("--name", default="", help="a label for the token")
+
+    simulate = commands.add_parser(
+        "simulate", help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware"
+    )
+    simulate.add_argument("language", choices=("escpos", "zpl"))
+    where = simulate.add_mutually_exclusive_group()
+    where.add_argument("--port", type=int, default=None, help="TCP port on --host (default 9100)")
+    where.add_argument(
+        "--pty", action="store_true", help="serve a pseudo-terminal (serial) instead"
+    )
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    simulate.add_argument(
+        "--fault", help="start in a fault: paper-out, cover-open, head-open, paused, offline, ..."
+    )
     return parser
 
 

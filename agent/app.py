@@ -55,12 +55,15 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     try:
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
-        if (
-            admin
-            and password
-            and await ensure_superuser(store, admin, password, settings.auth.admin_email)
-        ):
-            log.info("admin_user_created", username=admin)
+        if admin and password:
+            if await ensure_superuser(store, admin, password, settings.auth.admin_email):
+                log.info("admin_user_created", username=admin)
+        elif admin and await store.get_user(username=admin) is None:
+            log.warning(
+                "admin_user_not_created",
+                username=admin,
+                reason="no password: set INVENTREE_EDGE_AUTH__ADMIN_PASSWORD",
+            )
         await registry.load()
         await registry.apply_config(settings.machines)
         await jobs.start()

@@ -150,6 +150,10 @@ def csrf_failure(cookie: str | None, header: str | None) -> str | None:
     """Django's reason for rejecting an unsafe session request, or None when the token matches."""
     if not cookie:
         return "CSRF cookie not set."
+    if len(cookie) not in (CSRF_SECRET_LENGTH, 2 * CSRF_SECRET_LENGTH):
+        return "CSRF cookie has incorrect length."
+    if any(char not in _CSRF_CHARS for char in cookie):
+        return "CSRF cookie has invalid characters."
     if header is None:
         return "CSRF token missing."
     if len(header) not in (CSRF_SECRET_LENGTH, 2 * CSRF_SECRET_LENGTH):
@@ -229,7 +233,8 @@ class Authenticator:
         if not await asyncio.to_thread(verify_password, password, row.password_hash):
             raise AuthenticationFailed("Invalid username/password.")
         if not row.is_active:
-            raise AuthenticationFailed("User inactive or deleted.")
+            # Django refuses inactive users before DRF looks: the same answer as a wrong password.
+            raise AuthenticationFailed("Invalid username/password.")
         return User.from_row(row)
 
     async def from_session(self, session_key: str) -> Identity | None:
@@ -321,11 +326,16 @@ async def ensure_superuser(store: Store, username: str, password: str, email: st
 
 def _decode_basic(encoded: str) -> tuple[str, str]:
     try:
-        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as err:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error as err:
         raise AuthenticationFailed(
             "Invalid basic header. Credentials not correctly base64 encoded."
         ) from err
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # What `requests` (and so InvenTree's Python client) sends for non-ASCII passwords.
+        decoded = raw.decode("latin-1")
     username, sep, password = decoded.partition(":")
     if not sep:
         raise AuthenticationFailed(

@@ -52,7 +52,7 @@ class LogConfig(_Section):
 class AuthConfig(_Section):
     """Bootstrap superuser, created at start when it does not exist yet."""
 
-    admin_user: str = ""
+    admin_user: str = "admin"
     admin_password: SecretStr = SecretStr("")
     admin_email: str = ""
 
@@ -140,6 +140,7 @@ def load_settings(path: Path | None) -> Settings:
     """Read and validate the configuration; raise ConfigError with every problem named."""
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist or is not a file")
+    _check_environment()
     token = _config_file.set(path)
     try:
         return Settings()
@@ -149,6 +150,22 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"{path}: {err}") from None
     finally:
         _config_file.reset(token)
+
+
+def _check_environment() -> None:
+    """Refuse `INVENTREE_EDGE_*` variables that name no section: a typo must not pass silently."""
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            hint = upper[len(ENV_PREFIX) :].lower().replace("_", "__", 1).upper()
+            raise ConfigError(
+                f"unknown environment variable {name} (sections: {', '.join(sorted(sections))}; "
+                f"did you mean {ENV_PREFIX}{hint}?)"
+            )
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

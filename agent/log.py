@@ -6,6 +6,7 @@ terminal never stalls the event loop.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import logging.handlers
 import queue
@@ -19,11 +20,37 @@ LogFormat = Literal["auto", "console", "json"]
 _listener: logging.handlers.QueueListener | None = None
 
 
+_CONTEXT_ATTR = "_inventree_edge_context"
+
+
 class _PassThroughQueueHandler(logging.handlers.QueueHandler):
-    """Queue the record as it is: structlog's event dict must reach the formatter intact."""
+    """Queue the record as it is: structlog's event dict must reach the formatter intact.
+
+    Runs in the logging thread, so it also captures the caller's bound context (machine, job)
+    for stdlib records, which the writer thread could not see.
+    """
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if not isinstance(record.msg, dict):
+            setattr(record, _CONTEXT_ATTR, structlog.contextvars.get_contextvars())
         return record
+
+
+def _merge_record_context(_logger: Any, _name: str, event_dict: Any) -> Any:
+    """Add the context captured when a stdlib record was logged."""
+    record = event_dict.get("_record")
+    for key, value in getattr(record, _CONTEXT_ATTR, {}).items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
+def _record_timestamp(_logger: Any, _name: str, event_dict: Any) -> Any:
+    """Stamp a stdlib record with the time it was logged, not the time it was written."""
+    record = event_dict.get("_record")
+    if record is not None:
+        stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat()
+        event_dict["timestamp"] = stamp.replace("+00:00", "Z")
+    return event_dict
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
@@ -32,19 +59,19 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     stop_logging()
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        timestamper,
-    ]
+    shared: list[Any] = [structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name]
     renderer: Any
     if use_console:
         renderer = structlog.dev.ConsoleRenderer(colors=True)
     else:
         renderer = structlog.processors.JSONRenderer()
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[
+            _merge_record_context,
+            *shared,
+            _record_timestamp,
+            structlog.stdlib.ExtraAdder(),
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if not use_console else _identity,
@@ -67,8 +94,13 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
 
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,
             *shared,
+            timestamper,
             structlog.processors.StackInfoRenderer(),
+            # Tracebacks are taken here, in the thread that caught the exception: the writer
+            # thread has no exception to look at.
+            structlog.processors.format_exc_info,
             structlog.processors.UnicodeDecoder(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -10,7 +10,7 @@ from aiohttp import web
 from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
 from agent.api.fields import FieldErrors
 from agent.api.listing import paginate
-from agent.api.views import ApiView
+from agent.api.views import ApiView, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.job_store import JOB_STATUSES, JobRow
 from agent.jobs import RAW_CONTENT_TYPE, JobNotCancellable
@@ -101,7 +101,7 @@ class PrintView(ApiView):
         header = self.request.headers.get("Content-Type", "")
         media_type = header.split(";", 1)[0].strip().lower()
         if media_type == "multipart/form-data":
-            form = await self.request.post()
+            form = await read_form(self.request)
             part = form.get("file")
             if not isinstance(part, web.FileField):
                 raise ValidationFailed({"file": ["No file was submitted."]})

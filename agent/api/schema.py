@@ -26,6 +26,7 @@ from agent.api.schema_components import (
     component_responses,
     component_schemas,
     json_response,
+    links,
     operation,
     path_parameter,
     query_parameter,
@@ -172,7 +173,7 @@ def _user_paths() -> Paths:
             "get": operation(
                 "user_token_retrieve",
                 "Return an API token if the user is authenticated.\n\n"
-                "- Reuses the caller's live token of the same name, or makes a new one\n"
+                "- A new token on every call: tokens are stored hashed and never shown again\n"
                 "- Also logs the caller in with a session (cookies `sessionid`, `csrftoken`)",
                 tag="user",
                 parameters=[query_parameter("name", {"type": "string"}, "Label of the token.")],
@@ -234,6 +235,20 @@ def _machine_paths() -> Paths:
         "array; with `limit` it is one page. Default order: active first, then machine type."
     )
     machine = json_response(ref("MachineConfig"))
+    by_pk = links(
+        {"id": "$response.body#/pk"},
+        *("machine_retrieve", "machine_update", "machine_partial_update", "machine_destroy"),
+        *("machine_restart_create", "machine_settings_list"),
+    )
+    first_setting = links(
+        {
+            "id": "$request.path.id",
+            "config_type": "$response.body#/0/config_type",
+            "key": "$response.body#/0/key",
+        },
+        *("machine_settings_retrieve", "machine_settings_update"),
+        "machine_settings_partial_update",
+    )
     page = {
         "oneOf": [
             {"type": "array", "items": ref("MachineConfig")},
@@ -255,7 +270,7 @@ def _machine_paths() -> Paths:
                 listing,
                 tag="machine",
                 body="MachineConfigCreate",
-                responses=json_response(ref("MachineConfigCreate"), status=201),
+                responses=json_response(ref("MachineConfigCreate"), status=201, links=by_pk),
                 errors=WRITE,
             ),
         },
@@ -285,7 +300,9 @@ def _machine_paths() -> Paths:
                 "machine_settings_list",
                 "Return all settings for a machine config: machine-type (`M`) settings first, "
                 "then driver (`D`) settings, each in definition order.",
-                json_response({"type": "array", "items": ref("MachineSetting")}),
+                json_response(
+                    {"type": "array", "items": ref("MachineSetting")}, links=first_setting
+                ),
                 OBJECT_READ,
             )
         },

@@ -160,14 +160,22 @@ def operation(
     return result
 
 
-def json_response(schema: Schema, description: str = "", status: int = 200) -> dict[str, Any]:
-    """A success answer with a JSON body."""
-    return {
-        str(status): {
-            "description": description,
-            "content": {"application/json": {"schema": schema}},
-        }
+def json_response(
+    schema: Schema, description: str = "", status: int = 200, links: Schema | None = None
+) -> dict[str, Any]:
+    """A success answer with a JSON body, and `links` to operations its values feed."""
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
     }
+    if links:
+        answer["links"] = links
+    return {str(status): answer}
+
+
+def links(parameters: dict[str, str], *operation_ids: str) -> Schema:
+    """OpenAPI links, named by operation id, that fill `parameters` from runtime expressions."""
+    return {op: {"operationId": op, "parameters": parameters} for op in operation_ids}
 
 
 def path_parameter(name: str, schema: Schema, description: str = "") -> dict[str, Any]:

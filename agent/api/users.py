@@ -100,12 +100,13 @@ class RoleDetails(ApiView):
         granted = sorted(
             p for p in ("add", "change", "delete", "view") if user.has_admin_permission(p)
         )
+        permissions = {"machineconfig": granted, "machinesetting": granted} if granted else {}
         return drf_json(
             {
                 "user": user.pk,
                 "username": user.username,
                 "roles": roles,
-                "permissions": {"machineconfig": granted, "machinesetting": granted},
+                "permissions": permissions,
                 "is_staff": user.is_staff,
                 "is_superuser": user.is_superuser,
             }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from agent.api.errors import (
     MethodNotAllowed,
@@ -183,12 +184,25 @@ async def read_body(request: web.Request) -> RequestData:
         except (ValueError, UnicodeDecodeError) as err:
             raise ParseError(f"JSON parse error - {err}") from err
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await read_form(request)
         return RequestData({key: form.getall(key)[-1] for key in form}, form=True)
     raw = await request.read()
     if not raw:
         return RequestData({})
     raise UnsupportedMediaType(header)
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A urlencoded or multipart body; a malformed one is a 400 as DRF words it."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except (ValueError, LookupError, AssertionError) as err:
+        kind = "Multipart form" if request.content_type == "multipart/form-data" else "Form"
+        raise ParseError(f"{kind} parse error - {err}") from err
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,0 +1,402 @@
+"""The daemon as systemd runs it: a real `python -m agent run` process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import re
+import signal
+import socket
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import cli, daemon
+from tests.daemon_helpers import (
+    REPO_ROOT,
+    STARTUP_TIMEOUT_S,
+    Daemon,
+    basic_auth,
+    free_port,
+    parse_json_lines,
+    run_until_exit,
+    running_daemon,
+    spawned_daemon,
+    token_auth,
+)
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "first-password"
+UNIT_FILE = REPO_ROOT / "systemd" / "inventree-edge.service"
+# Interpreter teardown and the last SQLite fsync after the staged budget.
+SHUTDOWN_MARGIN_S = 5.0
+# A datagram from the daemon to systemd's notify socket arrives at once; bound a missing one.
+NOTIFY_TIMEOUT_S = 5.0
+
+
+def admin_env(password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    return {
+        "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN,
+        "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": password,
+    }
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the tests that only read from it."""
+    data = tmp_path_factory.mktemp("shared") / "data"
+    with running_daemon(data, env=admin_env()) as running:
+        yield running
+        assert running.signal_and_wait() == 0
+
+
+def admin_token(running: Daemon, password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    resp = running.request("GET", "/api/user/token/", headers=basic_auth(ADMIN, password))
+    assert resp.status == 200, resp.body
+    return token_auth(resp.json()["token"])
+
+
+def create_machine(running: Daemon, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+    body = {"machine_type": "label-printer", "driver": "virtual", **fields}
+    resp = running.request("POST", "/api/machine/", headers=headers, json_body=body)
+    assert resp.status == 201, resp.body
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+def machines_by_name(running: Daemon, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    resp = running.request("GET", "/api/machine/", headers=headers)
+    assert resp.status == 200, resp.body
+    return {m["name"]: m for m in resp.json()}
+
+
+def setting_values(running: Daemon, headers: dict[str, str], pk: str) -> dict[str, str]:
+    resp = running.request("GET", f"/api/machine/{pk}/settings/", headers=headers)
+    assert resp.status == 200, resp.body
+    return {f"{s['config_type']}/{s['key']}": s["value"] for s in resp.json()}
+
+
+def put_setting(
+    running: Daemon, headers: dict[str, str], pk: str, scope: str, key: str, value: str
+) -> None:
+    resp = running.request(
+        "PUT",
+        f"/api/machine/{pk}/settings/{scope}/{key}/",
+        headers=headers,
+        json_body={"value": value},
+    )
+    assert resp.status == 200, resp.body
+
+
+# starting and answering
+
+
+def test_daemon_answers_api_root_without_credentials(shared: Daemon) -> None:
+    resp = shared.request("GET", "/api/")
+    assert resp.status == 200
+    info = resp.json()
+    assert info["apiVersion"] == 303
+    assert info["server"] == "InvenTree"
+    assert info["instance"] == "InvenTree Edge"
+
+
+def test_bootstrap_admin_from_environment_can_log_in(shared: Daemon) -> None:
+    resp = shared.request("GET", "/api/user/me/", headers=basic_auth(ADMIN, ADMIN_PASSWORD))
+    assert resp.status == 200
+    assert resp.json()["username"] == ADMIN
+    assert resp.json()["is_superuser"] is True
+
+
+def test_logs_are_json_lines_on_stderr_when_not_a_tty(shared: Daemon) -> None:
+    shared.request("GET", "/api/")
+    records = shared.log_records()  # fails on any line that is not JSON
+    assert records, "the daemon logged nothing"
+    for record in records:
+        assert {"event", "level", "logger", "timestamp"} <= record.keys(), record
+    events = [r["event"] for r in records]
+    assert "listening" in events
+    assert "admin_user_created" in events
+    assert shared.stdout_path.read_text() == ""
+
+
+# stopping
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_daemon_with_exit_code_0(tmp_path: Path, signum: signal.Signals) -> None:
+    with running_daemon(tmp_path / "data") as running:
+        assert running.request("GET", "/api/").status == 200
+        assert running.signal_and_wait(signum) == 0
+        records = running.log_records()
+    assert [r["signal"] for r in records if r["event"] == "signal_received"] == [signum.name]
+    assert [r["event"] for r in records][-2:] == ["stopping", "stopped"]
+
+
+def test_shutdown_budget_fits_inside_systemd_stop_timeout() -> None:
+    timeout = _timespan_seconds(_unit_setting("TimeoutStopSec"))
+    assert timeout > daemon.SHUTDOWN_BUDGET_S + SHUTDOWN_MARGIN_S
+
+
+def test_systemd_does_not_restart_after_a_configuration_error() -> None:
+    codes = _unit_setting("RestartPreventExitStatus").split()
+    assert str(daemon.EXIT_CONFIG) in codes
+    assert str(cli.EXIT_CONFIG) in codes
+
+
+# systemd notification
+
+
+def test_ready_is_sent_once_listening_and_stopping_on_sigterm(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[machines]]\nname = "Desk"\ndriver = "virtual"\n')
+    # Unix socket paths are limited to 108 bytes: keep this one short.
+    address = tmp_path_factory.mktemp("sd") / "notify"
+    port = free_port()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(address))
+        notify.settimeout(STARTUP_TIMEOUT_S)
+        env = {**admin_env(), "NOTIFY_SOCKET": str(address)}
+        with spawned_daemon(tmp_path / "data", config=config, env=env, port=port) as running:
+            assert notify.recv(256) == b"READY=1"
+            # At READY the API must already work, with the configured machines loaded.
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            machines = running.request(
+                "GET", "/api/machine/", headers=basic_auth(ADMIN, ADMIN_PASSWORD)
+            )
+            assert [m["name"] for m in machines.json()] == ["Desk"]
+
+            running.proc.send_signal(signal.SIGTERM)
+            notify.settimeout(NOTIFY_TIMEOUT_S)
+            assert notify.recv(256) == b"STOPPING=1"
+            assert running.proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
+
+
+def test_watchdog_is_fed_while_running_on_an_abstract_socket(tmp_path: Path) -> None:
+    name = f"inventree-edge-test-{tmp_path.name}-{free_port()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        notify.settimeout(STARTUP_TIMEOUT_S)
+        # systemd's WatchdogSec as microseconds; the daemon pings at half of it.
+        env = {"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "100000"}
+        with spawned_daemon(tmp_path / "data", env=env) as running:
+            messages = [notify.recv(256) for _ in range(4)]
+            assert messages == [b"READY=1", b"WATCHDOG=1", b"WATCHDOG=1", b"WATCHDOG=1"]
+            running.proc.send_signal(signal.SIGTERM)
+            assert running.proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
+
+
+# persistence
+
+
+def test_restart_keeps_machines_settings_users_and_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    with running_daemon(data, env=admin_env()) as first:
+        headers = admin_token(first)
+        label = create_machine(first, headers, name="Label printer")
+        spare = create_machine(first, headers, name="Spare printer")
+        resp = first.request(
+            "PATCH", f"/api/machine/{spare['pk']}/", headers=headers, json_body={"active": False}
+        )
+        assert resp.status == 200
+        put_setting(first, headers, label["pk"], "D", "DPI", "203")
+        put_setting(first, headers, label["pk"], "M", "LOCATION", "Shelf 3")
+        settings_before = setting_values(first, headers, label["pk"])
+        # A user added with the CLI while the daemon runs, as an operator would.
+        monkeypatch.setenv("INVENTREE_EDGE_STORAGE__PATH", str(data))
+        monkeypatch.setattr("sys.stdin", io.StringIO("bob-password\n"))
+        assert cli.main(["user", "create", "bob", "--password-stdin", "--role", "admin"]) == 0
+        assert first.signal_and_wait(signal.SIGTERM) == 0
+
+    with running_daemon(data, env=admin_env()) as second:
+        machines = machines_by_name(second, headers)  # the token from the first run still works
+        assert machines["Label printer"]["pk"] == label["pk"]
+        assert machines["Label printer"]["active"] is True
+        assert machines["Spare printer"]["pk"] == spare["pk"]
+        assert machines["Spare printer"]["active"] is False
+        assert len(machines) == 2
+        settings_after = setting_values(second, headers, label["pk"])
+        assert settings_after == settings_before
+        assert settings_after["D/DPI"] == "203"
+        assert settings_after["M/LOCATION"] == "Shelf 3"
+        bob = second.request("GET", "/api/user/roles/", headers=basic_auth("bob", "bob-password"))
+        assert bob.status == 200
+        assert bob.json()["roles"]["admin"] == ["view", "add", "change", "delete"]
+        assert second.signal_and_wait(signal.SIGINT) == 0
+
+
+def test_bootstrap_admin_is_created_once_and_never_changed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_daemon(data, env=admin_env("first-password")) as first:
+        me = first.request("GET", "/api/user/me/", headers=basic_auth(ADMIN, "first-password"))
+        assert me.status == 200
+        assert first.signal_and_wait() == 0
+    with running_daemon(data, env=admin_env("second-password")) as second:
+        changed = second.request(
+            "GET", "/api/user/me/", headers=basic_auth(ADMIN, "second-password")
+        )
+        assert changed.status == 401
+        assert changed.json() == {"detail": "Invalid username/password."}
+        again = second.request("GET", "/api/user/me/", headers=basic_auth(ADMIN, "first-password"))
+        assert again.status == 200
+        assert again.json()["pk"] == me.json()["pk"]
+        assert second.signal_and_wait() == 0
+        events = [r["event"] for r in second.log_records()]
+    assert "admin_user_created" not in events
+
+
+def test_configured_machines_are_created_once_and_their_settings_applied_each_start(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[[machines]]\n"
+        'name = "Front desk"\n'
+        'driver = "virtual"\n'
+        "[machines.machine_settings]\n"
+        'LOCATION = "Front shelf"\n'
+        "[machines.driver_settings]\n"
+        "DPI = 203\n"
+        "LABEL_WIDTH_MM = 50\n"
+        "\n"
+        "[[machines]]\n"
+        'name = "Spare"\n'
+        'driver = "virtual"\n'
+        "active = false\n"
+    )
+    data = tmp_path / "data"
+    with running_daemon(data, config=config, env=admin_env()) as first:
+        headers = admin_token(first)
+        machines = machines_by_name(first, headers)
+        assert sorted(machines) == ["Front desk", "Spare"]
+        assert machines["Spare"]["active"] is False
+        desk = machines["Front desk"]
+        settings = setting_values(first, headers, desk["pk"])
+        assert settings["M/LOCATION"] == "Front shelf"
+        assert settings["D/DPI"] == "203"
+        assert settings["D/LABEL_WIDTH_MM"] == "50"
+        put_setting(first, headers, desk["pk"], "D", "DPI", "600")
+        extra = create_machine(first, headers, name="Added by API")
+        assert first.signal_and_wait() == 0
+
+    with running_daemon(data, config=config, env=admin_env()) as second:
+        machines = machines_by_name(second, headers)
+        assert sorted(machines) == ["Added by API", "Front desk", "Spare"]
+        assert machines["Front desk"]["pk"] == desk["pk"]
+        assert machines["Added by API"]["pk"] == extra["pk"]
+        # The file is the source of truth for the settings it names.
+        assert setting_values(second, headers, desk["pk"])["D/DPI"] == "203"
+        assert second.signal_and_wait() == 0
+
+
+# failing to start
+
+
+def test_port_in_use_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = run_until_exit(tmp_path / "data", port=port)
+    assert result.returncode == daemon.EXIT_FAILURE
+    failures = _failures(result.stderr)
+    assert len(failures) == 1
+    assert failures[0]["event"] == "startup_failed"
+    assert f"127.0.0.1:{port}" in failures[0]["reason"]
+    assert "address already in use" in failures[0]["reason"].lower()
+
+
+def test_unusable_data_directory_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+    regular_file = tmp_path / "a-file"
+    regular_file.write_text("not a directory")
+    result = run_until_exit(regular_file / "data")
+    assert result.returncode == daemon.EXIT_FAILURE
+    failures = _failures(result.stderr)
+    assert len(failures) == 1
+    assert str(regular_file / "data") in failures[0]["reason"]
+    assert "Not a directory" in failures[0]["reason"]
+    assert regular_file.read_text() == "not a directory"
+
+
+def test_database_from_a_newer_agent_is_refused_and_left_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    database = data / "inventree-edge.sqlite3"
+    with sqlite3.connect(database) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    result = run_until_exit(data)
+    assert result.returncode == daemon.EXIT_FAILURE
+    failures = _failures(result.stderr)
+    assert len(failures) == 1
+    assert "schema version 99 is newer" in failures[0]["reason"]
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("config_text", "env", "named"),
+    [
+        ("[http]\nportt = 8080\n", {}, "unknown key 'http.portt' in {config}"),
+        (
+            "",
+            {"INVENTREE_EDGE_LOG__LEVEL": "loud"},
+            "invalid value for 'log.level' in environment variable INVENTREE_EDGE_LOG__LEVEL",
+        ),
+    ],
+    ids=["unknown-key-in-file", "bad-value-in-environment"],
+)
+def test_bad_configuration_exits_78_with_one_line(
+    tmp_path: Path, config_text: str, env: dict[str, str], named: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    result = run_until_exit(tmp_path / "data", config=config, env=env)
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("inventree-edge: configuration error: ")
+    assert named.format(config=config) in lines[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_bad_machine_entry_in_configuration_exits_78(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[machines]]\nname = "Desk"\ndriver = "virtual"\n[machines.driver_settings]\nDPII = 300\n'
+    )
+    result = run_until_exit(tmp_path / "data", config=config)
+    assert result.returncode == 78
+    failures = _failures(result.stderr)
+    assert len(failures) == 1
+    assert "Desk" in failures[0]["reason"]
+    assert "DPII" in failures[0]["reason"]
+
+
+def _failures(stderr: str) -> list[dict[str, Any]]:
+    return [r for r in parse_json_lines(stderr) if r["level"] in ("error", "critical")]
+
+
+def _unit_setting(key: str) -> str:
+    """The value of `key=` in the unit file (the last one wins, as in systemd)."""
+    values = [
+        line.split("=", 1)[1].strip()
+        for line in UNIT_FILE.read_text().splitlines()
+        if line.strip().startswith(f"{key}=")
+    ]
+    assert values, f"{key} missing from {UNIT_FILE}"
+    return values[-1]
+
+
+def _timespan_seconds(value: str) -> float:
+    """A systemd time span such as `30`, `30s`, `1min 30s` or `90sec` in seconds."""
+    units = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "ms": 0.001}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value):
+        total += float(number) * units[unit]
+    return total

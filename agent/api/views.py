@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from agent.api.errors import (
@@ -181,7 +182,7 @@ async def read_body(request: web.Request) -> RequestData:
             return RequestData({})
         try:
             return RequestData(json.loads(raw.decode("utf-8"), parse_constant=_reject_constant))
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise ParseError(f"JSON parse error - {err}") from err
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await read_form(request)
@@ -200,7 +201,7 @@ async def read_form(
         return await request.post()
     except web.HTTPException:
         raise
-    except (ValueError, LookupError, AssertionError) as err:
+    except (ValueError, LookupError, AssertionError, HttpProcessingError) as err:
         kind = "Multipart form" if request.content_type == "multipart/form-data" else "Form"
         raise ParseError(f"{kind} parse error - {err}") from err
 

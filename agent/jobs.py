@@ -42,6 +42,9 @@ PRINT_TIMEOUT_PER_LABEL_S = 5.0
 PROGRESS_SAVE_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 3600.0
 STOP_TIMEOUT_S = 5.0
+STOPPED_WHILE_PRINTING = (
+    "The agent stopped while sending this job; it resumes after the last confirmed label"
+)
 
 
 class JobNotCancellable(Exception):
@@ -126,7 +129,7 @@ class JobRunner:
         self._tasks.create(self._prune_forever(), name="prune")
 
     async def close(self) -> None:
-        """Stop the workers; a job being sent is left `printing` and resumes at the next start."""
+        """Stop the workers; a job being sent goes back to the queue and resumes at the next start."""
         self._workers.clear()
         await self._tasks.close(STOP_TIMEOUT_S)
 
@@ -318,6 +321,11 @@ class JobRunner:
                     PRINT_TIMEOUT_BASE_S + PRINT_TIMEOUT_PER_LABEL_S * labels
                 ):
                     await driver.print(machine, active)
+            except asyncio.CancelledError:
+                # The agent is stopping: put the job back, to resume after its confirmed labels.
+                await self._end_attempt(machine, active, saver)
+                await self.jobs.requeue(job.pk, active.progress, STOPPED_WHILE_PRINTING)
+                raise
             except PrintFailed as err:
                 await self._end_attempt(machine, active, saver)
                 await self.jobs.finish(

@@ -122,3 +122,49 @@ def test_sigkill_mid_print_loses_nothing_and_never_reprints_completed_jobs(tmp_p
     # Only labels of the one job that was being sent may repeat, and only those the kill caught.
     assert len({pk for pk, _label in reprinted}) <= 1
     assert all(labels_before[key] == 1 for key in reprinted)
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_print_requeues_the_job_and_it_resumes(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = _config(tmp_path)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+    with running_daemon(data_dir, config=config, env=ADMIN) as daemon:
+        token = _request(daemon.port, "GET", "/api/user/token/", basic)["token"]
+        auth = {"Authorization": f"Token {token}"}
+        machine = _request(daemon.port, "GET", "/api/machine/", auth)[0]["pk"]
+        job = _request(
+            daemon.port,
+            "POST",
+            f"/api/machine/{machine}/print/?copies=8",
+            {**auth, "Content-Type": "application/pdf"},
+            label_pdf(PAGES),
+        )["pk"]
+        _wait(
+            lambda: (
+                _request(daemon.port, "GET", f"/api/machine/jobs/{job}/", auth)["progress"] >= 2
+            ),
+            30,
+            "two labels printed",
+        )
+        assert daemon.signal_and_wait(signal.SIGTERM) == 0
+
+    with running_daemon(data_dir, config=config, env=ADMIN) as daemon:
+        done = _wait(
+            lambda: (
+                (j := _request(daemon.port, "GET", f"/api/machine/jobs/{job}/", auth))["status"]
+                == "complete"
+                and j
+            ),
+            60,
+            "the job to complete after the restart",
+        )
+        assert daemon.signal_and_wait(signal.SIGTERM) == 0
+    assert done["progress"] == PAGES * 8
+    assert any("stopped while sending" in error for error in done["errors"])
+    printed = Counter(
+        line.split()[1]
+        for line in (data_dir / "virtual" / "crash" / "printed.log").read_text().splitlines()
+    )
+    assert set(printed) == {str(n) for n in range(1, PAGES * 8 + 1)}
+    assert max(printed.values()) <= 2

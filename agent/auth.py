@@ -16,9 +16,14 @@ import hmac
 import secrets
 import string
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from agent.store import SessionRow, Store, TokenRow, UserRow
+
+T = TypeVar("T")
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"view", "add", "change", "delete"}),
@@ -228,9 +233,9 @@ class Authenticator:
         row = await self.store.get_user(username=username)
         if row is None:
             # Spend the same time as a real check, so usernames cannot be probed by timing.
-            await asyncio.to_thread(lambda: verify_password(password, _dummy_hash()))
+            await _run_kdf(lambda: verify_password(password, _dummy_hash()))
             raise AuthenticationFailed("Invalid username/password.")
-        if not await asyncio.to_thread(verify_password, password, row.password_hash):
+        if not await _run_kdf(lambda: verify_password(password, row.password_hash)):
             raise AuthenticationFailed("Invalid username/password.")
         if not row.is_active:
             # Django refuses inactive users before DRF looks: the same answer as a wrong password.
@@ -298,7 +303,7 @@ async def create_user(
     """Add a user with a hashed password; raises sqlite3.IntegrityError if the name is taken."""
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown role '{role}' (choose from {', '.join(ROLE_PERMISSIONS)})")
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = await _run_kdf(lambda: hash_password(password))
     return await store.insert_user(
         UserRow(
             pk=0,
@@ -322,6 +327,15 @@ async def ensure_superuser(store: Store, username: str, password: str, email: st
         return False
     await create_user(store, username, password, superuser=True, email=email)
     return True
+
+
+# scrypt needs 16 MiB per call; glibc keeps such a buffer in each thread's arena afterwards, so
+# every KDF runs on this one thread: at most 16 MiB stay resident, whatever the request rate.
+_KDF_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdf")
+
+
+async def _run_kdf(call: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_KDF_EXECUTOR, call)
 
 
 def _decode_basic(encoded: str) -> tuple[str, str]:

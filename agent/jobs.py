@@ -18,22 +18,25 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
-from PIL.Image import Image
 
 from agent.config import JobsConfig
+from agent.documents import RAW_CONTENT_TYPE, DocumentError
 from agent.job_store import COMPLETE, FAILED, QUEUED, JobRow, JobStore
 from agent.machine import Machine
 from agent.registry import Registry
-from agent.render import DocumentError, RenderResult, render_document
 from agent.tasks import TaskSet
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus, PrintFailed, RenderOptions
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from agent.render import RenderResult
+
 log = structlog.get_logger(__name__)
 
-RAW_CONTENT_TYPE = "application/octet-stream"
 # A driver gets this long for a job, plus the per-label allowance: a label printer prints
 # 2-6 labels a second; 5 s per label covers a slow serial link at 9600 baud for a 62 mm label.
 PRINT_TIMEOUT_BASE_S = 30.0
@@ -93,6 +96,8 @@ def render_for(
     machine: Machine, document: bytes, content_type: str, options: Mapping[str, Any]
 ) -> RenderResult:
     """Render a document for a machine's printer (blocking: call in a thread)."""
+    from agent.render import render_document  # noqa: PLC0415 - pdfium and Pillow load on first use
+
     driver = machine.driver
     assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver
     return render_document(

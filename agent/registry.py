@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,7 +21,7 @@ import structlog
 from agent.machine import ErrorOrigin, Machine, StoredSetting
 from agent.setting_values import clean_value, missing_required
 from agent.store import MachineRow, StateRow, Store
-from drivers.base import ConfigType, MachineProperty, MachineSnapshot
+from drivers.base import ConfigType, MachineProperty, MachineSnapshot, SettingDef
 
 if TYPE_CHECKING:
     from agent.config import MachineEntry
@@ -101,9 +101,10 @@ class Registry:
         """Run `init_driver` on every driver, then initialise every active machine concurrently."""
         for driver in self.drivers.values():
             await self._run_hook(None, "init_driver", driver.init_driver(), driver=driver)
-        await asyncio.gather(
-            *(self._initialize_locked(m) for m in self.machines.values() if m.active)
-        )
+        active = [m for m in self.machines.values() if m.active]
+        await asyncio.gather(*(self._initialize_locked(m, persist=False) for m in active))
+        # One commit for every machine's first status, not one fsync each.
+        await self.store.save_states([row for m in active if (row := _take_state(m)) is not None])
 
     async def close(self) -> None:
         """Release every initialised machine's resources."""
@@ -195,34 +196,57 @@ class Registry:
             listener.machine_changed(machine)
 
     async def apply_config(self, entries: Iterable[MachineEntry]) -> None:
-        """Create the configured machines that are missing and apply their settings."""
+        """Create the configured machines that are missing and apply their settings.
+
+        Everything is validated first and written in one transaction: a bad entry changes nothing.
+        """
         by_name = {m.name: m for m in self.machines.values()}
+        new_rows: list[MachineRow] = []
+        changes: list[tuple[str, ConfigType, str, str]] = []
         for entry in entries:
             machine = by_name.get(entry.name)
             if machine is None:
                 row = MachineRow(
                     str(uuid.uuid4()), entry.name, entry.machine_type, entry.driver, entry.active
                 )
-                await self.store.insert_machine(row)
-                machine = self._attach(row)
-                log.info("machine_created_from_config", machine=entry.name, driver=entry.driver)
-            elif (machine.machine_type_slug, machine.driver_slug) != (
-                entry.machine_type,
-                entry.driver,
-            ):
-                log.warning(
-                    "config_machine_type_or_driver_ignored",
-                    machine=entry.name,
-                    stored=f"{machine.machine_type_slug}/{machine.driver_slug}",
-                    configured=f"{entry.machine_type}/{entry.driver}",
+                new_rows.append(row)
+                pk, type_slug, driver_slug = row.pk, row.machine_type, row.driver
+            else:
+                pk, type_slug, driver_slug = (
+                    machine.pk,
+                    machine.machine_type_slug,
+                    machine.driver_slug,
                 )
-            for config_type, values in (
+                if (type_slug, driver_slug) != (entry.machine_type, entry.driver):
+                    log.warning(
+                        "config_machine_type_or_driver_ignored",
+                        machine=entry.name,
+                        stored=f"{type_slug}/{driver_slug}",
+                        configured=f"{entry.machine_type}/{entry.driver}",
+                    )
+            scopes: tuple[tuple[ConfigType, dict[str, str | int | float | bool]], ...] = (
                 ("M", entry.machine_settings),
                 ("D", entry.driver_settings),
-            ):
-                scope: ConfigType = "M" if config_type == "M" else "D"
+            )
+            for config_type, values in scopes:
+                definitions = self._definitions(type_slug, driver_slug, config_type)
                 for key, value in values.items():
-                    await self._apply_config_setting(machine, scope, key.upper(), value)
+                    text = _config_setting_text(
+                        entry.name, definitions, config_type, key.upper(), value
+                    )
+                    if machine is None or machine.raw_setting(key.upper(), config_type) != text:
+                        changes.append((pk, config_type, key.upper(), text))
+        if not new_rows and not changes:
+            return
+        stored = await self.store.apply_machine_config(new_rows, changes)
+        for row in new_rows:
+            self._attach(row)
+            log.info("machine_created_from_config", machine=row.name, driver=row.driver)
+        for setting in stored:
+            scope: ConfigType = "M" if setting.config_type == "M" else "D"
+            self.machines[setting.machine].settings[(scope, setting.key)] = StoredSetting(
+                setting.pk, setting.value
+            )
 
     # internals
 
@@ -252,28 +276,15 @@ class Registry:
             )
         return machine
 
-    async def _apply_config_setting(
-        self, machine: Machine, config_type: ConfigType, key: str, value: object
-    ) -> None:
-        definitions = machine.definitions(config_type)
-        scope = "MACHINE" if config_type == "M" else "DRIVER"
-        if machine.registered and machine.driver is not None and key not in definitions:
-            raise ConfigMachineError(
-                f"machine '{machine.name}': no {scope} setting '{key}' "
-                f"(known: {', '.join(definitions) or 'none'})"
-            )
-        text = str(value)
-        if key in definitions:
-            try:
-                text = clean_value(definitions[key], value)
-            except Exception as err:
-                raise ConfigMachineError(
-                    f"machine '{machine.name}': {scope} setting '{key}': {err}"
-                ) from err
-        if machine.raw_setting(key, config_type) == text:
-            return
-        row = await self.store.save_setting(machine.pk, config_type, key, text)
-        machine.settings[(config_type, key)] = StoredSetting(row.pk, row.value)
+    def _definitions(
+        self, type_slug: str, driver_slug: str, config_type: ConfigType
+    ) -> Mapping[str, SettingDef] | None:
+        """The settings a machine of this type and driver has in one scope; None if unknown."""
+        if config_type == "M":
+            machine_type = self.machine_types.get(type_slug)
+            return machine_type.MACHINE_SETTINGS if machine_type is not None else None
+        driver = self.drivers.get(driver_slug)
+        return driver.MACHINE_SETTINGS if driver is not None else None
 
     async def _after_change(self, machine: Machine, old_state: MachineSnapshot) -> None:
         """InvenTree's `machine.update()`: update hook, then (re)initialise or mark uninitialised."""
@@ -293,14 +304,15 @@ class Registry:
         for listener in self.listeners:
             listener.machine_changed(machine)
 
-    async def _initialize_locked(self, machine: Machine) -> None:
+    async def _initialize_locked(self, machine: Machine, *, persist: bool = True) -> None:
         async with machine.lock:
             started = time.monotonic()
             await self._initialize(machine)
             elapsed = time.monotonic() - started
             if elapsed > SLOW_INIT_WARNING_S:
                 log.warning("machine_init_slow", machine=machine.name, seconds=round(elapsed, 2))
-            await self._persist_state(machine)
+            if persist:
+                await self._persist_state(machine)
 
     async def _initialize(self, machine: Machine) -> None:
         if machine.driver is None:
@@ -361,19 +373,44 @@ class Registry:
         await self._persist_state(machine)
 
     async def _persist_state(self, machine: Machine) -> None:
-        if not machine.state_changed or machine.status is None:
-            return
-        machine.state_changed = False
-        read_at = machine.status_read_at or dt.datetime.now(dt.UTC)
-        await self.store.save_state(
-            StateRow(
-                machine=machine.pk,
-                status=int(machine.status),
-                status_text=machine.status_text,
-                properties=json.dumps([p.as_json() for p in machine.properties]),
-                read_at=read_at.isoformat(),
-            )
-        )
+        row = _take_state(machine)
+        if row is not None:
+            await self.store.save_states([row])
+
+
+def _take_state(machine: Machine) -> StateRow | None:
+    """The machine's status as a row to store, if it changed since it was last taken."""
+    if not machine.state_changed or machine.status is None:
+        return None
+    machine.state_changed = False
+    read_at = machine.status_read_at or dt.datetime.now(dt.UTC)
+    return StateRow(
+        machine=machine.pk,
+        status=int(machine.status),
+        status_text=machine.status_text,
+        properties=json.dumps([p.as_json() for p in machine.properties]),
+        read_at=read_at.isoformat(),
+    )
+
+
+def _config_setting_text(
+    name: str,
+    definitions: Mapping[str, SettingDef] | None,
+    config_type: ConfigType,
+    key: str,
+    value: object,
+) -> str:
+    """Validate one `[[machines]]` setting as the API would; unknown type or driver: as given."""
+    if definitions is None:
+        return str(value)
+    scope = "MACHINE" if config_type == "M" else "DRIVER"
+    if key not in definitions:
+        known = ", ".join(definitions) or "none"
+        raise ConfigMachineError(f"machine '{name}': no {scope} setting '{key}' (known: {known})")
+    try:
+        return clean_value(definitions[key], value)
+    except Exception as err:
+        raise ConfigMachineError(f"machine '{name}': {scope} setting '{key}': {err}") from err
 
 
 def _restore_state(machine: Machine, state: StateRow) -> None:

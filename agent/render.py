@@ -15,22 +15,9 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import ExifTags, Image
 
+from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, DocumentError
 from drivers.base import PageFormat, RenderOptions
 
-PDF_CONTENT_TYPE = "application/pdf"
-# Content types decoded by Pillow, each mapped to its Pillow format. Only these decoders ever see
-# untrusted bytes; an image whose type header is wrong but whose format is allowed is accepted.
-IMAGE_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
-    {
-        "image/png": "PNG",
-        "image/jpeg": "JPEG",
-        "image/jpg": "JPEG",
-        "image/gif": "GIF",
-        "image/bmp": "BMP",
-        "image/tiff": "TIFF",
-        "image/webp": "WEBP",
-    }
-)
 Image.init()
 # A Pillow built without one of the decoders (WEBP is optional) refuses that type, not all of them.
 _PILLOW_FORMATS = sorted({name for name in IMAGE_CONTENT_TYPES.values() if name in Image.OPEN})
@@ -56,10 +43,6 @@ class RenderResult:
 
     pages: tuple[Image.Image, ...]
     warnings: tuple[str, ...]
-
-
-class DocumentError(ValueError):
-    """The document cannot be printed as sent: empty, corrupt, of unsupported type or too large."""
 
 
 def render_document(

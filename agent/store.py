@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,31 +187,31 @@ class Store:
         self, machine: str, config_type: str, key: str, value: str
     ) -> SettingRow:
         """Insert or update one setting; returns the stored row with its pk."""
+        return await self.call(lambda conn: _upsert_setting(conn, machine, config_type, key, value))
 
-        def upsert(conn: sqlite3.Connection) -> SettingRow:
-            conn.execute(
-                "INSERT INTO machine_setting (machine, config_type, key, value) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (machine, config_type, key) DO UPDATE SET value = excluded.value",
-                (machine, config_type, key, value),
+    async def apply_machine_config(
+        self, machines: Sequence[MachineRow], settings: Sequence[tuple[str, str, str, str]]
+    ) -> list[SettingRow]:
+        """Insert machines and upsert `(machine, config_type, key, value)` settings in one transaction."""
+
+        def apply(conn: sqlite3.Connection) -> list[SettingRow]:
+            conn.executemany(
+                "INSERT INTO machine (pk, name, machine_type, driver, active) VALUES (?, ?, ?, ?, ?)",
+                [(m.pk, m.name, m.machine_type, m.driver, int(m.active)) for m in machines],
             )
-            row = conn.execute(
-                "SELECT pk, machine, config_type, key, value FROM machine_setting "
-                "WHERE machine = ? AND config_type = ? AND key = ?",
-                (machine, config_type, key),
-            ).fetchone()
-            return SettingRow(*row)
+            return [_upsert_setting(conn, *setting) for setting in settings]
 
-        return await self.call(upsert)
+        return await self.call(apply)
 
-    async def save_state(self, row: StateRow) -> None:
-        """Remember a machine's last known status."""
+    async def save_states(self, rows: Sequence[StateRow]) -> None:
+        """Remember machines' last known status (one transaction for all)."""
         await self.call(
-            lambda conn: conn.execute(
+            lambda conn: conn.executemany(
                 "INSERT INTO machine_state (machine, status, status_text, properties, read_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine) DO UPDATE SET status = excluded.status, "
                 "status_text = excluded.status_text, properties = excluded.properties, "
                 "read_at = excluded.read_at",
-                (row.machine, row.status, row.status_text, row.properties, row.read_at),
+                [(r.machine, r.status, r.status_text, r.properties, r.read_at) for r in rows],
             )
         )
 
@@ -379,6 +379,22 @@ _USER_COLUMNS = (
     "email, date_joined"
 )
 _TOKEN_COLUMNS = "pk, user, name, key_hash, key_hint, expiry, revoked, created, last_seen"  # noqa: S105
+
+
+def _upsert_setting(
+    conn: sqlite3.Connection, machine: str, config_type: str, key: str, value: str
+) -> SettingRow:
+    conn.execute(
+        "INSERT INTO machine_setting (machine, config_type, key, value) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (machine, config_type, key) DO UPDATE SET value = excluded.value",
+        (machine, config_type, key, value),
+    )
+    row = conn.execute(
+        "SELECT pk, machine, config_type, key, value FROM machine_setting "
+        "WHERE machine = ? AND config_type = ? AND key = ?",
+        (machine, config_type, key),
+    ).fetchone()
+    return SettingRow(*row)
 
 
 @contextmanager

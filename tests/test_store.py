@@ -74,7 +74,7 @@ async def test_wal_and_full_sync_so_a_returned_commit_is_on_disk(
 async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, db_path: Path) -> None:
     await store.insert_machine(MACHINE)
     setting = await store.save_setting(MACHINE.pk, "D", "DPI", "203")
-    await store.save_state(StateRow(MACHINE.pk, 100, "Ready", "[]", "2024-01-01T00:00:00+00:00"))
+    await store.save_states([StateRow(MACHINE.pk, 100, "Ready", "[]", "2024-01-01T00:00:00+00:00")])
     user = await store.insert_user(user_row("alice"))
     await store.insert_token(token_row(user.pk, "ab" * 32))
     await store.close()
@@ -125,7 +125,7 @@ async def test_deleting_a_machine_removes_its_settings_and_state(store: Store) -
     await store.insert_machine(other)
     await store.save_setting(MACHINE.pk, "D", "DPI", "203")
     await store.save_setting(other.pk, "D", "DPI", "300")
-    await store.save_state(StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00"))
+    await store.save_states([StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00")])
     await store.delete_machine(MACHINE.pk)
     machines, settings, states = await store.load_machines()
     assert machines == [other]

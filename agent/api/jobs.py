@@ -12,10 +12,10 @@ from agent.api.fields import FieldErrors
 from agent.api.listing import paginate
 from agent.api.views import ApiView, read_form
 from agent.appkeys import JOBS, REGISTRY
+from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
 from agent.job_store import JOB_STATUSES, JobRow
-from agent.jobs import RAW_CONTENT_TYPE, JobNotCancellable
+from agent.jobs import JobNotCancellable
 from agent.machine import Machine
-from agent.render import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, DocumentError
 
 MAX_COPIES = 1000
 ROTATIONS = (0, 90, 180, 270)

@@ -37,7 +37,6 @@ def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.App
     registry = Registry(store, discover(extra_drivers), settings.storage.path)
     jobs = JobRunner(JobStore(store), registry, settings.jobs)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
-    jobs.after_job = lambda machine: poller.poll_soon(machine.pk)
     registry.listeners.extend((poller, jobs))
     app[REGISTRY] = registry
     app[JOBS] = jobs

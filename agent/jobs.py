@@ -116,7 +116,6 @@ class JobRunner:
         self.jobs = jobs
         self.registry = registry
         self.config = config
-        self.after_job: Callable[[Machine], None] | None = None
         self._queues: dict[str, deque[JobRow]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -350,8 +349,6 @@ class JobRunner:
             )
         self._failures.pop(machine.pk, None)
         log.info("job_complete", job=job.pk, machine=machine.name, labels=labels)
-        if self.after_job is not None:
-            self.after_job(machine)
         return True
 
     async def _end_attempt(

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, DocumentError
 from drivers.base import PageFormat, RenderOptions
@@ -266,6 +266,9 @@ def _render_image(data: bytes, pages: _Pages) -> None:
         image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as err:
         raise DocumentError(f"the image is too large: {err}") from err
+    except UnidentifiedImageError as err:
+        formats = ", ".join(_PILLOW_FORMATS)
+        raise DocumentError(f"the image cannot be read: it is not a valid {formats} image") from err
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
         raise DocumentError(f"the image cannot be read: {err}") from err
     with image:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-BUILTIN_DRIVERS: tuple[str, ...] = ("drivers.virtual:VirtualLabelPrinter",)
+BUILTIN_DRIVERS: tuple[str, ...] = (
+    "drivers.virtual:VirtualLabelPrinter",
+    "drivers.escpos:EscposDriver",
+    "drivers.zpl:ZplDriver",
+)
 
 # Third-party packages add drivers through this entry-point group (`name = "module:Class"`).
 ENTRY_POINT_GROUP = "inventree_edge.drivers"

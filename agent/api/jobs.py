@@ -16,6 +16,7 @@ from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_T
 from agent.job_store import JOB_STATUSES, JobRow
 from agent.jobs import JobNotCancellable
 from agent.machine import Machine
+from drivers.base import LabelPrinterDriver
 
 MAX_COPIES = 1000
 ROTATIONS = (0, 90, 180, 270)
@@ -87,13 +88,10 @@ class PrintView(ApiView):
         machine = self.request.app[REGISTRY].get(pk)
         if machine is None or not machine.registered:
             raise NotFound(f"Machine '{pk}' not found")
-        if machine.driver is None:
+        if not isinstance(machine.driver, LabelPrinterDriver):
+            reason = "has no driver" if machine.driver is None else "has no label-printer driver"
             raise ValidationFailed(
-                {
-                    "non_field_errors": [
-                        f"Machine '{machine.name}' has no driver, so it cannot print"
-                    ]
-                }
+                {"non_field_errors": [f"Machine '{machine.name}' {reason}, so it cannot print"]}
             )
         return machine
 
@@ -188,7 +186,7 @@ def _options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, A
             errors.add("dither", "Must be a valid boolean.")
     if "rotation" in source:
         raw = source["rotation"].strip()
-        if raw.isdigit() and int(raw) in ROTATIONS:
+        if raw in {str(rotation) for rotation in ROTATIONS}:
             options["rotation"] = int(raw)
         else:
             errors.add("rotation", f'"{raw}" is not a valid choice.')

@@ -23,6 +23,7 @@ from agent.api.errors import NotFound
 from agent.api.schema_components import (
     ANONYMOUS_OK,
     SECURITY_SCHEMES,
+    UUID_PATTERN,
     component_responses,
     component_schemas,
     json_response,
@@ -33,14 +34,12 @@ from agent.api.schema_components import (
     ref,
     status_codes_text,
 )
+from agent.api.schema_jobs import job_paths, job_schemas
 from agent.api.views import ApiView
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "303"
 Paths = dict[str, dict[str, Any]]
-
-# Django's `<uuid:>` converter: lower-case hex only.
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 READ = (401,)
 ROLE_READ = (401, 403)
@@ -71,7 +70,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **job_schemas()},
             "responses": component_responses(),
             "securitySchemes": SECURITY_SCHEMES,
         },
@@ -99,7 +98,7 @@ class SchemaView(ApiView):
 
 def _paths() -> Paths:
     paths: Paths = {}
-    for group in (_root_paths(), _user_paths(), _machine_paths(), _registry_paths()):
+    for group in (_root_paths(), _user_paths(), _machine_paths(), _registry_paths(), job_paths()):
         paths.update(group)
     return paths
 
@@ -238,7 +237,7 @@ def _machine_paths() -> Paths:
     by_pk = links(
         {"id": "$response.body#/pk"},
         *("machine_retrieve", "machine_update", "machine_partial_update", "machine_destroy"),
-        *("machine_restart_create", "machine_settings_list"),
+        *("machine_restart_create", "machine_settings_list", "machine_print_create"),
     )
     first_setting = links(
         {

@@ -10,6 +10,8 @@ from drivers.base import LabelPrinterStatus
 
 Schema = dict[str, Any]
 
+# Django's `<uuid:>` converter: lower-case hex only.
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SECURED: list[dict[str, list[str]]] = [{"tokenAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
 ANONYMOUS_OK: list[dict[str, list[str]]] = [*SECURED, {}]
 # Error answers: status -> (component name, description, body schema names; several: anyOf).
@@ -35,6 +37,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
     405: (
         "MethodNotAllowed",
         "A method not listed for this path (checked after authentication and permissions).",
+        ("ErrorDetail",),
+    ),
+    409: (
+        "Conflict",
+        "The object's state does not allow this, e.g. cancelling a job that has started printing.",
         ("ErrorDetail",),
     ),
     413: ("PayloadTooLarge", "The request body is over the configured limit.", ("ErrorDetail",)),
@@ -102,7 +109,7 @@ def component_schemas() -> dict[str, Schema]:
         ),
         "MachineSetting": _machine_setting(patched=False),
         "MachineType": _provided_class(driver=False),
-        "PaginatedMachineConfigList": _paginated("MachineConfig"),
+        "PaginatedMachineConfigList": paginated("MachineConfig"),
         "PatchedMachineConfig": _machine_config(create=False, patched=True),
         "PatchedMachineSetting": _machine_setting(patched=True),
         **_user_schemas(),
@@ -138,9 +145,10 @@ def operation(
     parameters: Iterable[dict[str, Any]] = (),
     body: str | None = None,
     body_required: bool = True,
+    body_content: dict[str, Any] | None = None,
     security: list[dict[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
-    """One operation; `errors` are status codes of `ERROR_RESPONSES`, `body` a component name."""
+    """One operation; `errors`: codes of `ERROR_RESPONSES`; `body`: a component (or `body_content`)."""
     result: dict[str, Any] = {"operationId": operation_id, "description": description}
     params = list(parameters)
     if params:
@@ -148,10 +156,9 @@ def operation(
     if tag is not None:
         result["tags"] = [tag]
     if body is not None:
-        result["requestBody"] = {
-            "content": {media_type: {"schema": ref(body)} for media_type in PARSES},
-            "required": body_required,
-        }
+        body_content = {media_type: {"schema": ref(body)} for media_type in PARSES}
+    if body_content is not None:
+        result["requestBody"] = {"content": body_content, "required": body_required}
     result["security"] = SECURED if security is None else security
     result["responses"] = {**responses}
     for status in sorted(errors):
@@ -192,6 +199,19 @@ def query_parameter(name: str, schema: Schema, description: str = "") -> dict[st
     if description:
         param["description"] = description
     return param
+
+
+def paginated(item: str) -> Schema:
+    """A `limit`/`offset` page of `item` component objects."""
+    return _object(
+        {
+            "count": {"type": "integer", "example": 123},
+            "next": _string(nullable=True, format="uri"),
+            "previous": _string(nullable=True, format="uri"),
+            "results": {"type": "array", "items": ref(item)},
+        },
+        "One page (`limit`/`offset`); `next` and `previous` are absolute URLs.",
+    )
 
 
 def _error_response(status: int, description: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -418,18 +438,6 @@ def _provided_class(*, driver: bool) -> Schema:
         )
     what = "BaseMachineDriver" if driver else "BaseMachineType"
     return _object(properties, f"Serializer for a {what} class.")
-
-
-def _paginated(item: str) -> Schema:
-    return _object(
-        {
-            "count": {"type": "integer", "example": 123},
-            "next": _string(nullable=True, format="uri"),
-            "previous": _string(nullable=True, format="uri"),
-            "results": {"type": "array", "items": ref(item)},
-        },
-        "One page (`limit`/`offset`); `next` and `previous` are absolute URLs.",
-    )
 
 
 def _user_schemas() -> dict[str, Schema]:

@@ -15,7 +15,7 @@ from drivers.transport.base import (
 )
 from drivers.transport.devfile import DeviceFileTransport
 from drivers.transport.link import Link, LinkState, PrinterUnreachable
-from drivers.transport.replies import drain_input, read_exactly, read_until
+from drivers.transport.replies import discard_received, drain_input, read_exactly, read_until
 from drivers.transport.serial import SerialTransport
 from drivers.transport.tcp import TcpTransport
 from drivers.transport.uri import (
@@ -51,6 +51,7 @@ __all__ = [
     "UsbTarget",
     "UsbTransport",
     "create_transport",
+    "discard_received",
     "drain_input",
     "link_for",
     "parse_connection",

@@ -14,6 +14,8 @@ MAX_REPLY = 65536
 DRAIN_QUIET = 0.05
 # `drain_input` never spends longer than this, even on a printer that chatters without pause.
 DRAIN_MAX_TIME = 1.0
+# `discard_received` only has to outlast a scheduling hiccup: it drops what already arrived.
+DISCARD_QUIET = 0.002
 
 
 async def read_until(
@@ -77,3 +79,11 @@ async def drain_input(
         except TransportTimeout:
             break
     return dropped
+
+
+async def discard_received(transport: Transport) -> int:
+    """Drop input that has already arrived (stale replies) before an exchange; no waiting for more.
+
+    After a query timed out, use `drain_input`: its late reply may still be on the way.
+    """
+    return await drain_input(transport, quiet=DISCARD_QUIET)

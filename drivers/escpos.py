@@ -1,0 +1,314 @@
+"""ESC/POS receipt and label printers: pages as `GS v 0` raster, status from `DLE EOT 1..4`.
+
+A label counts as printed when its bytes were written and the status read right after them says
+the printer can print: ESC/POS has no print confirmation, so a label that was on its way when the
+paper ran out may be printed again when the job resumes (never left out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from drivers._connection import (
+    Condition,
+    Connections,
+    PrinterSilent,
+    StatusReport,
+    connection_setting,
+    int_range,
+    poll_interval_setting,
+    threshold_settings,
+)
+from drivers.base import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineProperty,
+    MachineSnapshot,
+    PageFormat,
+    PrintFailed,
+    PrintJob,
+    RenderOptions,
+    SettingDef,
+    iter_labels,
+)
+from drivers.escpos_protocol import (
+    INIT,
+    PROFILES,
+    STATUS_QUERIES,
+    CutMode,
+    EscposProfile,
+    EscposStatus,
+    decode_status,
+    encode_label,
+)
+from drivers.transport import (
+    Transport,
+    TransportError,
+    TransportTimeout,
+    discard_received,
+    read_exactly,
+)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# A printer answers DLE EOT the moment it receives it, even mid-print; 2 s also covers a busy
+# 9600-baud serial line.
+STATUS_TIMEOUT = 2.0
+# After a label the query queues behind the label's bytes in the printer's receive buffer, which
+# drains only as fast as the printer prints: a few seconds for a long label.
+LABEL_STATUS_TIMEOUT = 10.0
+# All four real-time status queries in one write; the printer answers one byte each, in order.
+STATUS_QUERY = b"".join(STATUS_QUERIES[n] for n in (1, 2, 3, 4))
+MM_PER_INCH = 25.4
+_CUT_MODES: Mapping[str, CutMode] = {"full": "full", "partial": "partial", "none": "none"}
+# Printable width in dots by paper width (mm) and resolution: 72 mm of 80 mm paper, 48 mm of 58 mm
+# (Epson TM-T20/T88 and most clones; 180 dpi models print 512 and 360 dots).
+PRINTABLE_DOTS: Mapping[tuple[int, int], int] = {
+    (80, 203): 576,
+    (80, 180): 512,
+    (58, 203): 384,
+    (58, 180): 360,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _JobOptions:
+    cut: CutMode
+    feed_dots: int
+    profile: EscposProfile
+    status: bool
+
+
+class EscposDriver(LabelPrinterDriver):
+    """ESC/POS printers over TCP, serial, USB or a device file; one instance serves all machines."""
+
+    SLUG = "escpos"
+    NAME = "ESC/POS printer"
+    DESCRIPTION = "Epson-compatible receipt and label printers (ESC/POS raster, DLE EOT status)"
+    POLL_INTERVAL: ClassVar[float] = 30.0
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "CONNECTION": connection_setting("tcp://192.168.1.60:9100"),
+        "PAPER_WIDTH_MM": {
+            "name": "Paper width",
+            "description": "Width of the paper roll (80 mm prints 72 mm wide, 58 mm prints 48 mm)",
+            "default": 80,
+            "validator": int,
+            "choices": [("80", "80 mm"), ("58", "58 mm")],
+            "units": "mm",
+        },
+        "PRINT_WIDTH_DOTS": {
+            "name": "Printable width",
+            "description": "Printable width in dots; 0 takes it from paper width and resolution",
+            "default": 0,
+            "validator": [int, int_range(0, 4096, " (0: from the paper width)")],
+            "units": "dots",
+        },
+        "DPI": {
+            "name": "Resolution",
+            "description": "Print head resolution (most printers 203, Epson TM-T88 180)",
+            "default": 203,
+            "validator": int,
+            "choices": [("203", "203 dpi"), ("180", "180 dpi")],
+        },
+        "CUT": {
+            "name": "Cut",
+            "description": "Cut after each label",
+            "default": "full",
+            "choices": [("full", "Full cut"), ("partial", "Partial cut"), ("none", "No cut")],
+        },
+        "FEED_MM": {
+            "name": "Feed before cut",
+            "description": "Paper fed after each label, before the cut (the head-to-cutter distance)",
+            "default": 0,
+            "validator": [int, int_range(0, 100)],
+            "units": "mm",
+        },
+        **threshold_settings(),
+        "PROFILE": {
+            "name": "Image buffer",
+            "description": "How large a raster band the printer takes at once",
+            "default": "default",
+            "choices": [
+                ("default", "Default (bands of 255 rows)"),
+                ("small-buffer", "Small buffer (4 KB bands, cheap clones)"),
+                ("large-buffer", "Large buffer (whole label, Epson TM)"),
+            ],
+        },
+        "STATUS_QUERY": {
+            "name": "Read status",
+            "description": "Ask the printer for its status (off for write-only links)",
+            "default": True,
+            "validator": bool,
+        },
+        "POLL_INTERVAL": poll_interval_setting(30),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._connections: Connections[None] = Connections(lambda: None)
+
+    async def init_machine(self, machine: Machine) -> None:
+        """Check `CONNECTION` and make the link; the printer is first reached by the poller."""
+        await self._connections.open(machine)
+
+    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
+        """A new `CONNECTION` takes effect at once; other settings are read at every job."""
+        await self._connections.update(machine)
+
+    async def restart_machine(self, machine: Machine) -> None:
+        """Connect again at the next poll or job, without waiting out the reconnect backoff."""
+        connection = self._connections.find(machine)
+        if connection is not None:
+            connection.link.retry_now()
+
+    async def close_machine(self, machine: Machine) -> None:
+        """Close the machine's connection."""
+        await self._connections.close(machine)
+
+    async def poll(self, machine: Machine) -> None:
+        """Query `DLE EOT 1..4` and show status, status text and paper/cover properties."""
+        link = self._connections.get(machine).link
+        if not machine.get_setting("STATUS_QUERY", "D"):
+            await link.ensure_connected()
+            machine.set_status(LabelPrinterStatus.CONNECTED)
+            machine.set_status_text("Connected; status queries are off")
+            machine.set_properties(())
+            return
+        async with link.exchange() as transport:
+            await discard_received(transport)
+            report = await query_status(transport, STATUS_TIMEOUT)
+        report.apply(machine)
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        """The printable width in dots at the head's resolution; paper is continuous."""
+        dpi = int(machine.get_setting("DPI", "D"))
+        width = int(machine.get_setting("PRINT_WIDTH_DOTS", "D"))
+        if width <= 0:
+            paper = int(machine.get_setting("PAPER_WIDTH_MM", "D"))
+            width = PRINTABLE_DOTS.get((paper, dpi), round((paper - 8) * dpi / MM_PER_INCH))
+        return PageFormat(dpi=dpi, width_dots=max(width, 1))
+
+    def render_options(self, machine: Machine) -> RenderOptions:
+        """Threshold and dithering from the settings."""
+        return RenderOptions(
+            threshold=int(machine.get_setting("THRESHOLD", "D")),
+            dither=bool(machine.get_setting("DITHER", "D")),
+        )
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        """Send each label still to print, checking the status before the job and after each label.
+
+        Raw jobs (`job.raw`, ESC/POS bytes) are sent unchanged, once per copy.
+        """
+        options = _job_options(machine)
+        link = self._connections.get(machine).link
+        async with link.exchange() as transport:
+            if options.status:
+                await discard_received(transport)
+                (await query_status(transport, STATUS_TIMEOUT)).raise_if_blocking(machine)
+            if job.raw is not None:
+                for copy in range(job.first_label, job.copies):
+                    await transport.write(job.raw)
+                    await _accepted(machine, transport, job, copy + 1, options)
+                return
+            await transport.write(INIT)
+            for number, page in iter_labels(job):
+                data = await asyncio.to_thread(_encode, page, options)
+                await transport.write(data)
+                await _accepted(machine, transport, job, number + 1, options)
+
+
+async def query_status(transport: Transport, timeout: float) -> StatusReport:  # noqa: ASYNC109 - per-call timeout is the contract
+    """Send `DLE EOT 1..4` and read the four reply bytes; `PrinterSilent` if they do not come."""
+    await transport.write(STATUS_QUERY)
+    try:
+        reply = await read_exactly(transport, 4, timeout)
+    except TransportTimeout as err:
+        raise PrinterSilent(
+            f"no answer to the status query (DLE EOT) within {timeout:g} s: the printer is off, "
+            "or cannot send status on this connection (then turn STATUS_QUERY off)"
+        ) from err
+    try:
+        status = decode_status(dict(zip((1, 2, 3, 4), reply, strict=True)))
+    except ValueError as err:
+        raise TransportError(
+            f"unexpected status reply {reply.hex(' ')}: is this an ESC/POS printer? ({err})"
+        ) from err
+    return status_report(status)
+
+
+def status_report(status: EscposStatus) -> StatusReport:
+    """Map `DLE EOT` flags to conditions (offline only counts when no cause is given)."""
+    conditions: list[Condition] = []
+    error = LabelPrinterStatus.ERROR
+    if status.unrecoverable:
+        conditions.append(Condition(error, "Unrecoverable error: switch the printer off and on"))
+    if status.cutter_error:
+        conditions.append(Condition(error, "Cutter error"))
+    if status.mechanical_error:
+        conditions.append(Condition(error, "Mechanical error"))
+    if status.auto_recoverable:
+        conditions.append(Condition(error, "Print head too hot; printing resumes when it cools"))
+    if status.error and not conditions:
+        conditions.append(Condition(error, "Printer error"))
+    if status.paper_out or status.paper_end_stop:
+        conditions.append(Condition(LabelPrinterStatus.NO_MEDIA, "Paper out"))
+    elif status.paper_near_end:
+        conditions.append(Condition(LabelPrinterStatus.WARNING, "Paper near end", False))
+    if status.cover_open:
+        conditions.append(Condition(error, "Cover open"))
+    if status.feed_button:
+        # The printer is offline only while the button feeds paper; what it receives meanwhile
+        # waits in its buffer.
+        conditions.append(Condition(LabelPrinterStatus.WARNING, "Feed button pressed", False))
+    if status.offline and not conditions:
+        conditions.append(Condition(error, "Printer offline"))
+    return StatusReport(tuple(conditions), _properties(status))
+
+
+def _properties(status: EscposStatus) -> tuple[MachineProperty, ...]:
+    paper = "ok"
+    if status.paper_out or status.paper_end_stop:
+        paper = "out"
+    elif status.paper_near_end:
+        paper = "near end"
+    return (
+        MachineProperty("Paper", paper, group="Printer status"),
+        MachineProperty("Cover", "open" if status.cover_open else "closed", group="Printer status"),
+        MachineProperty("Online", bool(status.online), group="Printer status", type="bool"),
+        MachineProperty("Cutter", "error" if status.cutter_error else "ok", group="Printer status"),
+    )
+
+
+async def _accepted(
+    machine: Machine, transport: Transport, job: PrintJob, printed: int, options: _JobOptions
+) -> None:
+    """Count a label as printed once the status after it says the printer can go on."""
+    # No drain here: within one exchange every reply so far has been read, so input is in step.
+    if options.status:
+        (await query_status(transport, LABEL_STATUS_TIMEOUT)).raise_if_blocking(machine)
+    job.report_progress(printed)
+
+
+def _job_options(machine: Machine) -> _JobOptions:
+    dpi = int(machine.get_setting("DPI", "D"))
+    profile = PROFILES.get(str(machine.get_setting("PROFILE", "D")), PROFILES["default"])
+    return _JobOptions(
+        cut=_CUT_MODES.get(str(machine.get_setting("CUT", "D")), "full"),
+        feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),
+        profile=profile,
+        status=bool(machine.get_setting("STATUS_QUERY", "D")),
+    )
+
+
+def _encode(page: Image, options: _JobOptions) -> bytes:
+    """One label's bytes (runs in a thread); a page the encoder refuses can never print."""
+    try:
+        return encode_label(page, options.cut, options.feed_dots, options.profile)
+    except ValueError as err:
+        raise PrintFailed(f"this page cannot be printed as ESC/POS: {err}") from err

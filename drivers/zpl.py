@@ -1,0 +1,370 @@
+"""Zebra ZPL II printers: each page one `^XA...^XZ` format with a `^GF` graphic; real status back.
+
+A label counts as printed when the printer's odometer (SGD `odometer.total_label_count`) counted
+it. A job that stops (paper out, pause, lost connection) resumes after the labels the odometer
+counted, remembered per machine while the agent runs. Printers without SGD fall back to ESC/POS's
+rule: a label counts when its format was sent and the status after it is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, NoReturn
+
+from drivers._connection import (
+    Connections,
+    PrinterNotReady,
+    PrinterSilent,
+    connection_setting,
+    int_range,
+    poll_interval_setting,
+    threshold_settings,
+)
+from drivers.base import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineSnapshot,
+    PageFormat,
+    PrintFailed,
+    PrintJob,
+    RenderOptions,
+    SettingDef,
+    SettingValidationError,
+    SettingValue,
+    iter_labels,
+)
+from drivers.transport import Transport, discard_received, drain_input
+from drivers.zpl_protocol import DPMM_TO_DPI, encode_page
+from drivers.zpl_status import (
+    ZplState,
+    read_identification,
+    read_odometer,
+    read_status,
+    status_report,
+)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# While labels print the odometer is read this often; a label takes 0.3 s or more to print.
+ODOMETER_INTERVAL = 0.1
+# With no label counted for this long, ask the printer whether it stopped (paper out, pause).
+STALL_STATUS_AFTER = 1.0
+# No label counted for this long with no fault reported: the printer is not printing our job
+# (a 6 inch label at 1 inch/s takes 6 s).
+STALL_TIMEOUT = 20.0
+# Formats sent ahead of the odometer, so the printer always has the next label in its buffer.
+FORMATS_AHEAD = 2
+# Before resuming a job the printer may still be printing its earlier labels; wait this long.
+BUFFER_WAIT_TIMEOUT = 10.0
+BUFFER_POLL_INTERVAL = 0.2
+_FORMAT_DELIMITERS = re.compile(r"\^XA|\^XZ", re.IGNORECASE)
+
+
+def validate_init(value: SettingValue) -> None:
+    """Setting validator: plain ASCII ZPL without `^XA`/`^XZ` (it goes inside every format)."""
+    text = str(value)
+    if not text.isascii():
+        raise SettingValidationError("Use ASCII ZPL commands only")
+    if _FORMAT_DELIMITERS.search(text):
+        raise SettingValidationError("Leave out ^XA and ^XZ: the init goes inside each format")
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Consecutive labels showing the same page: one format with `^PQ count`."""
+
+    page: Image
+    first: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.first + self.count
+
+
+@dataclass(frozen=True, slots=True)
+class _FormatOptions:
+    darkness: int | None
+    speed: int | None
+    init: str
+
+
+class ZplDriver(LabelPrinterDriver):
+    """Zebra ZPL II printers over TCP, serial, USB or a device file."""
+
+    SLUG = "zpl"
+    NAME = "Zebra ZPL printer"
+    DESCRIPTION = "Zebra and ZPL-compatible label printers (^GF graphics, ~HS/~HQES status)"
+    POLL_INTERVAL: ClassVar[float] = 15.0
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "CONNECTION": connection_setting("tcp://192.168.1.70:9100"),
+        "DPMM": {
+            "name": "Resolution",
+            "description": "Print head dots per millimetre (8 = 203 dpi, 12 = 300 dpi)",
+            "default": 8,
+            "validator": int,
+            "choices": [
+                ("6", "6 dpmm (152 dpi)"),
+                ("8", "8 dpmm (203 dpi)"),
+                ("12", "12 dpmm (300 dpi)"),
+                ("24", "24 dpmm (600 dpi)"),
+            ],
+        },
+        "LABEL_WIDTH_MM": {
+            "name": "Label width",
+            "description": "Width of the label (sets ^PW)",
+            "default": 100,
+            "validator": [int, int_range(1, 400)],
+            "units": "mm",
+        },
+        "LABEL_HEIGHT_MM": {
+            "name": "Label height",
+            "description": "Length of the label; 0 takes each page's own length",
+            "default": 0,
+            "validator": [int, int_range(0, 2000, " (0: the page's length)")],
+            "units": "mm",
+        },
+        "DARKNESS": {
+            "name": "Darkness",
+            "description": "Print darkness 0-30 (~SD); -1 keeps the printer's setting",
+            "default": -1,
+            "validator": [int, int_range(-1, 30, " (-1: the printer's setting)")],
+        },
+        "SPEED": {
+            "name": "Speed",
+            "description": "Print speed in inches per second (^PR); 0 keeps the printer's",
+            "default": 0,
+            "validator": [int, int_range(0, 14, " (0: the printer's setting)")],
+            "units": "in/s",
+        },
+        **threshold_settings(),
+        "INIT": {
+            "name": "Init commands",
+            "description": "Raw ZPL put at the start of every format, e.g. ^MNY^MTD",
+            "default": "",
+            "validator": validate_init,
+        },
+        "POLL_INTERVAL": poll_interval_setting(15),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._connections: Connections[ZplState] = Connections(ZplState)
+
+    async def init_machine(self, machine: Machine) -> None:
+        """Check `CONNECTION` and make the link; the printer is first reached by the poller."""
+        await self._connections.open(machine)
+
+    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
+        """A new `CONNECTION` takes effect at once; what the printer supports is asked again."""
+        if not await self._connections.update(machine):
+            connection = self._connections.find(machine)
+            if connection is not None:
+                connection.state.forget_printer()
+
+    async def restart_machine(self, machine: Machine) -> None:
+        """Connect again without waiting out the backoff, and ask what the printer supports."""
+        connection = self._connections.find(machine)
+        if connection is not None:
+            connection.link.retry_now()
+            connection.state.forget_printer()
+
+    async def close_machine(self, machine: Machine) -> None:
+        """Close the machine's connection."""
+        await self._connections.close(machine)
+
+    async def poll(self, machine: Machine) -> None:
+        """Read ~HQES/~HS, ~HI and the odometer; show status, text and properties."""
+        connection = self._connections.get(machine)
+        state = connection.state
+        async with connection.link.exchange() as transport:
+            await discard_received(transport)
+            reading = await read_status(transport, state)
+            if state.identification is None:
+                state.identification = await read_identification(transport)
+            odometer = None
+            if state.odometer is not False:
+                odometer = await read_odometer(transport)
+                state.odometer = odometer is not None
+        status_report(
+            reading,
+            identification=state.identification,
+            odometer=odometer,
+            dpmm=int(machine.get_setting("DPMM", "D")),
+        ).apply(machine)
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        """Label width (and length, unless 0: continuous) in dots at the head's resolution."""
+        dpmm = int(machine.get_setting("DPMM", "D"))
+        width = round(int(machine.get_setting("LABEL_WIDTH_MM", "D")) * dpmm)
+        height_mm = int(machine.get_setting("LABEL_HEIGHT_MM", "D"))
+        return PageFormat(
+            dpi=DPMM_TO_DPI.get(dpmm, round(dpmm * 25.4)),
+            width_dots=max(width, 1),
+            height_dots=height_mm * dpmm if height_mm > 0 else None,
+        )
+
+    def render_options(self, machine: Machine) -> RenderOptions:
+        """Threshold and dithering from the settings."""
+        return RenderOptions(
+            threshold=int(machine.get_setting("THRESHOLD", "D")),
+            dither=bool(machine.get_setting("DITHER", "D")),
+        )
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        """Send one format per page (`^PQ` for repeats of one page), confirmed by the odometer.
+
+        Raw jobs (`job.raw`, ZPL) are sent unchanged, once per copy.
+        """
+        connection = self._connections.get(machine)
+        state = connection.state
+        async with connection.link.exchange() as transport:
+            await discard_received(transport)
+            reading = await read_status(transport, state)
+            status_report(reading).raise_if_blocking(machine)
+            if job.raw is not None:
+                for copy in range(job.first_label, job.copies):
+                    await transport.write(job.raw)
+                    # A raw job may ask the printer things itself; drop its answers.
+                    await drain_input(transport)
+                    status_report(await read_status(transport, state)).raise_if_blocking(machine)
+                    job.report_progress(copy + 1)
+                return
+            options = _format_options(machine)
+            odometer = await read_odometer(transport) if state.odometer is not False else None
+            if odometer is None:
+                state.odometer = False
+                await self._print_unconfirmed(machine, transport, state, job, options)
+            else:
+                state.odometer = True
+                await self._print_counted(machine, transport, state, job, options, odometer)
+
+    async def _print_counted(
+        self,
+        machine: Machine,
+        transport: Transport,
+        state: ZplState,
+        job: PrintJob,
+        options: _FormatOptions,
+        odometer: int,
+    ) -> None:
+        start = job.first_label
+        pending = state.pending
+        if pending is not None and pending.job == job.pk:
+            # The last attempt's formats may still be printing: count them once they are done.
+            await _wait_for_empty_buffer(machine, transport, state)
+            odometer = await _require_odometer(transport)
+            start = max(start, pending.printed(odometer))
+            job.report_progress(start)
+        pending = state.start_job(job.pk, odometer, start)
+        ends: list[int] = []
+        for index, run in enumerate(_runs(job, start)):
+            if index >= FORMATS_AHEAD:
+                await _confirm(machine, transport, state, job, ends[index - FORMATS_AHEAD])
+            data = await asyncio.to_thread(_encode, run, options)
+            pending.sent = run.end
+            await transport.write(data)
+            ends.append(run.end)
+        if ends:
+            await _confirm(machine, transport, state, job, ends[-1])
+        state.pending = None
+
+    async def _print_unconfirmed(
+        self,
+        machine: Machine,
+        transport: Transport,
+        state: ZplState,
+        job: PrintJob,
+        options: _FormatOptions,
+    ) -> None:
+        for run in _runs(job, job.first_label):
+            await transport.write(await asyncio.to_thread(_encode, run, options))
+            status_report(await read_status(transport, state)).raise_if_blocking(machine)
+            job.report_progress(run.end)
+
+
+async def _confirm(
+    machine: Machine, transport: Transport, state: ZplState, job: PrintJob, until: int
+) -> None:
+    """Read the odometer until it counted label `until`; raise if the printer stopped."""
+    pending = state.pending
+    assert pending is not None  # noqa: S101 - set by the caller before sending
+    loop = asyncio.get_running_loop()
+    last, last_change = -1, loop.time()
+    next_check = last_change + STALL_STATUS_AFTER
+    while True:
+        printed = pending.printed(await _require_odometer(transport))
+        job.report_progress(printed)
+        if printed >= until:
+            return
+        now = loop.time()
+        if printed != last:
+            last, last_change, next_check = printed, now, now + STALL_STATUS_AFTER
+        elif now >= next_check:
+            status_report(await read_status(transport, state)).raise_if_blocking(machine)
+            next_check = now + STALL_STATUS_AFTER
+        if now - last_change >= STALL_TIMEOUT:
+            _not_ready(machine, f"Took the labels but printed none for {STALL_TIMEOUT:g} s")
+        await asyncio.sleep(ODOMETER_INTERVAL)
+
+
+async def _wait_for_empty_buffer(machine: Machine, transport: Transport, state: ZplState) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUFFER_WAIT_TIMEOUT
+    while True:
+        host = (await read_status(transport, state)).host
+        if host is None or not (host.formats_in_buffer or host.labels_remaining):
+            return
+        if loop.time() >= deadline:
+            _not_ready(machine, f"Still printing {host.labels_remaining} earlier labels")
+        await asyncio.sleep(BUFFER_POLL_INTERVAL)
+
+
+def _not_ready(machine: Machine, text: str) -> NoReturn:
+    """Show a stalled printer as WARNING and make the job wait."""
+    machine.set_status(LabelPrinterStatus.WARNING)
+    machine.set_status_text(text)
+    raise PrinterNotReady(text)
+
+
+async def _require_odometer(transport: Transport) -> int:
+    odometer = await read_odometer(transport)
+    if odometer is None:
+        raise PrinterSilent("the printer stopped answering the odometer query")
+    return odometer
+
+
+def _runs(job: PrintJob, start: int) -> list[_Run]:
+    """Labels from `start` in `iter_labels` order, repeats of one page merged into one run."""
+    runs: list[_Run] = []
+    for number, page in iter_labels(job):
+        if number < start:
+            continue
+        if runs and runs[-1].page is page and runs[-1].end == number:
+            runs[-1] = _Run(page, runs[-1].first, runs[-1].count + 1)
+        else:
+            runs.append(_Run(page, number, 1))
+    return runs
+
+
+def _format_options(machine: Machine) -> _FormatOptions:
+    darkness = int(machine.get_setting("DARKNESS", "D"))
+    speed = int(machine.get_setting("SPEED", "D"))
+    return _FormatOptions(
+        darkness=darkness if darkness >= 0 else None,
+        speed=speed if speed > 0 else None,
+        init=str(machine.get_setting("INIT", "D")),
+    )
+
+
+def _encode(run: _Run, options: _FormatOptions) -> bytes:
+    """One format (runs in a thread); a page the encoder refuses can never print."""
+    try:
+        return encode_page(run.page, run.count, options.darkness, options.speed, options.init)
+    except (ValueError, UnicodeEncodeError) as err:
+        raise PrintFailed(f"this page cannot be printed as ZPL: {err}") from err

@@ -1,0 +1,476 @@
+"""The ESC/POS driver against the ESC/POS simulator over real loopback TCP (and a real file)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops
+
+from agent.setting_values import SettingInvalid, clean_value, native_value
+from drivers import escpos
+from drivers._connection import PrinterNotReady, PrinterSilent
+from drivers.base import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    MachineProperty,
+    MachineSnapshot,
+    MachineStatus,
+    PrintFailed,
+    SettingValue,
+)
+from drivers.escpos import EscposDriver, status_report
+from drivers.escpos_protocol import decode_status
+from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
+from drivers.transport import ConnectionUriError, TransportClosed, TransportError
+
+QUERY = bytes.fromhex("100401 100402 100403 100404")
+INIT = bytes.fromhex("1b40")
+# GS v 0, 2 bytes x 3 rows: FF 00 / AA AA / 00 01 (1 = dot, most significant bit leftmost).
+RASTER_16x3 = bytes.fromhex("1d7630 00 0200 0300 ff00 aaaa 0001")
+# The same page upside down.
+RASTER_16x3_FLIPPED = bytes.fromhex("1d7630 00 0200 0300 0001 aaaa ff00")
+
+
+@dataclass
+class FakeMachine:
+    """A machine as the agent shows it to a driver; settings are stored strings, typed on read."""
+
+    driver: LabelPrinterDriver
+    settings: dict[str, str] = field(default_factory=dict)
+    pk: str = "6b1c0f8e-0000-4000-8000-000000000001"
+    name: str = "printer"
+    active: bool = True
+    initialized: bool = True
+    restart_required: bool = False
+    status: MachineStatus | None = None
+    status_text: str = ""
+    properties: tuple[MachineProperty, ...] = ()
+    errors: list[str] = field(default_factory=list)
+
+    def get_setting(self, key: str, config_type: str) -> SettingValue:
+        return native_value(self.driver.MACHINE_SETTINGS[key], self.settings.get(key))
+
+    def set_status(self, status: MachineStatus) -> None:
+        self.status = status
+
+    def set_status_text(self, text: str) -> None:
+        self.status_text = text
+
+    def set_properties(self, properties: Any) -> None:
+        self.properties = tuple(properties)
+
+    def handle_error(self, error: Exception | str) -> None:
+        self.errors.append(str(error))
+
+    def prop(self, key: str) -> object:
+        return next(p.value for p in self.properties if p.key == key)
+
+
+@dataclass
+class FakeJob:
+    """A print job as the queue hands it over; `progress` records every report."""
+
+    pages: list[Image.Image] = field(default_factory=list)
+    copies: int = 1
+    raw: bytes | None = None
+    first_label: int = 0
+    pk: str = "job-1"
+    content_type: str = "application/pdf"
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: list[int] = field(default_factory=list)
+
+    def report_progress(self, labels_printed: int) -> None:
+        self.progress.append(labels_printed)
+
+
+class Tap:
+    """Records every byte a simulator receives, one stream per connection."""
+
+    def __init__(self, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.streams: list[bytearray] = []
+        open_channel = sim.open_channel
+
+        def recording() -> Any:
+            channel = open_channel()
+            stream = bytearray()
+            self.streams.append(stream)
+            return _Recording(channel, stream)
+
+        monkeypatch.setattr(sim, "open_channel", recording)
+
+    @property
+    def received(self) -> bytes:
+        return b"".join(self.streams)
+
+
+@dataclass
+class _Recording:
+    channel: Any
+    stream: bytearray
+
+    def feed(self, data: bytes) -> bytes:
+        self.stream += data
+        reply: bytes = self.channel.feed(data)
+        return reply
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def page_16x3() -> Image.Image:
+    """Row 0: dots 0-7 black; row 1: every even dot black; row 2: only dot 15 black."""
+    page = Image.new("1", (16, 3), 255)
+    for x in range(8):
+        page.putpixel((x, 0), 0)
+    for x in range(0, 16, 2):
+        page.putpixel((x, 1), 0)
+    page.putpixel((15, 2), 0)
+    return page
+
+
+def random_page(width: int, height: int, seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    return Image.frombytes("1", (width, height), rng.randbytes((width + 7) // 8 * height))
+
+
+def same(image: Image.Image, page: Image.Image) -> bool:
+    return image.size == page.size and ImageChops.difference(image, page).getbbox() is None
+
+
+@pytest.fixture
+def sim() -> EscposSimulator:
+    return EscposSimulator()
+
+
+@pytest.fixture
+async def server(sim: EscposSimulator) -> AsyncIterator[SimTcpServer]:
+    async with await serve_tcp(sim) as server:
+        yield server
+
+
+@pytest.fixture
+def tap(sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
+    return Tap(sim, monkeypatch)
+
+
+@pytest.fixture
+async def machine(server: SimTcpServer) -> AsyncIterator[FakeMachine]:
+    driver = EscposDriver()
+    machine = FakeMachine(driver, {"CONNECTION": server.url})
+    await driver.init_machine(machine)
+    yield machine
+    await driver.close_machine(machine)
+
+
+def driver_of(machine: FakeMachine) -> EscposDriver:
+    assert isinstance(machine.driver, EscposDriver)
+    return machine.driver
+
+
+@pytest.fixture(autouse=True)
+def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The simulator answers in microseconds; a silent one should fail the test quickly.
+    monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
+    monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
+
+
+async def test_golden_bytes_of_a_two_page_job_with_copies(
+    machine: FakeMachine, tap: Tap, sim: EscposSimulator
+) -> None:
+    machine.settings |= {"CUT": "partial", "FEED_MM": "3"}
+    page = page_16x3()
+    job = FakeJob([page, page.transpose(Image.Transpose.FLIP_TOP_BOTTOM)], copies=2)
+    await driver_of(machine).print(machine, job)
+    # 3 mm at 203 dpi = 24 dots of ESC J; partial cut GS V 1; status checked around every label.
+    first = RASTER_16x3 + bytes.fromhex("1b4a18 1d5601")
+    second = RASTER_16x3_FLIPPED + bytes.fromhex("1b4a18 1d5601")
+    assert tap.received == (
+        QUERY + INIT + first + QUERY + second + QUERY + first + QUERY + second + QUERY
+    )
+    assert job.progress == [1, 2, 3, 4]
+    assert [label.cut for label in sim.labels] == ["partial"] * 4
+
+
+@pytest.mark.parametrize("profile", ["default", "small-buffer", "large-buffer"])
+async def test_printed_bitmap_equals_the_page(
+    machine: FakeMachine, sim: EscposSimulator, profile: str
+) -> None:
+    machine.settings["PROFILE"] = profile
+    page = random_page(576, 700, seed=7)
+    await driver_of(machine).print(machine, FakeJob([page]))
+    assert len(sim.labels) == 1
+    assert same(sim.labels[0].image, page)
+
+
+@pytest.mark.parametrize(
+    ("settings", "dpi", "width"),
+    [
+        ({}, 203, 576),
+        ({"PAPER_WIDTH_MM": "58"}, 203, 384),
+        ({"DPI": "180"}, 180, 512),
+        ({"DPI": "180", "PAPER_WIDTH_MM": "58"}, 180, 360),
+        ({"PRINT_WIDTH_DOTS": "640"}, 203, 640),
+    ],
+)
+def test_page_format_is_the_printable_width(settings: dict[str, str], dpi: int, width: int) -> None:
+    driver = EscposDriver()
+    page = driver.page_format(FakeMachine(driver, settings))
+    assert (page.dpi, page.width_dots, page.height_dots) == (dpi, width, None)
+
+
+def test_render_options_come_from_the_settings() -> None:
+    driver = EscposDriver()
+    options = driver.render_options(FakeMachine(driver, {"THRESHOLD": "90", "DITHER": "true"}))
+    assert (options.threshold, options.dither) == (90, True)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("CONNECTION", "serial://dev/ttyUSB0", "three slashes"),
+        ("CONNECTION", "", "no connection given"),
+        ("THRESHOLD", "256", "0 to 255"),
+        ("CUT", "half", "valid option"),
+    ],
+)
+def test_bad_setting_values_are_refused_with_a_reason(key: str, value: str, message: str) -> None:
+    with pytest.raises(SettingInvalid, match=message):
+        clean_value(EscposDriver.MACHINE_SETTINGS[key], value)
+
+
+async def test_init_checks_the_uri_but_does_not_touch_the_printer(server: SimTcpServer) -> None:
+    driver = EscposDriver()
+    with pytest.raises(ConnectionUriError, match="unknown scheme"):
+        await driver.init_machine(FakeMachine(driver, {"CONNECTION": "lpt://1"}))
+    machine = FakeMachine(driver, {"CONNECTION": server.url})
+    await driver.init_machine(machine)
+    assert server.connections == set()
+    await driver.close_machine(machine)
+
+
+STATUS_BITS = [
+    # (DLE EOT n, bits, status, status text, stops printing)
+    (1, 0x08, LabelPrinterStatus.ERROR, "Printer offline", True),
+    (1, 0x04, LabelPrinterStatus.CONNECTED, "", False),  # cash drawer pin, not the printer
+    (2, 0x04, LabelPrinterStatus.ERROR, "Cover open", True),
+    (2, 0x08, LabelPrinterStatus.WARNING, "Feed button pressed", False),
+    (2, 0x20, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+    (2, 0x40, LabelPrinterStatus.ERROR, "Printer error", True),
+    (3, 0x04, LabelPrinterStatus.ERROR, "Mechanical error", True),
+    (3, 0x08, LabelPrinterStatus.ERROR, "Cutter error", True),
+    (3, 0x20, LabelPrinterStatus.ERROR, "Unrecoverable error: switch the printer off and on", True),
+    (3, 0x40, LabelPrinterStatus.ERROR, "Print head too hot; printing resumes when it cools", True),
+    (4, 0x0C, LabelPrinterStatus.WARNING, "Paper near end", False),
+    (4, 0x60, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+]
+
+
+@pytest.mark.parametrize(("n", "bits", "status", "text", "blocking"), STATUS_BITS)
+def test_every_status_bit_maps_to_a_status_and_text(
+    n: int, bits: int, status: LabelPrinterStatus, text: str, blocking: bool
+) -> None:
+    replies = {1: 0x12, 2: 0x12, 3: 0x12, 4: 0x12} | {n: 0x12 | bits}
+    report = status_report(decode_status(replies))
+    assert (report.status, report.text, report.blocking) == (status, text, blocking)
+
+
+def test_offline_with_a_cause_shows_the_cause_and_the_worst_status_first() -> None:
+    # Cover open and paper out at once: the printer is offline because of them.
+    report = status_report(decode_status({1: 0x1A, 2: 0x12 | 0x24, 4: 0x12 | 0x6C}))
+    assert report.status is LabelPrinterStatus.ERROR
+    assert report.text == "Cover open; Paper out"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "text", "paper", "cover"),
+    [
+        (None, LabelPrinterStatus.CONNECTED, "", "ok", "closed"),
+        ("paper-near-end", LabelPrinterStatus.WARNING, "Paper near end", "near end", "closed"),
+        ("paper-out", LabelPrinterStatus.NO_MEDIA, "Paper out", "out", "closed"),
+        ("cover-open", LabelPrinterStatus.ERROR, "Cover open", "ok", "open"),
+        ("cutter-error", LabelPrinterStatus.ERROR, "Cutter error", "ok", "closed"),
+    ],
+)
+async def test_poll_reports_each_simulated_fault(
+    machine: FakeMachine,
+    sim: EscposSimulator,
+    fault: str | None,
+    status: LabelPrinterStatus,
+    text: str,
+    paper: str,
+    cover: str,
+) -> None:
+    if fault is not None:
+        sim.set_fault(fault)
+    await driver_of(machine).poll(machine)
+    assert (machine.status, machine.status_text) == (status, text)
+    assert (machine.prop("Paper"), machine.prop("Cover")) == (paper, cover)
+    assert machine.prop("Online") is (fault in (None, "paper-near-end"))
+
+
+async def test_poll_of_a_printer_that_answers_nothing_raises(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    sim.set_fault("offline")
+    with pytest.raises(PrinterSilent, match="no answer to the status query"):
+        await driver_of(machine).poll(machine)
+
+
+async def test_garbage_status_reply_is_a_transport_error(machine: FakeMachine) -> None:
+    class Garbage:
+        def feed(self, data: bytes) -> bytes:
+            return b"\xff" * (data.count(b"\x10\x04"))
+
+        def close(self) -> None:
+            pass
+
+    sim = EscposSimulator()
+    sim.open_channel = Garbage  # type: ignore[assignment, method-assign]
+    async with await serve_tcp(sim) as server:
+        machine.settings["CONNECTION"] = server.url
+        await driver_of(machine).update_machine(MachineSnapshot("printer", True, {}), machine)
+        with pytest.raises(TransportError, match="unexpected status reply ff ff ff ff"):
+            await driver_of(machine).poll(machine)
+
+
+async def test_paper_out_before_the_job_sends_nothing_and_shows_no_media(
+    machine: FakeMachine, sim: EscposSimulator, tap: Tap
+) -> None:
+    sim.set_fault("paper-out")
+    job = FakeJob([page_16x3()])
+    with pytest.raises(PrinterNotReady, match="Paper out"):
+        await driver_of(machine).print(machine, job)
+    assert tap.received == QUERY
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.NO_MEDIA, "Paper out")
+    assert job.progress == []
+
+
+async def test_paper_out_between_labels_then_resume_prints_each_label_once(
+    machine: FakeMachine, sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = [random_page(64, 20, seed) for seed in range(3)]
+    answers = 0
+    status_byte = sim.status_byte
+
+    def run_out_after_second_label(n: int) -> int:
+        # Status rounds: before the job, then after each label. After label 2's round the
+        # roll is empty, so label 3 goes nowhere.
+        nonlocal answers
+        value = status_byte(n)
+        answers += 1
+        if answers == 3 * 4:
+            sim.set_fault("paper-out")
+        return value
+
+    monkeypatch.setattr(sim, "status_byte", run_out_after_second_label)
+    job = FakeJob(pages, copies=2)
+    with pytest.raises(PrinterNotReady, match="Paper out"):
+        await driver_of(machine).print(machine, job)
+    assert job.progress == [1, 2]
+    assert machine.status is LabelPrinterStatus.NO_MEDIA
+    sim.clear_fault()
+    resumed = FakeJob(pages, copies=2, first_label=job.progress[-1])
+    await driver_of(machine).print(machine, resumed)
+    assert resumed.progress == [3, 4, 5, 6]
+    expected = pages + pages
+    assert len(sim.labels) == 6
+    assert all(map(same, (label.image for label in sim.labels), expected))
+
+
+async def test_a_lost_connection_mid_label_raises_and_the_retry_resends_it(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    pages = [random_page(64, 40, seed) for seed in range(2)]
+    # Past the first label (queries, init, 3 + 320 bytes of image, feed, cut, queries) and
+    # inside the second.
+    sim.set_fault("disconnect-mid-job", after_bytes=12 + 2 + 8 + 320 + 6 + 12 + 100)
+    job = FakeJob(pages)
+    with pytest.raises(TransportError):
+        await driver_of(machine).print(machine, job)
+    assert job.progress == [1]
+    sim.clear_fault()
+    link = driver_of(machine)._connections.get(machine).link
+    link.retry_now()
+    resumed = FakeJob(pages, first_label=1)
+    await driver_of(machine).print(machine, resumed)
+    assert resumed.progress == [2]
+    assert len(sim.labels) == 2
+    assert all(map(same, (label.image for label in sim.labels), pages))
+
+
+async def test_resume_sends_only_the_labels_after_first_label(
+    machine: FakeMachine, tap: Tap
+) -> None:
+    page = page_16x3()
+    job = FakeJob([page, page.transpose(Image.Transpose.FLIP_TOP_BOTTOM)], copies=2)
+    job.first_label = 3
+    await driver_of(machine).print(machine, job)
+    tail = bytes.fromhex("1b4a00 1d5600")
+    assert tap.received == QUERY + INIT + RASTER_16x3_FLIPPED + tail + QUERY
+    assert job.progress == [4]
+
+
+async def test_raw_job_passes_through_once_per_copy(machine: FakeMachine, tap: Tap) -> None:
+    raw = INIT + RASTER_16x3 + bytes.fromhex("0a 1d5600")
+    job = FakeJob(copies=2, raw=raw, content_type="application/octet-stream")
+    await driver_of(machine).print(machine, job)
+    assert tap.received == QUERY + raw + QUERY + raw + QUERY
+    assert job.progress == [1, 2]
+
+
+async def test_page_the_encoder_refuses_fails_the_job(machine: FakeMachine) -> None:
+    with pytest.raises(PrintFailed, match="mode"):
+        await driver_of(machine).print(machine, FakeJob([Image.new("L", (8, 8), 255)]))
+
+
+async def test_without_status_queries_a_job_is_just_the_bytes(tmp_path: Path) -> None:
+    out = tmp_path / "printer.bin"
+    out.touch()
+    driver = EscposDriver()
+    machine = FakeMachine(driver, {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false"})
+    await driver.init_machine(machine)
+    job = FakeJob([page_16x3()], copies=2)
+    await driver.print(machine, job)
+    await driver.poll(machine)
+    await driver.close_machine(machine)
+    label = RASTER_16x3 + bytes.fromhex("1b4a00 1d5600")
+    assert out.read_bytes() == INIT + label + label
+    assert job.progress == [1, 2]
+    assert machine.status is LabelPrinterStatus.CONNECTED
+    assert machine.status_text == "Connected; status queries are off"
+
+
+async def test_new_connection_setting_moves_the_machine_to_the_new_printer(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    other = EscposSimulator()
+    driver = driver_of(machine)
+    async with await serve_tcp(other) as server:
+        machine.settings["CONNECTION"] = server.url
+        await driver.update_machine(MachineSnapshot("printer", True, {}), machine)
+        await driver.print(machine, FakeJob([page_16x3()]))
+        assert (len(sim.labels), len(other.labels)) == (0, 1)
+        assert machine.restart_required is False
+        await driver.close_machine(machine)
+        with pytest.raises(TransportClosed, match="not initialised"):
+            await driver.print(machine, FakeJob([page_16x3()]))
+
+
+async def test_restart_skips_the_reconnect_backoff(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    sim.set_fault("offline")
+    driver = driver_of(machine)
+    with pytest.raises(PrinterSilent):
+        await driver.poll(machine)
+    sim.clear_fault()
+    with pytest.raises(TransportError, match="unreachable"):
+        await driver.poll(machine)
+    await driver.restart_machine(machine)
+    await driver.poll(machine)
+    assert machine.status is LabelPrinterStatus.CONNECTED

@@ -1,0 +1,438 @@
+"""ESC/POS and ZPL end to end: the API, the queue, rendering, the drivers, real transports, simulators.
+
+Printers are the simulators behind real loopback TCP sockets and real pseudo-terminals; USB goes
+through the real USB transport with only pyusb's device faked (it feeds the same simulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import queue
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import usb.core
+import usb.util
+from aiohttp.test_utils import TestClient
+from PIL import Image, ImageChops, ImageDraw
+
+from agent.appkeys import POLLER, REGISTRY
+from agent.render import render_document
+from drivers import escpos, zpl, zpl_status
+from drivers.base import LabelPrinterDriver, RenderOptions
+from drivers.escpos_protocol import encode_label
+from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
+from drivers.zpl_protocol import encode_page
+from tests.conftest import Headers, create_machine, wait_for_job
+from tests.test_driver_escpos import Tap
+
+Client = TestClient[Any, Any]
+ODOMETER = b'! U1 getvar "odometer.total_label_count"\r\n'
+PAGES = 3
+COPIES = 2
+# Labels at each driver's resolution, so a PDF page maps dot for dot onto the printer's raster.
+LABELS = {"escpos": (203, (576, 200)), "zpl": (300, (732, 342))}
+SETTINGS = {
+    "escpos": {"POLL_INTERVAL": "3600"},
+    "zpl": {"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"},
+}
+SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
+
+
+@pytest.fixture(autouse=True)
+def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Replies come in microseconds; a printer gone deaf should fail an attempt quickly.
+    monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
+    monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
+    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.3)
+    monkeypatch.setattr(zpl, "STALL_STATUS_AFTER", 0.05)
+    monkeypatch.setattr(zpl, "ODOMETER_INTERVAL", 0.01)
+
+
+def label_images(driver: str) -> list[Image.Image]:
+    """Distinct pure black-and-white labels: a bar whose place and width depend on the page."""
+    _dpi, size = LABELS[driver]
+    images = []
+    for index in range(PAGES):
+        image = Image.new("L", size, 255)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((10 + index * 90, 10, 40 + index * 100, size[1] - 20), fill=0)
+        draw.rectangle((0, 0, size[0] - 1, size[1] - 1), outline=0)
+        images.append(image)
+    return images
+
+
+def label_pdf(driver: str) -> bytes:
+    dpi, _size = LABELS[driver]
+    images = label_images(driver)
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def same(image: Image.Image, page: Image.Image) -> bool:
+    return image.size == page.size and ImageChops.difference(image, page).getbbox() is None
+
+
+@dataclass
+class Printer:
+    """A machine on the agent and the simulator behind it."""
+
+    driver: str
+    pk: str
+    sim: Simulator
+    tap: Tap
+    client: Client
+    headers: Headers
+
+    def machine(self) -> Any:
+        return self.client.app[REGISTRY].get(self.pk)
+
+    def expected_pages(self) -> list[Image.Image]:
+        """The PDF rendered as the queue renders it for this machine, in print order."""
+        machine = self.machine()
+        driver = machine.driver
+        assert isinstance(driver, LabelPrinterDriver)
+        rendered = render_document(
+            label_pdf(self.driver), "application/pdf", driver.page_format(machine), RenderOptions()
+        )
+        # The page is exactly the document: black stays black, white stays white, dot for dot.
+        sources = [image.convert("1") for image in label_images(self.driver)]
+        assert all(map(same, rendered.pages, sources))
+        return list(rendered.pages) * COPIES
+
+    def printed_exactly(self, pages: list[Image.Image]) -> bool:
+        return len(self.sim.labels) == len(pages) and all(
+            map(same, (label.image for label in self.sim.labels), pages)
+        )
+
+    async def print_pdf(self) -> dict[str, Any]:
+        resp = await self.client.post(
+            f"/api/machine/{self.pk}/print/?copies={COPIES}",
+            data=label_pdf(self.driver),
+            headers={**self.headers, "Content-Type": "application/pdf"},
+        )
+        assert resp.status == 201, await resp.text()
+        job: dict[str, Any] = await resp.json()
+        return job
+
+    async def get(self) -> dict[str, Any]:
+        resp = await self.client.get(f"/api/machine/{self.pk}/", headers=self.headers)
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    async def poll(self) -> dict[str, Any]:
+        """Poll now, as the poller does on its interval, and read the machine back."""
+        await self.client.app[POLLER].poll_once(self.machine())
+        return await self.get()
+
+    def job_bytes_to_middle_of_label_2(self) -> int:
+        """Bytes a job sends up to the middle of its second label, status queries included."""
+        first, second = self.expected_pages()[:2]
+        if self.driver == "escpos":
+            query = len(escpos.STATUS_QUERY)
+            return query + 2 + len(encode_label(first)) + query + len(encode_label(second)) // 2
+        # ~HQES~HS, the odometer, then two formats before the odometer is read again.
+        return 8 + len(ODOMETER) + len(encode_page(first)) + len(encode_page(second)) // 2
+
+
+async def add_printer(
+    client: Client, headers: Headers, driver: str, sim: Simulator, tap: Tap, connection: str
+) -> Printer:
+    """Create the machine through the API, set it up, and wait for its first poll."""
+    machine = await create_machine(client, headers, name=f"{driver}-printer", driver=driver)
+    pk = machine["pk"]
+    for key, value in (*SETTINGS[driver].items(), ("CONNECTION", connection)):
+        resp = await client.put(
+            f"/api/machine/{pk}/settings/D/{key}/", json={"value": value}, headers=headers
+        )
+        assert resp.status == 200, await resp.text()
+    # The poller reads the printer once when the machine starts; wait for that.
+    await wait_for_machine(client, headers, pk, lambda m: m["status"] == 100)
+    return Printer(driver, pk, sim, tap, client, headers)
+
+
+async def wait_for_machine(
+    client: Client, headers: Headers, pk: str, ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Read the machine through the API until `ready(machine)` holds (bounded)."""
+    async with asyncio.timeout(5.0):
+        while True:
+            resp = await client.get(f"/api/machine/{pk}/", headers=headers)
+            machine: dict[str, Any] = await resp.json()
+            if ready(machine):
+                return machine
+            await asyncio.sleep(0.01)
+
+
+async def wait_until_waiting(printer: Printer, job: dict[str, Any], status: int) -> dict[str, Any]:
+    """Wait until the job is back in the queue after a failed attempt and the machine says why."""
+    async with asyncio.timeout(5.0):
+        while True:
+            current = await wait_for_job(
+                printer.client, printer.headers, job["pk"], ("queued", "complete", "failed")
+            )
+            machine = await printer.get()
+            if current["status"] != "queued" or (
+                current["attempts"] > 0 and machine["status"] == status
+            ):
+                return current
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture(params=["escpos", "zpl"])
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def sim(driver: str) -> Simulator:
+    return SIMULATORS[driver]()
+
+
+@pytest.fixture
+def tap(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
+    return Tap(sim, monkeypatch)
+
+
+@pytest.fixture(params=["tcp", "pty"])
+async def printer(
+    request: pytest.FixtureRequest,
+    client: Client,
+    admin: Headers,
+    driver: str,
+    sim: Simulator,
+    tap: Tap,
+) -> AsyncIterator[Printer]:
+    if request.param == "tcp":
+        async with await serve_tcp(sim) as server:
+            yield await add_printer(client, admin, driver, sim, tap, server.url)
+    else:
+        async with await serve_pty(sim) as session:
+            yield await add_printer(client, admin, driver, sim, tap, session.url)
+
+
+async def test_pdf_job_prints_every_label_once_with_the_rendered_pixels(printer: Printer) -> None:
+    job = await printer.print_pdf()
+    assert (job["pages"], job["copies"]) == (PAGES, COPIES)
+    done = await wait_for_job(printer.client, printer.headers, job["pk"], ("complete", "failed"))
+    assert (done["status"], done["progress"], done["errors"]) == ("complete", PAGES * COPIES, [])
+    assert printer.printed_exactly(printer.expected_pages())
+    if isinstance(printer.sim, ZplSimulator):
+        assert printer.sim.total_label_count == PAGES * COPIES
+
+
+async def test_lost_connection_mid_job_waits_then_resumes_without_gaps(printer: Printer) -> None:
+    # Drop (TCP) or deafen (pty) the line in the middle of the second label's bytes; the
+    # connection carried the first poll already.
+    offset = len(printer.tap.streams[-1]) + printer.job_bytes_to_middle_of_label_2()
+    printer.sim.set_fault("disconnect-mid-job", after_bytes=offset)
+    job = await printer.print_pdf()
+    waiting = await wait_until_waiting(printer, job, status=400)
+    assert waiting["status"] == "queued"
+    assert waiting["progress"] < PAGES * COPIES
+    printer.sim.clear_fault()
+    done = await wait_for_job(printer.client, printer.headers, job["pk"], ("complete", "failed"))
+    assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
+    assert printer.printed_exactly(printer.expected_pages())
+
+
+async def test_paper_out_mid_job_waits_then_resumes_without_gaps(
+    printer: Printer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = printer.sim
+    if isinstance(sim, EscposSimulator):
+        # The roll runs out right after label 2's status was read: label 3 is lost on its way.
+        rounds = 0
+        status_byte = sim.status_byte
+
+        def run_out(n: int) -> int:
+            nonlocal rounds
+            value = status_byte(n)
+            rounds += n == 4
+            if rounds == 3:
+                sim.set_fault("paper-out")
+            return value
+
+        monkeypatch.setattr(sim, "status_byte", run_out)
+    else:
+        sim.on_label = lambda label: sim.set_fault("paper-out") if label.number == 2 else None
+    job = await printer.print_pdf()
+    waiting = await wait_until_waiting(printer, job, status=301)
+    assert (waiting["status"], waiting["progress"]) == ("queued", 2)
+    assert (await printer.get())["status_text"] == "Paper out"
+    sim.clear_fault()
+    await printer.poll()
+    done = await wait_for_job(printer.client, printer.headers, job["pk"], ("complete", "failed"))
+    assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
+    assert printer.printed_exactly(printer.expected_pages())
+
+
+FAULTS = {
+    "escpos": [
+        ("paper-near-end", 200, "Paper near end"),
+        ("paper-out", 301, "Paper out"),
+        ("cover-open", 500, "Cover open"),
+        ("cutter-error", 500, "Cutter error"),
+        ("offline", 400, "no answer to the status query (DLE EOT)"),
+    ],
+    "zpl": [
+        ("paper-near-end", 200, "Paper near end"),
+        ("paper-out", 301, "Paper out"),
+        ("head-open", 500, "Print head open"),
+        ("ribbon-out", 301, "Ribbon out"),
+        ("paused", 200, "Paused"),
+        ("offline", 400, "no answer to ~HS or ~HQES"),
+    ],
+}
+
+
+async def test_every_simulated_fault_shows_in_the_api_after_a_poll(
+    client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
+) -> None:
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        for fault, status, text in FAULTS[driver]:
+            sim.set_fault(fault)
+            machine = await printer.poll()
+            assert machine["status"] == status, fault
+            assert machine["status_text"].startswith(text), machine["status_text"]
+            sim.clear_fault()
+            if fault != "offline":  # the last one: a silent printer is reconnected later
+                machine = await printer.poll()
+                assert (machine["status"], machine["status_text"]) == (100, "")
+
+
+async def test_properties_show_what_the_printer_reports(
+    client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
+) -> None:
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        sim.set_fault("paper-near-end")
+        properties = {p["key"]: p["value"] for p in (await printer.poll())["properties"]}
+    if driver == "escpos":
+        assert (properties["Paper"], properties["Cover"]) == ("near end", "closed")
+    else:
+        assert (properties["Model"], properties["Dots per mm"]) == ("ZTC ZD421-300dpi ZPL", 12)
+        assert properties["Labels printed"] == 0
+
+
+async def test_a_bad_connection_is_refused_with_the_reason(
+    client: Client, admin: Headers, driver: str
+) -> None:
+    machine = await create_machine(client, admin, name="bad", driver=driver)
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
+        json={"value": "serial://dev/ttyUSB0"},
+        headers=admin,
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert "three slashes, for example serial:///dev/ttyUSB0" in body["non_field_errors"][0]
+    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
+    assert detail["initialized"] is False
+    assert detail["machine_errors"][-1] == "Missing DRIVER settings: CONNECTION"
+
+
+async def test_unreachable_printer_is_disconnected_with_the_reason(
+    client: Client, admin: Headers, driver: str, unused_tcp_port: int
+) -> None:
+    machine = await create_machine(client, admin, name="away", driver=driver)
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
+        json={"value": f"tcp://127.0.0.1:{unused_tcp_port}"},
+        headers=admin,
+    )
+    assert resp.status == 200
+    detail = await wait_for_machine(client, admin, machine["pk"], lambda m: m["status"] == 400)
+    assert detail["initialized"] is True
+    assert detail["status_text"].startswith("printer unreachable: connection refused")
+
+
+# USB: the real transport, with pyusb's device faked; its bulk endpoints feed the simulator.
+
+
+@dataclass
+class _Endpoint:
+    bEndpointAddress: int
+    bmAttributes: int = usb.util.ENDPOINT_TYPE_BULK
+
+
+@dataclass
+class _Interface:
+    bInterfaceNumber: int = 0
+    bInterfaceClass: int = 7
+    bAlternateSetting: int = 0
+
+    def __iter__(self) -> Iterator[_Endpoint]:
+        return iter([_Endpoint(0x01), _Endpoint(0x82)])
+
+
+class SimUsbDevice:
+    """A bidirectional USB printer: bulk OUT goes into a simulator, its replies come on bulk IN."""
+
+    serial_number = "SIM0001"
+
+    def __init__(self, sim: Simulator) -> None:
+        self.channel = sim.open_channel()
+        self.replies: queue.Queue[bytes] = queue.Queue()
+        self.kernel_driver = True
+
+    def get_active_configuration(self) -> list[_Interface]:
+        return [_Interface()]
+
+    def is_kernel_driver_active(self, interface: int) -> bool:
+        return self.kernel_driver
+
+    def detach_kernel_driver(self, interface: int) -> None:
+        self.kernel_driver = False
+
+    def attach_kernel_driver(self, interface: int) -> None:
+        self.kernel_driver = True
+
+    def write(self, endpoint: int, data: bytes, timeout: int) -> int:
+        reply = self.channel.feed(bytes(data))
+        if reply:
+            self.replies.put(reply)
+        return len(data)
+
+    def read(self, endpoint: int, size: int, timeout: int) -> bytes:
+        try:
+            data = self.replies.get(timeout=timeout / 1000)
+        except queue.Empty:
+            raise usb.core.USBTimeoutError("Operation timed out", -7, errno.ETIMEDOUT) from None
+        if len(data) > size:
+            self.replies.put(data[size:])  # the rest comes with the next transfer
+        return data[:size]
+
+
+async def test_usb_printer_through_faked_pyusb(
+    client: Client,
+    admin: Headers,
+    driver: str,
+    sim: Simulator,
+    tap: Tap,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    device = SimUsbDevice(sim)
+    monkeypatch.setattr(
+        usb.core,
+        "find",
+        lambda *, find_all, idVendor, idProduct: iter(
+            [device] if (idVendor, idProduct) == (0x0A5F, 0x0166) else []
+        ),
+    )
+    monkeypatch.setattr(usb.util, "claim_interface", lambda dev, intf: None)
+    monkeypatch.setattr(usb.util, "release_interface", lambda dev, intf: None)
+    monkeypatch.setattr(usb.util, "dispose_resources", lambda dev: None)
+    printer = await add_printer(client, admin, driver, sim, tap, "usb://0a5f:0166/SIM0001")
+    job = await printer.print_pdf()
+    done = await wait_for_job(client, admin, job["pk"], ("complete", "failed"))
+    assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
+    assert printer.printed_exactly(printer.expected_pages())
+    assert device.kernel_driver is False  # usblp was detached while the agent holds the printer

@@ -124,7 +124,7 @@ async def wait_for_job(
     headers: Headers,
     pk: str,
     statuses: tuple[str, ...],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Poll a job until its status is one of `statuses` (bounded)."""
     async with asyncio.timeout(timeout):

@@ -21,7 +21,8 @@ from drivers.base import BaseDriver
 
 log = structlog.get_logger(__name__)
 
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Classes defined in these two packages ship with the agent; anything else came from a plugin.
+_BUILTIN_DIRS = (Path(__file__).resolve().parent, Path(drivers.__file__).resolve().parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,8 @@ def provider_file(cls: type) -> str:
 
 def is_builtin(cls: type) -> bool:
     """The class ships with the agent."""
-    return Path(provider_file(cls)).is_relative_to(_PACKAGE_ROOT)
+    path = Path(provider_file(cls))
+    return any(path.is_relative_to(directory) for directory in _BUILTIN_DIRS)
 
 
 def _candidates(extra: Iterable[str]) -> list[Candidate]:

@@ -248,6 +248,10 @@ class JobRunner:
         self.kick(row.machine)
 
     async def _work(self, machine_pk: str) -> None:
+        machine = self.registry.get(machine_pk)
+        if machine is not None:
+            # Every log line of this worker (drivers and transports included) names the machine.
+            structlog.contextvars.bind_contextvars(machine=machine.name, driver=machine.driver_slug)
         queue = self._queues[machine_pk]
         wake = self._wake[machine_pk]
         while True:
@@ -286,6 +290,10 @@ class JobRunner:
 
     async def _print(self, machine: Machine, job: JobRow) -> bool:
         """One attempt; True when the job left the queue (complete, failed or cancelled)."""
+        with structlog.contextvars.bound_contextvars(job=job.pk):
+            return await self._attempt(machine, job)
+
+    async def _attempt(self, machine: Machine, job: JobRow) -> bool:
         current = await self.jobs.get(job.pk)
         if current is None or current.status != QUEUED:
             return True

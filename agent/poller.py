@@ -93,6 +93,8 @@ class Poller:
     # internals
 
     async def _run(self, machine: Machine) -> None:
+        # Every log line of this task (drivers and transports included) names the machine.
+        structlog.contextvars.bind_contextvars(machine=machine.name, driver=machine.driver_slug)
         wake = self._wake[machine.pk]
         while True:
             wake.clear()

@@ -27,6 +27,7 @@ MACHINE_FIELDS = [
     "is_driver_available",
     "restart_required",
     "properties",
+    "status_read_at",
 ]
 
 Client = TestClient[Any, Any]
@@ -55,6 +56,7 @@ async def test_create_returns_full_representation_in_field_order(
     assert machine["machine_errors"] == []
     assert machine["is_driver_available"] is True
     assert machine["restart_required"] is False
+    assert machine["status_read_at"] is not None
 
 
 async def test_create_is_persisted_before_the_answer(client: Client, admin: Headers) -> None:

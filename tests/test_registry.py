@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import agent.registry as registry_module
+from agent import discovery
 from agent.app import create_app
 from agent.config import MachineEntry
 from agent.discovery import discover
@@ -217,3 +219,39 @@ async def test_bad_config_machine_settings_are_refused(
         await registry.apply_config(
             [MachineEntry(name="bad", driver="virtual", driver_settings=settings)]
         )
+
+
+def test_entry_point_drivers_are_discovered_and_broken_ones_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = "inventree_edge.drivers"
+    points = [
+        EntryPoint("acme", "tests.test_registry:NoPrintDriver", group),
+        EntryPoint("acme-slow", "tests.test_registry:SlowDriver", group),
+        EntryPoint("broken", "acme_printers.missing:Driver", group),
+    ]
+    monkeypatch.setattr(
+        discovery, "entry_points", lambda group: [p for p in points if p.group == group]
+    )
+    found = discover()
+    assert "slow" in found.drivers
+    assert found.providers["slow"].slug == "acme-slow"
+    assert found.providers["virtual"].slug is None
+    assert any("did not override the required attributes: print" in e for e in found.errors)
+    assert any(
+        e.startswith("Failed to load driver 'acme_printers.missing:Driver'") for e in found.errors
+    )
+
+
+async def test_drivers_list_names_the_providing_plugin(
+    aiohttp_client: Any, settings: Any, make_token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point = EntryPoint("acme-slow", "tests.test_registry:SlowDriver", "inventree_edge.drivers")
+    monkeypatch.setattr(discovery, "entry_points", lambda group: [point])
+    client = await aiohttp_client(create_app(settings))
+    headers = await make_token(client)
+    drivers = await (await client.get("/api/machine/drivers/", headers=headers)).json()
+    slow = next(d for d in drivers if d["slug"] == "slow")
+    assert slow["provider_plugin"] == {"slug": "acme-slow", "name": "acme-slow", "pk": None}
+    assert slow["is_builtin"] is False
+    assert slow["provider_file"].endswith("tests/test_registry.py")

@@ -55,6 +55,9 @@ def machine_json(machine: Machine) -> dict[str, Any]:
         "is_driver_available": registered and machine.driver is not None,
         "restart_required": machine.restart_required,
         "properties": [prop.as_json() for prop in machine.properties],
+        "status_read_at": (
+            machine.status_read_at.isoformat() if machine.status_read_at is not None else None
+        ),
     }
 
 

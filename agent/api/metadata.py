@@ -56,6 +56,12 @@ def _machine_fields(*, create: bool) -> dict[str, Any]:
         "is_driver_available": _method_field("Is driver available"),
         "restart_required": _method_field("Restart required"),
         "properties": {"type": "list", "required": False, "read_only": True, "label": "Properties"},
+        "status_read_at": {
+            "type": "datetime",
+            "required": False,
+            "read_only": True,
+            "label": "Status read at",
+        },
     }
 
 

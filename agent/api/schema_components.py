@@ -353,6 +353,15 @@ def _machine_config(*, create: bool, patched: bool = False) -> Schema:
                 "description": "Facts reported by the driver (InvenTree v401).",
             }
         ),
+        "status_read_at": _ro(
+            {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "When the status was last read from the printer (kept across "
+                "restarts of the agent); null if never.",
+            }
+        ),
     }
     what = "creating a MachineConfig" if create else "a MachineConfig"
     schema = _object(properties, f"Serializer for {what}.", required=not patched)

@@ -9,9 +9,11 @@ from typing import Generic, TypeVar
 import structlog
 
 from drivers.base import (
+    LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
     MachineProperty,
+    MachineSnapshot,
     SettingDef,
     SettingValidationError,
     SettingValue,
@@ -201,3 +203,44 @@ class Connections(Generic[StateT]):
 def connection_uri(machine: Machine) -> str:
     """The machine's `CONNECTION` setting, stripped."""
     return str(machine.get_setting("CONNECTION", "D")).strip()
+
+
+class ConnectedDriver(LabelPrinterDriver, Generic[StateT]):
+    """A label printer reached through a `CONNECTION` URI: the lifecycle hooks both families share.
+
+    Subclasses give `new_state` (the driver's per-machine state) and may override `forget_printer`
+    (what to ask the printer again after a restart or a settings change).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._connections: Connections[StateT] = Connections(self.new_state)
+
+    def new_state(self) -> StateT:
+        """A fresh per-machine state."""
+        raise NotImplementedError
+
+    def forget_printer(self, state: StateT) -> None:
+        """Drop what was learnt about the printer, so it is asked again."""
+
+    async def init_machine(self, machine: Machine) -> None:
+        """Check `CONNECTION` and make the link; the printer is first reached by the poller."""
+        await self._connections.open(machine)
+
+    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
+        """A new `CONNECTION` takes effect at once; other settings are read at every job."""
+        if not await self._connections.update(machine):
+            connection = self._connections.find(machine)
+            if connection is not None:
+                self.forget_printer(connection.state)
+
+    async def restart_machine(self, machine: Machine) -> None:
+        """Connect again without waiting out the reconnect backoff, and ask the printer afresh."""
+        connection = self._connections.find(machine)
+        if connection is not None:
+            connection.link.retry_now()
+            self.forget_printer(connection.state)
+
+    async def close_machine(self, machine: Machine) -> None:
+        """Close the machine's connection."""
+        await self._connections.close(machine)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from drivers._connection import (
     Condition,
-    Connections,
+    ConnectedDriver,
     PrinterSilent,
     StatusReport,
     connection_setting,
@@ -23,11 +23,9 @@ from drivers._connection import (
     threshold_settings,
 )
 from drivers.base import (
-    LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
     MachineProperty,
-    MachineSnapshot,
     PageFormat,
     PrintFailed,
     PrintJob,
@@ -84,7 +82,7 @@ class _JobOptions:
     status: bool
 
 
-class EscposDriver(LabelPrinterDriver):
+class EscposDriver(ConnectedDriver[None]):
     """ESC/POS printers over TCP, serial, USB or a device file; one instance serves all machines."""
 
     SLUG = "escpos"
@@ -148,27 +146,8 @@ class EscposDriver(LabelPrinterDriver):
         "POLL_INTERVAL": poll_interval_setting(30),
     }
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._connections: Connections[None] = Connections(lambda: None)
-
-    async def init_machine(self, machine: Machine) -> None:
-        """Check `CONNECTION` and make the link; the printer is first reached by the poller."""
-        await self._connections.open(machine)
-
-    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
-        """A new `CONNECTION` takes effect at once; other settings are read at every job."""
-        await self._connections.update(machine)
-
-    async def restart_machine(self, machine: Machine) -> None:
-        """Connect again at the next poll or job, without waiting out the reconnect backoff."""
-        connection = self._connections.find(machine)
-        if connection is not None:
-            connection.link.retry_now()
-
-    async def close_machine(self, machine: Machine) -> None:
-        """Close the machine's connection."""
-        await self._connections.close(machine)
+    def new_state(self) -> None:
+        """ESC/POS printers keep no per-machine state beyond the link."""
 
     async def poll(self, machine: Machine) -> None:
         """Query `DLE EOT 1..4` and show status, status text and paper/cover properties."""

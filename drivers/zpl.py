@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from drivers._connection import (
-    Connections,
+    ConnectedDriver,
     PrinterNotReady,
     PrinterSilent,
     connection_setting,
@@ -24,10 +24,8 @@ from drivers._connection import (
     threshold_settings,
 )
 from drivers.base import (
-    LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
-    MachineSnapshot,
     PageFormat,
     PrintFailed,
     PrintJob,
@@ -94,7 +92,7 @@ class _FormatOptions:
     init: str
 
 
-class ZplDriver(LabelPrinterDriver):
+class ZplDriver(ConnectedDriver[ZplState]):
     """Zebra ZPL II printers over TCP, serial, USB or a device file."""
 
     SLUG = "zpl"
@@ -152,31 +150,13 @@ class ZplDriver(LabelPrinterDriver):
         "POLL_INTERVAL": poll_interval_setting(15),
     }
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._connections: Connections[ZplState] = Connections(ZplState)
+    def new_state(self) -> ZplState:
+        """What the driver learns about one printer (odometer support, identification)."""
+        return ZplState()
 
-    async def init_machine(self, machine: Machine) -> None:
-        """Check `CONNECTION` and make the link; the printer is first reached by the poller."""
-        await self._connections.open(machine)
-
-    async def update_machine(self, old_state: MachineSnapshot, machine: Machine) -> None:
-        """A new `CONNECTION` takes effect at once; what the printer supports is asked again."""
-        if not await self._connections.update(machine):
-            connection = self._connections.find(machine)
-            if connection is not None:
-                connection.state.forget_printer()
-
-    async def restart_machine(self, machine: Machine) -> None:
-        """Connect again without waiting out the backoff, and ask what the printer supports."""
-        connection = self._connections.find(machine)
-        if connection is not None:
-            connection.link.retry_now()
-            connection.state.forget_printer()
-
-    async def close_machine(self, machine: Machine) -> None:
-        """Close the machine's connection."""
-        await self._connections.close(machine)
+    def forget_printer(self, state: ZplState) -> None:
+        """Ask the printer again what it is and what it supports."""
+        state.forget_printer()
 
     async def poll(self, machine: Machine) -> None:
         """Read ~HQES/~HS, ~HI and the odometer; show status, text and properties."""

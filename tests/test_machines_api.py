@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 import uuid
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from agent.api import views
 from agent.appkeys import SETTINGS
 from tests.conftest import Headers, create_machine
 
@@ -443,3 +445,25 @@ async def test_options_metadata_for_the_web_ui(
     body = await (await client.options(f"/api/machine/{machine['pk']}/", headers=admin)).json()
     assert list(body["actions"]) == ["PUT", "GET", "DELETE"]
     assert body["actions"]["DELETE"] == {}
+
+
+async def test_stalled_request_body_is_dropped_with_408(
+    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "BODY_TIMEOUT_S", 0.2)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /api/machine/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: {admin['Authorization']}\r\n".encode()
+            + b'Content-Length: 100\r\n\r\n{"name": '
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+    assert b"application/json" in head
+    assert _rows(client, "SELECT count(*) FROM machine") == [(0,)]

@@ -105,6 +105,15 @@ class Conflict(ApiError):
         super().__init__({"detail": detail})
 
 
+class RequestTimeout(ApiError):
+    """408: the body did not arrive in time."""
+
+    status = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__({"detail": f"The request body did not arrive within {seconds:g} s."})
+
+
 class PayloadTooLarge(ApiError):
     """413: the body is over the configured limit."""
 

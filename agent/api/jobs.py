@@ -10,7 +10,7 @@ from aiohttp import web
 from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
 from agent.api.fields import FieldErrors
 from agent.api.listing import paginate
-from agent.api.views import ApiView, read_form
+from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
 from agent.job_store import JOB_STATUSES, JobRow
@@ -108,7 +108,7 @@ class PrintView(ApiView):
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             return data, content_type, fields
         if media_type in (PDF_CONTENT_TYPE, RAW_CONTENT_TYPE) or media_type in IMAGE_CONTENT_TYPES:
-            return await self.request.read(), media_type, {}
+            return await read_bytes(self.request), media_type, {}
         raise UnsupportedMediaType(header)
 
 

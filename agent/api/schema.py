@@ -45,8 +45,8 @@ READ = (401,)
 ROLE_READ = (401, 403)
 OBJECT_READ = (401, 404)
 ROLE_OBJECT_READ = (401, 403, 404)
-WRITE = (400, 401, 403, 413, 415)
-OBJECT_WRITE = (400, 401, 403, 404, 413, 415)
+WRITE = (400, 401, 403, 408, 413, 415)
+OBJECT_WRITE = (400, 401, 403, 404, 408, 413, 415)
 
 
 @functools.cache
@@ -205,7 +205,7 @@ def _user_paths() -> Paths:
                 tag="auth",
                 body="Login",
                 responses=json_response(ref("Token")),
-                errors=(400, 413, 415),
+                errors=(400, 408, 413, 415),
                 security=[{}],
             )
         },

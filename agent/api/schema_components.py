@@ -44,6 +44,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
         "The object's state does not allow this, e.g. cancelling a job that has started printing.",
         ("ErrorDetail",),
     ),
+    408: ("RequestTimeout", "The request body did not arrive in time.", ("ErrorDetail",)),
     413: ("PayloadTooLarge", "The request body is over the configured limit.", ("ErrorDetail",)),
     415: ("UnsupportedMediaType", "The body's content type is not accepted.", ("ErrorDetail",)),
 }

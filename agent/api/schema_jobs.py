@@ -135,7 +135,7 @@ def _print_operation() -> dict[str, Any]:
         ],
         body_content=content,
         responses=responses,
-        errors=(400, 401, 403, 404, 413, 415),
+        errors=(400, 401, 403, 404, 408, 413, 415),
     )
 
 

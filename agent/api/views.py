@@ -6,8 +6,10 @@ find the method (405). HEAD is GET without a body; OPTIONS describes the view.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +22,7 @@ from agent.api.errors import (
     NotAuthenticated,
     ParseError,
     PermissionDenied,
+    RequestTimeout,
     UnsupportedMediaType,
     drf_json,
 )
@@ -30,6 +33,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 RENDERS = ["application/json"]
 PARSES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
 # The caller's identity, resolved once per request.
+# A client gets this long to send its request body: a 16 MiB label PDF over a slow site link
+# arrives well within it, and a stalled upload does not hold a connection for ever.
+BODY_TIMEOUT_S = 60.0
+
 _IDENTITY_KEY = web.RequestKey[Identity | None]("identity")
 
 # InvenTree's RolePermission: the `admin` ruleset permission each method needs.
@@ -177,7 +184,7 @@ async def read_body(request: web.Request) -> RequestData:
     header = request.headers.get("Content-Type", "")
     media_type = header.split(";", 1)[0].strip().lower()
     if media_type == "application/json":
-        raw = await request.read()
+        raw = await read_bytes(request)
         if not raw:
             return RequestData({})
         try:
@@ -187,7 +194,7 @@ async def read_body(request: web.Request) -> RequestData:
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await read_form(request)
         return RequestData({key: form.getall(key)[-1] for key in form}, form=True)
-    raw = await request.read()
+    raw = await read_bytes(request)
     if not raw:
         return RequestData({})
     raise UnsupportedMediaType(header)
@@ -198,12 +205,28 @@ async def read_form(
 ) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
     """A urlencoded or multipart body; a malformed one is a 400 as DRF words it."""
     try:
-        return await request.post()
+        async with _body_deadline():
+            return await request.post()
     except web.HTTPException:
         raise
     except (ValueError, LookupError, AssertionError, HttpProcessingError) as err:
         kind = "Multipart form" if request.content_type == "multipart/form-data" else "Form"
         raise ParseError(f"{kind} parse error - {err}") from err
+
+
+async def read_bytes(request: web.Request) -> bytes:
+    """The whole body, within `BODY_TIMEOUT_S` (a client that stalls mid-body is dropped)."""
+    async with _body_deadline():
+        return await request.read()
+
+
+@contextlib.asynccontextmanager
+async def _body_deadline() -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            yield
+    except TimeoutError as err:
+        raise RequestTimeout(BODY_TIMEOUT_S) from err
 
 
 def _reject_constant(name: str) -> Any:

@@ -222,7 +222,8 @@ class JobRunner:
         self.kick(machine.pk, retry_now=True)
 
     def machine_stopped(self, machine: Machine) -> None:
-        """Nothing to do: its worker waits until the machine is usable again."""
+        """Wake the worker: it waits while the machine is inactive, and ends if it was deleted."""
+        self.kick(machine.pk)
 
     def machine_changed(self, machine: Machine) -> None:
         """A setting changed or the machine restarted: try again now."""
@@ -258,11 +259,12 @@ class JobRunner:
             wake.clear()
             machine = self.registry.get(machine_pk)
             if machine is None:
-                queue.clear()
+                # Deleted: its jobs went with it (the database cascades); so does this worker.
+                self._forget(machine_pk)
+                return
             if not queue:
                 await wake.wait()
                 continue
-            assert machine is not None  # noqa: S101 - the queue was cleared otherwise
             job = queue[0]
             expires = dt.datetime.fromisoformat(job.expires)
             if _now() >= expires:
@@ -287,6 +289,10 @@ class JobRunner:
                 continue
             if await self._print(machine, job):
                 _discard(queue, job)
+
+    def _forget(self, machine_pk: str) -> None:
+        for table in (self._queues, self._wake, self._workers, self._failures, self._next_attempt):
+            table.pop(machine_pk, None)
 
     async def _print(self, machine: Machine, job: JobRow) -> bool:
         """One attempt; True when the job left the queue (complete, failed or cancelled)."""

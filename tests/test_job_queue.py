@@ -194,3 +194,18 @@ async def test_poller_reports_outage_and_recovery(client: Client, admin: Headers
     await client.app[POLLER].poll_once(runtime)
     detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
     assert (detail["status"], detail["status_text"]) == (100, "")
+
+
+async def test_deleting_a_machine_removes_its_jobs_and_worker(
+    client: Client, admin: Headers
+) -> None:
+    machine = await create_machine(client, admin, name="gone", active=False)
+    pk = await _submit(client, admin, machine)
+    runner = client.app[JOBS]
+    assert machine["pk"] in runner._workers
+    resp = await client.delete(f"/api/machine/{machine['pk']}/", headers=admin)
+    assert resp.status == 204
+    assert (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).status == 404
+    async with asyncio.timeout(5):
+        while machine["pk"] in runner._workers:
+            await asyncio.sleep(0.01)

@@ -205,15 +205,18 @@ class Store:
 
     async def save_states(self, rows: Sequence[StateRow]) -> None:
         """Remember machines' last known status (one transaction for all)."""
-        await self.call(
-            lambda conn: conn.executemany(
-                "INSERT INTO machine_state (machine, status, status_text, properties, read_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine) DO UPDATE SET status = excluded.status, "
-                "status_text = excluded.status_text, properties = excluded.properties, "
-                "read_at = excluded.read_at",
-                [(r.machine, r.status, r.status_text, r.properties, r.read_at) for r in rows],
-            )
-        )
+
+        def save(conn: sqlite3.Connection) -> None:
+            for row in rows:
+                conn.execute(
+                    "INSERT INTO machine_state (machine, status, status_text, properties, read_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine) DO UPDATE SET "
+                    "status = excluded.status, status_text = excluded.status_text, "
+                    "properties = excluded.properties, read_at = excluded.read_at",
+                    (row.machine, row.status, row.status_text, row.properties, row.read_at),
+                )
+
+        await self.call(save)
 
     # users, tokens, sessions
 

@@ -125,7 +125,8 @@ class Store:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        # The close above was the last call and has finished: nothing left to wait for.
+        self._executor.shutdown(wait=False)
         self._executor = None
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -195,10 +196,12 @@ class Store:
         """Insert machines and upsert `(machine, config_type, key, value)` settings in one transaction."""
 
         def apply(conn: sqlite3.Connection) -> list[SettingRow]:
-            conn.executemany(
-                "INSERT INTO machine (pk, name, machine_type, driver, active) VALUES (?, ?, ?, ?, ?)",
-                [(m.pk, m.name, m.machine_type, m.driver, int(m.active)) for m in machines],
-            )
+            for m in machines:
+                conn.execute(
+                    "INSERT INTO machine (pk, name, machine_type, driver, active) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (m.pk, m.name, m.machine_type, m.driver, int(m.active)),
+                )
             return [_upsert_setting(conn, *setting) for setting in settings]
 
         return await self.call(apply)

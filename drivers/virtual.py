@@ -55,7 +55,6 @@ class VirtualLabelPrinter(LabelPrinterDriver):
     SLUG = "virtual"
     NAME = "Virtual label printer"
     DESCRIPTION = "Prints each label to a PNG file in the data directory; needs no hardware"
-    POLL_INTERVAL: ClassVar[float] = 5.0
     MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
         "DPI": {
             "name": "Resolution",
@@ -90,6 +89,13 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "description": "Make the virtual printer report a problem",
             "default": "none",
             "choices": [(name, name.replace("-", " ").capitalize()) for name in FAULTS],
+        },
+        "POLL_INTERVAL": {
+            "name": "Status interval",
+            "description": "Seconds between status reads",
+            "default": 5,
+            "validator": int,
+            "units": "s",
         },
     }
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from drivers import escpos_profiles
 from drivers._connection import (
     Condition,
     ConnectedDriver,
@@ -31,8 +32,11 @@ from drivers.base import (
     PrintJob,
     RenderOptions,
     SettingDef,
+    SettingValidationError,
+    SettingValue,
     iter_labels,
 )
+from drivers.escpos_profiles import DEFAULT_PROFILE
 from drivers.escpos_protocol import (
     INIT,
     PROFILES,
@@ -82,6 +86,15 @@ class _JobOptions:
     status: bool
 
 
+def validate_profile(value: SettingValue) -> None:
+    """Setting validator: a python-escpos capability profile name."""
+    known = escpos_profiles.profiles()
+    if str(value) not in known:
+        raise SettingValidationError(
+            f"Unknown printer profile '{value}'; known: {', '.join(sorted(known))}"
+        )
+
+
 class EscposDriver(ConnectedDriver[None]):
     """ESC/POS printers over TCP, serial, USB or a device file; one instance serves all machines."""
 
@@ -128,6 +141,13 @@ class EscposDriver(ConnectedDriver[None]):
         },
         **threshold_settings(),
         "PROFILE": {
+            "name": "Printer model",
+            "description": "python-escpos capability profile, e.g. TM-T88V or NT-5890K: its printable "
+            "width and resolution are used unless PRINT_WIDTH_DOTS is set; 'default' assumes nothing",
+            "default": DEFAULT_PROFILE,
+            "validator": validate_profile,
+        },
+        "BUFFER": {
             "name": "Image buffer",
             "description": "How large a raster band the printer takes at once",
             "default": "default",
@@ -163,10 +183,20 @@ class EscposDriver(ConnectedDriver[None]):
             report = await query_status(transport, STATUS_TIMEOUT)
         report.apply(machine)
 
+    async def init_driver(self) -> None:
+        """Start loading python-escpos's capability profiles in the background."""
+        escpos_profiles.warm(self.state_dir)
+
     def page_format(self, machine: Machine) -> PageFormat:
-        """The printable width in dots at the head's resolution; paper is continuous."""
-        dpi = int(machine.get_setting("DPI", "D"))
+        """The printable width in dots at the head's resolution; paper is continuous.
+
+        PRINT_WIDTH_DOTS wins; then the model profile's width and resolution; then paper width.
+        """
+        model = _model(machine)
+        dpi = model.dpi if model is not None and model.dpi else int(machine.get_setting("DPI", "D"))
         width = int(machine.get_setting("PRINT_WIDTH_DOTS", "D"))
+        if width <= 0 and model is not None and model.width_dots:
+            width = model.width_dots
         if width <= 0:
             paper = int(machine.get_setting("PAPER_WIDTH_MM", "D"))
             width = PRINTABLE_DOTS.get((paper, dpi), round((paper - 8) * dpi / MM_PER_INCH))
@@ -184,6 +214,9 @@ class EscposDriver(ConnectedDriver[None]):
 
         Raw jobs (`job.raw`, ESC/POS bytes) are sent unchanged, once per copy.
         """
+        model = _model(machine)
+        if job.raw is None and model is not None and not model.raster:
+            raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
         options = _job_options(machine)
         link = self._connections.get(machine).link
         async with link.exchange() as transport:
@@ -274,9 +307,16 @@ async def _accepted(
     job.report_progress(printed)
 
 
+def _model(machine: Machine) -> escpos_profiles.ModelProfile | None:
+    name = str(machine.get_setting("PROFILE", "D"))
+    if name == escpos_profiles.DEFAULT_PROFILE:
+        return None
+    return escpos_profiles.profiles().get(name)
+
+
 def _job_options(machine: Machine) -> _JobOptions:
     dpi = int(machine.get_setting("DPI", "D"))
-    profile = PROFILES.get(str(machine.get_setting("PROFILE", "D")), PROFILES["default"])
+    profile = PROFILES.get(str(machine.get_setting("BUFFER", "D")), PROFILES["default"])
     return _JobOptions(
         cut=_CUT_MODES.get(str(machine.get_setting("CUT", "D")), "full"),
         feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),

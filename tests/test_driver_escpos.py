@@ -21,6 +21,7 @@ from drivers.base import (
     MachineSnapshot,
     MachineStatus,
     PrintFailed,
+    SettingValidationError,
     SettingValue,
 )
 from drivers.escpos import EscposDriver, status_report
@@ -200,7 +201,7 @@ async def test_golden_bytes_of_a_two_page_job_with_copies(
 async def test_printed_bitmap_equals_the_page(
     machine: FakeMachine, sim: EscposSimulator, profile: str
 ) -> None:
-    machine.settings["PROFILE"] = profile
+    machine.settings["BUFFER"] = profile
     page = random_page(576, 700, seed=7)
     await driver_of(machine).print(machine, FakeJob([page]))
     assert len(sim.labels) == 1
@@ -215,6 +216,10 @@ async def test_printed_bitmap_equals_the_page(
         ({"DPI": "180"}, 180, 512),
         ({"DPI": "180", "PAPER_WIDTH_MM": "58"}, 180, 360),
         ({"PRINT_WIDTH_DOTS": "640"}, 203, 640),
+        # A python-escpos model profile gives width and resolution; PRINT_WIDTH_DOTS still wins.
+        ({"PROFILE": "NT-5890K"}, 203, 384),
+        ({"PROFILE": "KR-306", "DPI": "180"}, 180, 576),
+        ({"PROFILE": "NT-5890K", "PRINT_WIDTH_DOTS": "360"}, 203, 360),
     ],
 )
 def test_page_format_is_the_printable_width(settings: dict[str, str], dpi: int, width: int) -> None:
@@ -474,3 +479,20 @@ async def test_restart_skips_the_reconnect_backoff(
     await driver.restart_machine(machine)
     await driver.poll(machine)
     assert machine.status is LabelPrinterStatus.CONNECTED
+
+
+def test_profile_setting_accepts_only_python_escpos_profiles() -> None:
+    validator = EscposDriver.MACHINE_SETTINGS["PROFILE"]["validator"]
+    assert callable(validator)
+    validator("TM-T88V")
+    validator("default")
+    with pytest.raises(SettingValidationError, match="Unknown printer profile 'TM-NOPE'"):
+        validator("TM-NOPE")
+
+
+async def test_a_model_without_raster_support_fails_the_job_at_once() -> None:
+    driver = EscposDriver()
+    # AF-240 is a customer display: python-escpos says it has no raster image support.
+    machine = FakeMachine(driver, {"PROFILE": "AF-240", "CONNECTION": "tcp://127.0.0.1:9"})
+    with pytest.raises(PrintFailed, match="cannot print images"):
+        await driver.print(machine, FakeJob([Image.new("1", (8, 8), 1)]))

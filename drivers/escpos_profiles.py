@@ -1,8 +1,8 @@
 """python-escpos capability profiles: what a printer model prints (width in dots, resolution, raster).
 
 python-escpos loads its capability database at import: about 0.2 s, a cache file written to a
-temporary directory, and `logging.basicConfig()`. So it is imported once, on first use (warmed in a
-background thread when the driver starts), with its cache directed to the driver's state directory.
+temporary directory, and `logging.basicConfig()`. So it is imported once, on first use (in a
+background thread when a machine names a model), with its cache in the driver's state directory.
 """
 
 from __future__ import annotations

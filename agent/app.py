@@ -33,7 +33,7 @@ def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.App
     store = Store(settings.database_path)
     app[SETTINGS] = settings
     app[STORE] = store
-    app[AUTHENTICATOR] = Authenticator(store)
+    app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
     registry = Registry(store, discover(extra_drivers), settings.storage.path)
     jobs = JobRunner(JobStore(store), registry, settings.jobs)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
@@ -52,6 +52,9 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     jobs, poller = app[JOBS], app[POLLER]
     await store.open()
     try:
+        pruned = await app[AUTHENTICATOR].prune()
+        if pruned:
+            log.info("expired_tokens_deleted", count=pruned)
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
         if admin and password:

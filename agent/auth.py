@@ -13,12 +13,14 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 import string
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from agent.store import SessionRow, Store, TokenRow, UserRow
@@ -46,6 +48,9 @@ RULESETS = (
 PERMISSION_ORDER = ("view", "add", "change", "delete")
 
 TOKEN_LIFETIME = dt.timedelta(days=365)
+# Tokens expired or revoked longer ago than this are deleted (checked at every start).
+TOKEN_PRUNE_AFTER = dt.timedelta(days=30)
+SECRET_BYTES = 32
 SESSION_LIFETIME = dt.timedelta(days=14)
 # A verified token is trusted from memory this long; a token revoked in the database stops
 # working at most this much later.
@@ -135,10 +140,33 @@ def verify_password(password: str, encoded: str) -> bool:
 # tokens and sessions
 
 
-def new_token_key(today: dt.date | None = None) -> str:
-    """A fresh key in InvenTree's format: `inv-<40 hex>-<YYYYMMDD>`."""
-    date = (today or dt.date.today()).strftime("%Y%m%d")  # noqa: DTZ011 - InvenTree uses the local date
-    return f"inv-{secrets.token_hex(20)}-{date}"
+def derive_token_key(secret: bytes, salt: str) -> str:
+    """A token key in InvenTree's format (`inv-<40 hex>-<YYYYMMDD>`) from its salt (`<hex>-<date>`).
+
+    Only the key's hash is stored; the agent's secret and the salt make it again when a client asks
+    for the token of the same name.
+    """
+    nonce, _, date = salt.rpartition("-")
+    mac = hmac.new(secret, nonce.encode(), hashlib.sha256).hexdigest()
+    return f"inv-{mac[:40]}-{date}"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The agent's secret (32 random bytes, file mode 0600), made on first use. Blocking."""
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_bytes(SECRET_BYTES)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secret)
+            file.flush()
+            os.fsync(file.fileno())
+        return secret
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(f"{path} is damaged: it holds {len(secret)} bytes, not {SECRET_BYTES}")
+    return secret
 
 
 def digest(secret: str) -> str:
@@ -175,8 +203,10 @@ def csrf_failure(cookie: str | None, header: str | None) -> str | None:
 class Authenticator:
     """Resolves credentials to users: `Token`, then `Basic`, then the session cookie."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, secret_path: Path) -> None:
         self.store = store
+        self.secret_path = secret_path
+        self._secret_key: bytes | None = None
         self._token_cache: dict[str, tuple[float, TokenRow, User]] = {}
 
     async def from_authorization(self, header: str) -> Identity | None:
@@ -271,10 +301,16 @@ class Authenticator:
         """Log a session out."""
         await self.store.delete_session(digest(session_key))
 
-    async def token_for(self, user: User, name: str) -> str:
-        """A new token key for `user`; returns the key (shown once)."""
-        key = new_token_key()
+    async def token_for(self, user: User, name: str, *, reuse: bool = True) -> str:
+        """A token key for `user`: as InvenTree, the live one of this name if any, else a new one."""
+        secret = await self._secret()
         today = dt.date.today()  # noqa: DTZ011 - local dates, as InvenTree
+        if reuse:
+            existing = await self.store.reusable_token(user.pk, name, today.isoformat())
+            if existing is not None and existing.salt is not None:
+                return derive_token_key(secret, existing.salt)
+        salt = f"{secrets.token_hex(16)}-{today.strftime('%Y%m%d')}"
+        key = derive_token_key(secret, salt)
         await self.store.insert_token(
             TokenRow(
                 pk=0,
@@ -286,9 +322,21 @@ class Authenticator:
                 revoked=False,
                 created=_now_iso(),
                 last_seen=None,
+                salt=salt,
             )
         )
         return key
+
+    async def prune(self) -> int:
+        """Forget tokens expired or revoked more than `TOKEN_PRUNE_AFTER` ago, and old sessions."""
+        cutoff = dt.date.today() - TOKEN_PRUNE_AFTER  # noqa: DTZ011 - local dates, as InvenTree
+        await self.store.delete_expired_sessions(_now_iso())
+        return await self.store.prune_tokens(cutoff.isoformat())
+
+    async def _secret(self) -> bytes:
+        if self._secret_key is None:
+            self._secret_key = await asyncio.to_thread(load_or_create_secret, self.secret_path)
+        return self._secret_key
 
 
 async def create_user(

@@ -129,8 +129,8 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
             row = await store.get_user(username=args.user)
             if row is None:
                 return None
-            return await Authenticator(store).token_for(
-                User.from_row(row), clean_token_name(args.name)
+            return await Authenticator(store, settings.secret_path).token_for(
+                User.from_row(row), clean_token_name(args.name), reuse=False
             )
         finally:
             await store.close()

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         """The SQLite file inside the data directory."""
         return self.storage.path / "inventree-edge.sqlite3"
 
+    @property
+    def secret_path(self) -> Path:
+        """The agent's secret (API token keys are derived from it), beside the database."""
+        return self.storage.path / "secret.key"
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what and where."""

@@ -91,6 +91,12 @@ MIGRATIONS: tuple[str, ...] = (
         data BLOB NOT NULL
     );
     """,
+    # 3: a token's key can be derived again (from the salt and the agent's secret), so asking for a
+    # token by the same name returns the same one, as InvenTree does, while only its hash is stored.
+    """
+    ALTER TABLE api_token ADD COLUMN salt TEXT;
+    CREATE INDEX api_token_user_name ON api_token (user, name);
+    """,
 )
 
 

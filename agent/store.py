@@ -86,11 +86,12 @@ class TokenRow:
     revoked: bool
     created: str
     last_seen: str | None
+    salt: str | None = None
 
     @classmethod
     def from_row(cls, *r: Any) -> TokenRow:
         """Build from a SELECT of `_TOKEN_COLUMNS`."""
-        return cls(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8])
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9])
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +271,8 @@ class Store:
 
         def insert(conn: sqlite3.Connection) -> TokenRow:
             cursor = conn.execute(
-                "INSERT INTO api_token (user, name, key_hash, key_hint, expiry, revoked, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_token (user, name, key_hash, key_hint, expiry, revoked, created, salt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.user,
                     row.name,
@@ -280,6 +281,7 @@ class Store:
                     row.expiry,
                     int(row.revoked),
                     row.created,
+                    row.salt,
                 ),
             )
             result = _one(
@@ -301,6 +303,25 @@ class Store:
                 TokenRow.from_row,
                 f"SELECT {_TOKEN_COLUMNS} FROM api_token WHERE key_hash = ?",  # noqa: S608
                 (key_hash,),
+            )
+        )
+
+    async def reusable_token(self, user: int, name: str, today: str) -> TokenRow | None:
+        """The user's oldest live token of this name whose key can be derived again."""
+        sql = (
+            f"SELECT {_TOKEN_COLUMNS} FROM api_token WHERE user = ? AND name = ? "  # noqa: S608
+            "AND revoked = 0 AND expiry >= ? AND salt IS NOT NULL ORDER BY pk LIMIT 1"
+        )
+        return await self.call(lambda conn: _one(conn, TokenRow.from_row, sql, (user, name, today)))
+
+    async def prune_tokens(self, before: str) -> int:
+        """Forget tokens that expired, or were revoked, before a date; returns how many."""
+        return await self.call(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM api_token WHERE expiry < ? OR (revoked = 1 AND created < ?)",
+                    (before, before),
+                ).rowcount
             )
         )
 
@@ -384,7 +405,7 @@ _USER_COLUMNS = (
     "pk, username, password_hash, is_superuser, is_staff, is_active, role, first_name, last_name, "
     "email, date_joined"
 )
-_TOKEN_COLUMNS = "pk, user, name, key_hash, key_hint, expiry, revoked, created, last_seen"  # noqa: S105
+_TOKEN_COLUMNS = "pk, user, name, key_hash, key_hint, expiry, revoked, created, last_seen, salt"  # noqa: S105
 
 
 def _upsert_setting(

@@ -172,7 +172,8 @@ def _user_paths() -> Paths:
             "get": operation(
                 "user_token_retrieve",
                 "Return an API token if the user is authenticated.\n\n"
-                "- A new token on every call: tokens are stored hashed and never shown again\n"
+                "- The user's live token of the same name is returned again, else a new one is "
+                "made (only a hash of each key is stored)\n"
                 "- Also logs the caller in with a session (cookies `sessionid`, `csrftoken`)",
                 tag="user",
                 parameters=[query_parameter("name", {"type": "string"}, "Label of the token.")],

@@ -39,11 +39,11 @@ class GetAuthToken(ApiView):
     name = "Get Auth Token"
     description = (
         "Return an API token if the user is authenticated.\n\n"
-        "- A new token is made on every call; existing tokens are never shown again"
+        "- The user's live token of the same name is returned again, else a new one is made"
     )
 
     async def get(self) -> web.StreamResponse:
-        """A new token named by `?name=`; also logs the caller in with a session."""
+        """The token named by `?name=` (reused while live); also logs the caller in with a session."""
         name = clean_token_name(self.request.query.get("name", ""))
         key = await self.request.app[AUTHENTICATOR].token_for(self.user, name)
         expiry = (dt.date.today() + TOKEN_LIFETIME).isoformat()  # noqa: DTZ011 - local, as InvenTree

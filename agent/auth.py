@@ -308,7 +308,10 @@ class Authenticator:
         if reuse:
             existing = await self.store.reusable_token(user.pk, name, today.isoformat())
             if existing is not None and existing.salt is not None:
-                return derive_token_key(secret, existing.salt)
+                key = derive_token_key(secret, existing.salt)
+                # A replaced secret.key derives other keys: then make a new token instead.
+                if hmac.compare_digest(digest(key), existing.key_hash):
+                    return key
         salt = f"{secrets.token_hex(16)}-{today.strftime('%Y%m%d')}"
         key = derive_token_key(secret, salt)
         await self.store.insert_token(

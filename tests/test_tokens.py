@@ -88,3 +88,18 @@ async def test_long_expired_and_revoked_tokens_are_pruned(client: Client) -> Non
         assert conn.execute("SELECT name FROM api_token").fetchall() == [("keep",)]
     resp = await client.get("/api/user/me/", headers={"Authorization": f"Token {keep}"})
     assert resp.status == 200
+
+
+async def test_a_replaced_secret_makes_new_tokens_and_old_ones_keep_working(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    first = await _token(client, "script")
+    await client.close()
+    settings.secret_path.unlink()
+    client = await aiohttp_client(create_app(settings))
+    second = await _token(client, "script")
+    assert second != first
+    for key in (first, second):
+        resp = await client.get("/api/user/me/", headers={"Authorization": f"Token {key}"})
+        assert resp.status == 200

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -60,6 +60,11 @@ class Machine:
     status_text: str = ""
     properties: tuple[MachineProperty, ...] = ()
     status_read_at: dt.datetime | None = None
+    # The API's rendering of `properties` and `status_read_at`, kept until they change (they are
+    # read on every listing and written only by polls).
+    _json_cache: tuple[object, object, list[dict[str, Any]], str | None] | None = field(
+        default=None, repr=False
+    )
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Held while talking to the printer (a print or a status poll), so the two never interleave.
     io_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -139,6 +144,20 @@ class Machine:
     def clear_errors(self, origin: ErrorOrigin | None = None) -> None:
         """Forget errors of one origin, or all."""
         self.errors = [e for e in self.errors if origin is not None and e.origin != origin]
+
+    def state_json(self) -> tuple[list[dict[str, Any]], str | None]:
+        """`properties` as JSON data and `status_read_at` as ISO text, rendered once per change."""
+        cache = self._json_cache
+        if cache is None or cache[0] is not self.properties or cache[1] is not self.status_read_at:
+            read_at = self.status_read_at.isoformat() if self.status_read_at is not None else None
+            cache = (
+                self.properties,
+                self.status_read_at,
+                [prop.as_json() for prop in self.properties],
+                read_at,
+            )
+            self._json_cache = cache
+        return cache[2], cache[3]
 
     @property
     def error_messages(self) -> list[str]:

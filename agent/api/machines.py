@@ -38,6 +38,7 @@ def machine_json(machine: Machine) -> dict[str, Any]:
     """InvenTree's MachineConfigSerializer representation, with v401's `properties`."""
     machine_type = machine.machine_type
     registered = machine_type is not None
+    properties, read_at = machine.state_json()
     status = -1
     if machine_type is not None and machine.status is not None:
         status = int(machine.status)
@@ -54,10 +55,8 @@ def machine_json(machine: Machine) -> dict[str, Any]:
         "machine_errors": machine.error_messages if registered else [],
         "is_driver_available": registered and machine.driver is not None,
         "restart_required": machine.restart_required,
-        "properties": [prop.as_json() for prop in machine.properties],
-        "status_read_at": (
-            machine.status_read_at.isoformat() if machine.status_read_at is not None else None
-        ),
+        "properties": properties,
+        "status_read_at": read_at,
     }
 
 

@@ -46,6 +46,8 @@ PRINT_TIMEOUT_PER_LABEL_S = 5.0
 PROGRESS_SAVE_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 3600.0
 STOP_TIMEOUT_S = 5.0
+# After an unexpected error (a database that failed) the worker pauses this long, then goes on.
+WORKER_ERROR_PAUSE_S = 5.0
 STOPPED_WHILE_PRINTING = (
     "The agent stopped while sending this job; it resumes after the last confirmed label"
 )
@@ -287,8 +289,12 @@ class JobRunner:
                 except TimeoutError:
                     pass
                 continue
-            if await self._print(machine, job):
-                _discard(queue, job)
+            try:
+                if await self._print(machine, job):
+                    _discard(queue, job)
+            except Exception:  # noqa: BLE001 - the worker must outlive a failing database
+                log.exception("job_worker_error", job=job.pk)
+                await asyncio.sleep(WORKER_ERROR_PAUSE_S)
 
     def _forget(self, machine_pk: str) -> None:
         for table in (self._queues, self._wake, self._workers, self._failures, self._next_attempt):

@@ -98,7 +98,10 @@ class Poller:
         wake = self._wake[machine.pk]
         while True:
             wake.clear()
-            await self.poll_once(machine)
+            try:
+                await self.poll_once(machine)
+            except Exception:  # noqa: BLE001 - the loop must outlive a failing database
+                log.exception("poll_loop_error", machine=machine.name)
             try:
                 async with asyncio.timeout(self._interval(machine)):
                     await wake.wait()

@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 # SQLite waits this long for a lock held by another process (the CLI writing users or tokens).
 BUSY_TIMEOUT_MS = 5000
+# A call (queued behind others on the store thread) that takes longer means a failing disk: the
+# caller gets an error instead of waiting for ever. An SD card commit takes tens of ms.
+CALL_TIMEOUT_S = 30.0
 
 
 class StoreError(Exception):
@@ -398,7 +401,11 @@ class Store:
         if self._executor is None:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                return await loop.run_in_executor(self._executor, fn, *args)
+        except TimeoutError as err:
+            raise StoreError(f"the database did not answer within {CALL_TIMEOUT_S:g} s") from err
 
 
 _USER_COLUMNS = (

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+import agent.jobs as jobs_module
 from agent.app import create_app
 from agent.appkeys import JOBS, POLLER, REGISTRY, SETTINGS
 from agent.config import JobsConfig, Settings
 from agent.job_store import JobStore
+from agent.store import StoreError
 from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
 
 Client = TestClient[Any, Any]
@@ -209,3 +211,26 @@ async def test_deleting_a_machine_removes_its_jobs_and_worker(
     async with asyncio.timeout(5):
         while machine["pk"] in runner._workers:
             await asyncio.sleep(0.01)
+
+
+async def test_worker_outlives_a_database_error(
+    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_module, "WORKER_ERROR_PAUSE_S", 0.01)
+    store = client.app[JOBS].jobs
+    real_get = store.get
+    failures = [StoreError("the database did not answer within 30 s")]
+
+    async def flaky_get(pk: str) -> Any:
+        task = asyncio.current_task()
+        # Only the machine's worker meets the failing database; API reads go through.
+        if failures and task is not None and task.get_name().startswith("jobs:"):
+            raise failures.pop()
+        return await real_get(pk)
+
+    monkeypatch.setattr(store, "get", flaky_get)
+    machine = await create_machine(client, admin, name="flaky")
+    pk = await _submit(client, admin, machine)
+    await wait_for_job(client, admin, pk, ("complete",))
+    assert failures == []
+    assert _printed(client, "flaky") == [(pk, 1)]

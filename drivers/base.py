@@ -214,7 +214,8 @@ class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add ab
     DESCRIPTION: ClassVar[str] = ""
     machine_type: ClassVar[str] = ""
     MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {}
-    # How often `poll` runs for each initialised machine, in seconds.
+    # How often `poll` runs for each initialised machine, in seconds, unless the driver has a
+    # `POLL_INTERVAL` setting (then each machine sets its own).
     POLL_INTERVAL: ClassVar[float] = 30.0
 
     REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("SLUG", "NAME", "DESCRIPTION", "machine_type")

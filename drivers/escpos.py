@@ -101,7 +101,6 @@ class EscposDriver(ConnectedDriver[None]):
     SLUG = "escpos"
     NAME = "ESC/POS printer"
     DESCRIPTION = "Epson-compatible receipt and label printers (ESC/POS raster, DLE EOT status)"
-    POLL_INTERVAL: ClassVar[float] = 30.0
     MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
         "CONNECTION": connection_setting("tcp://192.168.1.60:9100"),
         "PAPER_WIDTH_MM": {

@@ -98,7 +98,6 @@ class ZplDriver(ConnectedDriver[ZplState]):
     SLUG = "zpl"
     NAME = "Zebra ZPL printer"
     DESCRIPTION = "Zebra and ZPL-compatible label printers (^GF graphics, ~HS/~HQES status)"
-    POLL_INTERVAL: ClassVar[float] = 15.0
     MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
         "CONNECTION": connection_setting("tcp://192.168.1.70:9100"),
         "DPMM": {

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import random
 import sqlite3
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -29,7 +30,13 @@ from agent.job_store import COMPLETE, FAILED, QUEUED, JobRow, JobStore
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
-from drivers.base import LabelPrinterDriver, LabelPrinterStatus, PrintFailed, RenderOptions
+from drivers.base import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    PageFormat,
+    PrintFailed,
+    RenderOptions,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -46,6 +53,10 @@ PRINT_TIMEOUT_PER_LABEL_S = 5.0
 PROGRESS_SAVE_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 3600.0
 STOP_TIMEOUT_S = 5.0
+# Pages rendered when a job is accepted are kept for its first attempt when the printer's format
+# has not changed by then, so a label is not rendered twice. Bounded: short jobs, newest first.
+PRERENDERED_MAX_JOBS = 8
+PRERENDERED_MAX_PAGES = 4
 # After an unexpected error (a database that failed) the worker pauses this long, then goes on.
 WORKER_ERROR_PAUSE_S = 5.0
 STOPPED_WHILE_PRINTING = (
@@ -95,19 +106,36 @@ def render_options(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Pages rendered for one page format and set of options."""
+
+    page_format: PageFormat
+    options: RenderOptions
+    result: RenderResult
+
+
 def render_for(
-    machine: Machine, document: bytes, content_type: str, options: Mapping[str, Any]
-) -> RenderResult:
-    """Render a document for a machine's printer (blocking: call in a thread)."""
+    machine: Machine,
+    document: bytes,
+    content_type: str,
+    options: Mapping[str, Any],
+    earlier: Rendered | None = None,
+) -> Rendered:
+    """Render a document for a machine's printer (blocking: call in a thread).
+
+    `earlier` is reused when the printer's page format and options have not changed since.
+    """
     from agent.render import render_document  # noqa: PLC0415 - pdfium and Pillow load on first use
 
     driver = machine.driver
     assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver
-    return render_document(
-        document,
-        content_type,
-        driver.page_format(machine),
-        render_options(driver, machine, options),
+    page_format = driver.page_format(machine)
+    chosen = render_options(driver, machine, options)
+    if earlier is not None and (earlier.page_format, earlier.options) == (page_format, chosen):
+        return earlier
+    return Rendered(
+        page_format, chosen, render_document(document, content_type, page_format, chosen)
     )
 
 
@@ -125,6 +153,7 @@ class JobRunner:
         self._failures: dict[str, int] = {}
         self._next_attempt: dict[str, float] = {}
         self._tasks = TaskSet("jobs")
+        self._prerendered: OrderedDict[str, Rendered] = OrderedDict()
 
     async def start(self) -> None:
         """Recover interrupted jobs, load the queue and start the workers and the pruner."""
@@ -156,9 +185,10 @@ class JobRunner:
                 return Submitted(existing, created=False)
         pages: int | None = None
         warnings: tuple[str, ...] = ()
+        rendered: Rendered | None = None
         if content_type != RAW_CONTENT_TYPE:
-            result = await _in_render_thread(render_for, machine, document, content_type, options)
-            pages, warnings = len(result.pages), result.warnings
+            rendered = await _in_render_thread(machine, document, content_type, options)
+            pages, warnings = len(rendered.result.pages), rendered.result.warnings
         elif not document:
             raise DocumentError("the document is empty")
         now = _now()
@@ -192,6 +222,10 @@ class JobRunner:
             if existing is None:
                 raise
             return Submitted(existing, created=False)
+        if rendered is not None and len(rendered.result.pages) <= PRERENDERED_MAX_PAGES:
+            self._prerendered[row.pk] = rendered
+            while len(self._prerendered) > PRERENDERED_MAX_JOBS:
+                self._prerendered.popitem(last=False)
         self._enqueue(row)
         log.info("job_queued", job=row.pk, machine=machine.name, pages=pages, copies=copies)
         return Submitted(row, created=True)
@@ -317,10 +351,11 @@ class JobRunner:
                 pages: Sequence[Image] = ()
                 raw: bytes | None = document
             else:
+                earlier = self._prerendered.pop(job.pk, None)
                 rendered = await _in_render_thread(
-                    render_for, machine, document, job.content_type, job.options
+                    machine, document, job.content_type, job.options, earlier
                 )
-                pages, raw = rendered.pages, None
+                pages, raw = rendered.result.pages, None
         except DocumentError as err:
             await self.jobs.finish(job.pk, FAILED, _now().isoformat(), current.progress, str(err))
             return True
@@ -446,16 +481,14 @@ _RENDER_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render"
 
 
 async def _in_render_thread(
-    fn: Callable[[Machine, bytes, str, Mapping[str, Any]], RenderResult],
     machine: Machine,
     document: bytes,
     content_type: str,
     options: Mapping[str, Any],
-) -> RenderResult:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        _RENDER_EXECUTOR, fn, machine, document, content_type, options
-    )
+    earlier: Rendered | None = None,
+) -> Rendered:
+    call = functools.partial(render_for, machine, document, content_type, options, earlier)
+    return await asyncio.get_running_loop().run_in_executor(_RENDER_EXECUTOR, call)
 
 
 def _discard(queue: deque[JobRow], job: JobRow) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from PIL import Image
 
 import agent.jobs as jobs_module
 from agent.app import create_app
@@ -234,3 +235,34 @@ async def test_worker_outlives_a_database_error(
     await wait_for_job(client, admin, pk, ("complete",))
     assert failures == []
     assert _printed(client, "flaky") == [(pk, 1)]
+
+
+async def test_a_label_is_rendered_once_unless_the_printer_format_changed(
+    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.render as render_module
+
+    calls: list[int] = []
+    real_render = render_module.render_document
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[2].dpi)
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(render_module, "render_document", counting)
+    machine = await create_machine(client, admin, name="once")
+    pk = await _submit(client, admin, machine)
+    await wait_for_job(client, admin, pk, ("complete",))
+    assert calls == [300]
+
+    # Accepted at 300 dpi, printed after the printer was switched to 203 dpi: rendered again.
+    calls.clear()
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": False}, headers=admin)
+    pk = await _submit(client, admin, machine)
+    await _set(client, admin, machine, "DPI", "203")
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
+    await wait_for_job(client, admin, pk, ("complete",))
+    assert calls == [300, 203]
+    output = client.app[SETTINGS].storage.path / "virtual" / "once" / f"{pk}-1.png"
+    with Image.open(output) as image:
+        assert image.width == round(62 * 203 / 25.4)

@@ -84,11 +84,11 @@ async def test_pdf_job_prints_each_page_as_png(
     files = sorted(p.name for p in _output_dir(client, "Label-printer").glob(f"{job['pk']}-*.png"))
     assert files == [f"{job['pk']}-{page}-copy{copy}.png" for page in (1, 2, 3) for copy in (1, 2)]
     # Page 2 of the PDF has its black block 40 dots further right than page 1.
-    page2 = Image.open(_output_dir(client, "Label-printer") / f"{job['pk']}-2-copy1.png")
-    # 62 x 29 mm at 300 dpi: 732 x 343 dots (the 342-dot page is centred on the label).
-    assert page2.size == (732, 343)
-    assert page2.getpixel((80, 100)) == 0
-    assert page2.getpixel((40, 100)) == 255
+    with Image.open(_output_dir(client, "Label-printer") / f"{job['pk']}-2-copy1.png") as page2:
+        # 62 x 29 mm at 300 dpi: 732 x 343 dots (the 342-dot page is centred on the label).
+        assert page2.size == (732, 343)
+        assert page2.getpixel((80, 100)) == 0
+        assert page2.getpixel((40, 100)) == 255
 
 
 async def test_png_and_multipart_upload(

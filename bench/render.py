@@ -15,6 +15,7 @@ from PIL import Image
 
 from agent.render import render_document
 from drivers.base import PageFormat, RenderOptions
+from tests.handmade_pdf import assemble_pdf
 
 WIDTH_MM, HEIGHT_MM = 62, 29
 DPI = 300
@@ -70,7 +71,7 @@ def _vector_pdf() -> bytes:
     ops.append("f")
     content = "\n".join(ops).encode()
     width_pt, height_pt = WIDTH_MM * POINTS_PER_MM, HEIGHT_MM * POINTS_PER_MM
-    return _pdf(
+    return assemble_pdf(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -80,22 +81,6 @@ def _vector_pdf() -> bytes:
             b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         ]
     )
-
-
-def _pdf(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
 
 
 def _label_bitmap() -> Image.Image:

@@ -147,3 +147,11 @@ def label_pdf(pages: int = 1, size: tuple[int, int] = (732, 342)) -> bytes:
     buffer = io.BytesIO()
     images[0].save(buffer, "PDF", resolution=300, save_all=True, append_images=images[1:])
     return buffer.getvalue()
+
+
+async def closed_by_peer(reader: asyncio.StreamReader, timeout: float = 2.0) -> bool:
+    """True when the other side closed (or reset) the connection within `timeout`."""
+    try:
+        return await asyncio.wait_for(reader.read(), timeout) == b""
+    except ConnectionResetError:
+        return True

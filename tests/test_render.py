@@ -12,6 +12,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from agent.render import DocumentError, RenderLimits, RenderResult, render_document
 from drivers.base import PageFormat, RenderOptions
+from tests.handmade_pdf import assemble_pdf
 
 PDF = "application/pdf"
 PNG = "image/png"
@@ -326,19 +327,7 @@ def text_pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def test_concurrent_renders_in_threads_stay_correct() -> None:

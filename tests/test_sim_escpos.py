@@ -16,6 +16,8 @@ from drivers.escpos_protocol import STATUS_QUERIES, decode_status, encode_job
 from drivers.sim import EscposSimulator, ReceivedLabel, run_simulator, serve_pty, serve_tcp
 
 # Generous bound for a reply over loopback or a pty; a healthy run answers in microseconds.
+from tests.conftest import closed_by_peer
+
 REPLY_TIMEOUT = 2.0
 # How long a test listens to be sure no reply comes.
 SILENCE = 0.2
@@ -239,13 +241,6 @@ async def send_in_chunks(writer: asyncio.StreamWriter, data: bytes, size: int) -
     for i in range(0, len(data), size):
         writer.write(data[i : i + size])
         await writer.drain()
-
-
-async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
-    try:
-        return await asyncio.wait_for(reader.read(), REPLY_TIMEOUT) == b""
-    except ConnectionResetError:
-        return True
 
 
 async def test_tcp_status_and_job_in_odd_chunks() -> None:

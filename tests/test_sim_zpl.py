@@ -31,6 +31,8 @@ from drivers.zpl_protocol import (
 )
 
 # Generous bound for a reply over loopback or a pty; a healthy run answers in microseconds.
+from tests.conftest import closed_by_peer
+
 REPLY_TIMEOUT = 2.0
 # How long a test listens to be sure no reply comes.
 SILENCE = 0.2
@@ -276,13 +278,6 @@ async def ask(
         if frames == 0:
             return await reader.readuntil(b'"') + await reader.readuntil(b'"')
         return b"".join([await reader.readuntil(FRAME_END) for _ in range(frames)])
-
-
-async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
-    try:
-        return await asyncio.wait_for(reader.read(), REPLY_TIMEOUT) == b""
-    except ConnectionResetError:
-        return True
 
 
 async def test_tcp_status_and_job_in_odd_chunks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -25,12 +26,17 @@ log = structlog.get_logger(__name__)
 POLLER_STOP_TIMEOUT_S = 2.0
 
 
-def create_app(settings: Settings, extra_drivers: Iterable[str] = ()) -> web.Application:
-    """Build the application; the store opens and machines start when the app starts."""
+def create_app(
+    settings: Settings, extra_drivers: Iterable[str] = (), *, reset_database: bool = False
+) -> web.Application:
+    """Build the application; the store opens and machines start when the app starts.
+
+    `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
+    """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
     )
-    store = Store(settings.database_path)
+    store = Store(settings.database_path, secret_path=settings.secret_path, reset=reset_database)
     app[SETTINGS] = settings
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
@@ -52,9 +58,21 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
     jobs, poller = app[JOBS], app[POLLER]
     await store.open()
     try:
-        pruned = await app[AUTHENTICATOR].prune()
-        if pruned:
-            log.info("expired_tokens_deleted", count=pruned)
+        authenticator = app[AUTHENTICATOR]
+        await authenticator.load_secret()
+        behind = await store.clock_behind(dt.datetime.now(dt.UTC))
+        if behind is not None:
+            authenticator.not_before = behind.date()
+            log.warning(
+                "clock_behind",
+                now=dt.datetime.now(dt.UTC).isoformat(),
+                newest_record=behind.isoformat(),
+                effect="nothing is pruned until the agent starts with the clock right",
+            )
+        else:
+            pruned = await authenticator.prune()
+            if pruned:
+                log.info("expired_tokens_deleted", count=pruned)
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
         if admin and password:
@@ -68,7 +86,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             )
         await registry.load()
         await registry.apply_config(settings.machines)
-        await jobs.start()
+        await jobs.start(prune=behind is None)
         await registry.start()
         log.info(
             "registry_started",

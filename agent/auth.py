@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from agent.store import SessionRow, Store, TokenRow, UserRow
+from agent.store import SessionRow, Store, StoreRefused, TokenRow, UserRow
 
 T = TypeVar("T")
 
@@ -156,7 +156,7 @@ def load_or_create_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = secrets.token_bytes(SECRET_BYTES)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
@@ -207,6 +207,8 @@ class Authenticator:
         self.store = store
         self.secret_path = secret_path
         self._secret_key: bytes | None = None
+        # Set at start when the clock is behind stored dates: new tokens date from here instead.
+        self.not_before: dt.date | None = None
         self._token_cache: dict[str, tuple[float, TokenRow, User]] = {}
 
     async def from_authorization(self, header: str) -> Identity | None:
@@ -305,6 +307,8 @@ class Authenticator:
         """A token key for `user`: as InvenTree, the live one of this name if any, else a new one."""
         secret = await self._secret()
         today = dt.date.today()  # noqa: DTZ011 - local dates, as InvenTree
+        if self.not_before is not None and today < self.not_before:
+            today = self.not_before
         if reuse:
             existing = await self.store.reusable_token(user.pk, name, today.isoformat())
             if existing is not None and existing.salt is not None:
@@ -335,6 +339,16 @@ class Authenticator:
         cutoff = dt.date.today() - TOKEN_PRUNE_AFTER  # noqa: DTZ011 - local dates, as InvenTree
         await self.store.delete_expired_sessions(_now_iso())
         return await self.store.prune_tokens(cutoff.isoformat())
+
+    async def load_secret(self) -> None:
+        """Read (or on first start make) the secret at start: a damaged one is a StoreRefused."""
+        try:
+            await self._secret()
+        except (ValueError, OSError) as err:
+            raise StoreRefused(
+                f"{err}. Restore it from a backup; or delete it and start again, after which every "
+                "API token handed out so far stops working"
+            ) from err
 
     async def _secret(self) -> bytes:
         if self._secret_key is None:

@@ -41,13 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(settings, args)
 
 
-def _run(settings: Settings, _args: argparse.Namespace) -> int:
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     from agent.daemon import serve  # noqa: PLC0415 - keep `check-config` and `--help` light
     from agent.log import configure_logging, stop_logging  # noqa: PLC0415
 
     configure_logging(settings.log.level, settings.log.format)
     try:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, reset_database=args.reset_database))
     finally:
         stop_logging()
 
@@ -171,7 +171,13 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help="TOML configuration file (default: $INVENTREE_EDGE_CONFIG)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="run the daemon")
+    run = commands.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument(
+        "--reset-database",
+        action="store_true",
+        help="start with an empty database if the database is missing, empty or damaged (a "
+        "damaged one is moved aside); without it the agent refuses to start then",
+    )
     commands.add_parser(
         "check-config", parents=[common], help="validate and print the effective configuration"
     )

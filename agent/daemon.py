@@ -14,7 +14,7 @@ from aiohttp import web
 from agent.app import create_app
 from agent.config import Settings
 from agent.registry import ConfigMachineError
-from agent.store import StoreError
+from agent.store import StoreError, StoreRefused
 from agent.tasks import TaskSet
 
 log = structlog.get_logger(__name__)
@@ -31,14 +31,18 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from looping
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, *, reset_database: bool = False) -> int:
     """Run the daemon; returns the process exit code."""
-    app = create_app(settings)
+    app = create_app(settings, reset_database=reset_database)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
     )
     try:
         await runner.setup()
+    except StoreRefused as err:
+        # Data would be lost: a person decides; restarting would only refuse again.
+        log.critical("startup_failed", reason=str(err))
+        return EXIT_CONFIG
     except StoreError as err:
         log.critical("startup_failed", reason=str(err))
         return EXIT_FAILURE

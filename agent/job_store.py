@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +18,13 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 JOB_STATUSES = (QUEUED, PRINTING, COMPLETE, FAILED, CANCELLED)
 FINISHED_STATUSES = (COMPLETE, FAILED, CANCELLED)
+# Old jobs are deleted this many at a time, so other calls (a print, an API request) wait for one
+# short transaction at most, not for the whole backlog.
+PRUNE_BATCH = 500
+INTERRUPTED_TWICE = (
+    "The agent stopped twice while sending the same label of this job; it is not sent a third "
+    "time so that no label prints more than twice"
+)
 
 _COLUMNS = (
     "pk, seq, machine, status, copies, pages, progress, attempts, interruptions, errors, warnings, "
@@ -82,10 +91,13 @@ class JobStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def insert(self, job: JobRow, document: bytes) -> JobRow:
+    async def insert(
+        self, job: JobRow, document: bytes, on_late: Callable[[JobRow], None] | None = None
+    ) -> JobRow:
         """Store a new job and its document in one transaction; returns it with its sequence number.
 
         Raises sqlite3.IntegrityError when the machine already has a job with this idempotency key.
+        `on_late(row)` runs if the insert commits after this call gave up waiting (StoreError).
         """
 
         def insert(conn: sqlite3.Connection) -> JobRow:
@@ -98,7 +110,7 @@ class JobStore:
             conn.execute("INSERT INTO job_document (job, data) VALUES (?, ?)", (row.pk, document))
             return row
 
-        return await self.store.call(insert)
+        return await self.store.call(insert, on_late=on_late)
 
     async def get(self, pk: str) -> JobRow | None:
         """One job by pk."""
@@ -125,6 +137,28 @@ class JobStore:
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, params)]
         )
 
+    async def page(
+        self, machine: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[int, list[JobRow]]:
+        """(how many jobs match, the `limit` newest after skipping `offset`), both through indexes."""
+        clauses, params = [], []
+        if machine is not None:
+            clauses.append("machine = ?")
+            params.append(machine)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        count_sql = f"SELECT count(*) FROM job {where}"  # noqa: S608 - fixed names
+        rows_sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC LIMIT ? OFFSET ?"  # noqa: S608
+
+        def query(conn: sqlite3.Connection) -> tuple[int, list[JobRow]]:
+            count = int(conn.execute(count_sql, params).fetchone()[0])
+            rows = conn.execute(rows_sql, (*params, limit, offset))
+            return count, [JobRow.from_row(r) for r in rows]
+
+        return await self.store.call(query)
+
     async def pending(self) -> list[JobRow]:
         """Queued jobs of every machine, oldest first (loaded by the workers at start)."""
         sql = f"SELECT {_COLUMNS} FROM job WHERE status = ? ORDER BY seq"  # noqa: S608
@@ -132,25 +166,25 @@ class JobStore:
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, (QUEUED,))]
         )
 
-    async def recover_interrupted(self) -> tuple[int, int]:
-        """After a crash: jobs caught printing go back to the queue once; twice interrupted, fail.
+    async def recover_interrupted(self, now: str | None = None) -> tuple[int, int]:
+        """After a crash: jobs caught printing go back to the queue, resuming at their progress.
 
-        Returns (requeued, failed).
+        The label a job was sending may have printed; sent again, it prints twice. A job caught
+        again on the same label (no label confirmed since the last stop) fails instead, finished
+        `now`, so that no label prints a third time. Returns (requeued, failed).
         """
+        finished = now or dt.datetime.now(dt.UTC).isoformat()
 
         def recover(conn: sqlite3.Connection) -> tuple[int, int]:
             failed = conn.execute(
-                "UPDATE job SET status = ?, errors = json_insert(errors, '$[#]', ?) "
-                "WHERE status = ? AND interruptions >= 1",
-                (
-                    FAILED,
-                    "The agent stopped twice while sending this job; it is not sent a third time "
-                    "so that no label prints more than twice",
-                    PRINTING,
-                ),
+                "UPDATE job SET status = ?, finished = ?, errors = json_insert(errors, '$[#]', ?) "
+                "WHERE status = ? AND interruptions >= 1 "
+                "AND COALESCE(interrupted_at, progress) = progress",
+                (FAILED, finished, INTERRUPTED_TWICE, PRINTING),
             ).rowcount
             requeued = conn.execute(
-                "UPDATE job SET status = ?, interruptions = interruptions + 1 WHERE status = ?",
+                "UPDATE job SET status = ?, interruptions = interruptions + 1, "
+                "interrupted_at = progress WHERE status = ?",
                 (QUEUED, PRINTING),
             ).rowcount
             return requeued, failed
@@ -177,11 +211,15 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
-        return await self.store.call(mark)
+        # Not fsynced on its own: lost in a power cut, the job is still queued and sent once more,
+        # which is what a job caught `printing` gets too. The next durable commit covers it.
+        return await self.store.call(mark, durable=False)
 
     async def save_progress(self, pk: str, progress: int) -> None:
         """Labels confirmed so far (a resumed job skips them)."""
-        await self._execute("UPDATE job SET progress = ? WHERE pk = ?", (progress, pk))
+        await self._execute(
+            "UPDATE job SET progress = ? WHERE pk = ?", (progress, pk), durable=False
+        )
 
     async def requeue(self, pk: str, progress: int, error: str) -> None:
         """The printer failed: back to the queue with the error recorded."""
@@ -189,6 +227,7 @@ class JobStore:
             "UPDATE job SET status = ?, progress = ?, errors = json_insert(errors, '$[#]', ?) "
             "WHERE pk = ?",
             (QUEUED, progress, error, pk),
+            durable=False,
         )
 
     async def finish(
@@ -219,16 +258,23 @@ class JobStore:
 
         return await self.store.call(cancel)
 
-    async def prune(self, finished_before: str) -> int:
-        """Delete finished jobs (and documents) older than the retention; returns how many."""
+    async def prune(self, finished_before: str, batch: int = PRUNE_BATCH) -> int:
+        """Delete up to `batch` finished jobs (and documents) older than the retention.
+
+        Returns how many; call again while it returns `batch`.
+        """
         placeholders = ", ".join("?" * len(FINISHED_STATUSES))
-        sql = f"DELETE FROM job WHERE status IN ({placeholders}) AND finished < ?"  # noqa: S608
+        sql = (
+            "DELETE FROM job WHERE pk IN (SELECT pk FROM job "  # noqa: S608 - fixed names
+            f"WHERE status IN ({placeholders}) AND finished < ? LIMIT ?)"
+        )
         return await self.store.call(
-            lambda conn: conn.execute(sql, (*FINISHED_STATUSES, finished_before)).rowcount
+            lambda conn: conn.execute(sql, (*FINISHED_STATUSES, finished_before, batch)).rowcount,
+            durable=False,
         )
 
-    async def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        await self.store.call(lambda conn: conn.execute(sql, params))
+    async def _execute(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
+        await self.store.call(lambda conn: conn.execute(sql, params), durable=durable)
 
 
 def _one(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> JobRow | None:

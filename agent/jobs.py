@@ -26,7 +26,7 @@ import structlog
 
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
-from agent.job_store import COMPLETE, FAILED, QUEUED, JobRow, JobStore
+from agent.job_store import COMPLETE, FAILED, PRUNE_BATCH, QUEUED, JobRow, JobStore
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
@@ -52,6 +52,10 @@ PRINT_TIMEOUT_PER_LABEL_S = 5.0
 # Progress of a printing job is written to the database at most this often (crash resume point).
 PROGRESS_SAVE_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 3600.0
+# The first prune waits until the daemon is up (a backlog of old jobs must not delay the start);
+# between batches other database calls get their turn.
+PRUNE_START_DELAY_S = 10.0
+PRUNE_BATCH_PAUSE_S = 0.05
 STOP_TIMEOUT_S = 5.0
 # Pages rendered when a job is accepted are kept for its first attempt when the printer's format
 # has not changed by then, so a label is not rendered twice. Bounded: short jobs, newest first.
@@ -155,14 +159,18 @@ class JobRunner:
         self._tasks = TaskSet("jobs")
         self._prerendered: OrderedDict[str, Rendered] = OrderedDict()
 
-    async def start(self) -> None:
-        """Recover interrupted jobs, load the queue and start the workers and the pruner."""
-        requeued, failed = await self.jobs.recover_interrupted()
+    async def start(self, *, prune: bool = True) -> None:
+        """Recover interrupted jobs, load the queue and start the workers and the pruner.
+
+        `prune=False` when the clock cannot be trusted (it is behind stored dates).
+        """
+        requeued, failed = await self.jobs.recover_interrupted(_now().isoformat())
         if requeued or failed:
             log.warning("jobs_recovered_after_crash", requeued=requeued, failed=failed)
         for row in await self.jobs.pending():
             self._enqueue(row)
-        self._tasks.create(self._prune_forever(), name="prune")
+        if prune:
+            self._tasks.create(self._prune_forever(), name="prune")
 
     async def close(self) -> None:
         """Stop the workers; a job being sent goes back to the queue and resumes at the next start."""
@@ -214,7 +222,7 @@ class JobRunner:
             expires=(now + dt.timedelta(hours=self.config.expiry_hours)).isoformat(),
         )
         try:
-            row = await self.jobs.insert(row, document)
+            row = await self.jobs.insert(row, document, on_late=self._enqueue)
         except sqlite3.IntegrityError:
             if idempotency_key is None:
                 raise
@@ -467,12 +475,24 @@ class JobRunner:
             await asyncio.sleep(PROGRESS_SAVE_INTERVAL_S)
 
     async def _prune_forever(self) -> None:
+        await asyncio.sleep(PRUNE_START_DELAY_S)
         while True:
-            cutoff = _now() - dt.timedelta(days=self.config.retention_days)
-            removed = await self.jobs.prune(cutoff.isoformat())
-            if removed:
-                log.info("jobs_pruned", removed=removed)
+            await self.prune()
             await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    async def prune(self) -> int:
+        """Delete finished jobs past the retention, batch by batch; returns how many."""
+        cutoff = (_now() - dt.timedelta(days=self.config.retention_days)).isoformat()
+        removed = 0
+        while True:
+            batch = await self.jobs.prune(cutoff)
+            removed += batch
+            if batch < PRUNE_BATCH:
+                break
+            await asyncio.sleep(PRUNE_BATCH_PAUSE_S)
+        if removed:
+            log.info("jobs_pruned", removed=removed)
+        return removed
 
 
 # pdfium renders one page at a time anyway (it is not thread-safe); one thread also keeps the

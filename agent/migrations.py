@@ -97,6 +97,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE api_token ADD COLUMN salt TEXT;
     CREATE INDEX api_token_user_name ON api_token (user, name);
     """,
+    # 4: job listings page in SQL (newest first, by machine and/or status) through an index each;
+    # a job remembers the label it was on when the agent last stopped mid-job; jobs failed by the
+    # old "interrupted twice" rule without a finish time get one, so retention deletes them.
+    """
+    CREATE INDEX job_status_seq ON job (status, seq);
+    CREATE INDEX job_machine_seq ON job (machine, seq);
+    ALTER TABLE job ADD COLUMN interrupted_at INTEGER;
+    UPDATE job SET finished = COALESCE(started, created) WHERE finished IS NULL AND status IN
+        ('complete', 'failed', 'cancelled');
+    """,
 )
 
 

@@ -1,18 +1,25 @@
 """SQLite persistence: machines, settings, last known status, users, tokens and sessions.
 
-One connection lives on one dedicated thread; every call is a short transaction run there, so commits
-(and their fsyncs) never block the event loop. WAL with synchronous=FULL: a commit that returned is on
-disk, even after a power cut.
+One connection lives on one dedicated thread, so commits (and their fsyncs) never block the event
+loop. Calls queued while the thread is busy run together in one transaction (each in its own
+savepoint) and share one commit: one fsync for a burst of writes. A call is `durable` (the default)
+when its caller promises something once it returns (a job accepted, a job complete); the batch then
+commits with synchronous=FULL. Other writes (progress, last status, a token's last use) commit with
+synchronous=NORMAL: in WAL mode they survive a crash of the process, and after a power cut at worst
+they are lost together with the WAL frames behind the last fsync, which the next FULL commit covers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,10 +32,41 @@ BUSY_TIMEOUT_MS = 5000
 # A call (queued behind others on the store thread) that takes longer means a failing disk: the
 # caller gets an error instead of waiting for ever. An SD card commit takes tens of ms.
 CALL_TIMEOUT_S = 30.0
+# Stored times this far ahead of the clock mean the clock is behind (not a second of NTP drift).
+CLOCK_SLACK = dt.timedelta(minutes=5)
+
+
+# Files the agent creates hold password hashes and token hashes: private to the service user.
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+# The large document blobs are left out of the start-up integrity check: reading every page of a
+# big queue would delay the start on an SD card; a damaged document fails only its own job.
+UNCHECKED_TABLES = frozenset({"job_document"})
+SQLITE_HEADER = b"SQLite format 3\x00"
+_FAULT_CODES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "the disk reported an I/O error",
+    sqlite3.SQLITE_READONLY: "the database is read-only",
+    sqlite3.SQLITE_CORRUPT: "the database is damaged",
+    sqlite3.SQLITE_NOTADB: "the database is damaged",
+    sqlite3.SQLITE_CANTOPEN: "the database cannot be opened",
+}
 
 
 class StoreError(Exception):
     """The database cannot be opened or used."""
+
+
+class StoreRefused(StoreError):
+    """Starting would lose or damage data: a person must decide (the message says how)."""
+
+
+class StorageFault(StoreError):
+    """The disk or database failed a write (full, read-only, I/O error, damaged)."""
+
+    def __init__(self, message: str, *, disk_full: bool) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,22 +143,56 @@ class SessionRow:
     expires: str
 
 
-class Store:
-    """The agent's database. Open once, share, close at shutdown."""
+_WAITING, _RUNNING, _ABANDONED = range(3)
 
-    def __init__(self, path: Path) -> None:
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    """One queued call; `state` moves under the store's lock."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    durable: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    on_late: Callable[[Any], None] | None
+    state: int = _WAITING
+    gave_up: bool = field(default=False)
+
+
+class Store:
+    """The agent's database. Open once, share, close at shutdown.
+
+    With `secret_path`, a missing or empty database next to an existing secret is refused (the
+    agent ran here before: its data is gone), unless `reset` allows starting afresh; `reset` also
+    moves a damaged database aside instead of refusing it.
+    """
+
+    def __init__(self, path: Path, *, secret_path: Path | None = None, reset: bool = False) -> None:
         self.path = path
+        self.secret_path = secret_path
+        self.reset = reset
+        # The last storage fault met by a write, until a write succeeds again (shown by the API).
+        self.fault: str | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._pending: list[_Call] = []
+        self._synchronous_full = True
 
     async def open(self) -> None:
-        """Create the data directory and database if needed and bring the schema up to date."""
+        """Create the data directory and database if needed, check it, bring the schema up to date."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         try:
             await self._run(self._open_sync)
+        except StoreError:
+            await self.close()
+            raise
         except (OSError, sqlite3.Error, RuntimeError) as err:
             await self.close()
-            raise StoreError(f"cannot open database {self.path}: {err}") from err
+            message = f"cannot open database {self.path}: {_reason(err)}"
+            if _needs_a_person(err):
+                raise StoreRefused(message) from err
+            raise StoreError(message) from err
 
     async def close(self) -> None:
         """Close the connection and stop the store thread."""
@@ -133,9 +205,68 @@ class Store:
         self._executor.shutdown(wait=False)
         self._executor = None
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` on the store thread inside one transaction."""
-        return await self._run(self._in_transaction, fn)
+    async def call(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        on_late: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run `fn(connection)` on the store thread in a transaction; return after its commit.
+
+        `durable=False` for writes whose loss in a power cut is harmless (see the module doc).
+        A call that has not started when its caller gives up (timeout, cancellation) never runs;
+        one that had started may still commit: then `on_late(result)` runs on the event loop, so
+        the caller can act on what was saved after all.
+        """
+        if self._executor is None:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        call = _Call(fn, durable, loop, loop.create_future(), on_late)
+        with self._lock:
+            self._pending.append(call)
+        self._executor.submit(self._drain)
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                return await asyncio.shield(call.future)
+        except TimeoutError as err:
+            started = self._give_up(call)
+            detail = "it may still be saved" if started else "nothing was saved"
+            raise StoreError(
+                f"the database did not answer within {CALL_TIMEOUT_S:g} s ({detail})"
+            ) from err
+        except asyncio.CancelledError:
+            self._give_up(call)
+            raise
+
+    async def clock_behind(self, now: dt.datetime) -> dt.datetime | None:
+        """The newest stored creation time if `now` is more than `CLOCK_SLACK` before it, else None.
+
+        A host without a real-time clock boots with an old time until NTP steps it: dates made
+        then are wrong, and pruning by them would delete what is not old.
+        """
+        newest = await self.newest_timestamp()
+        if newest is None:
+            return None
+        try:
+            stored = dt.datetime.fromisoformat(newest)
+        except ValueError:
+            return None
+        if stored.tzinfo is None:
+            stored = stored.replace(tzinfo=dt.UTC)
+        return stored if now < stored - CLOCK_SLACK else None
+
+    async def newest_timestamp(self) -> str | None:
+        """The latest creation time stored (users, tokens, jobs): the clock was past it once."""
+
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT max(t) FROM (SELECT max(date_joined) AS t FROM user "
+                "UNION ALL SELECT max(created) FROM api_token UNION ALL SELECT max(created) FROM job)"
+            ).fetchone()
+            return None if row is None or row[0] is None else str(row[0])
+
+        return await self.call(query)
 
     # machines and settings
 
@@ -223,7 +354,8 @@ class Store:
                     (row.machine, row.status, row.status_text, row.properties, row.read_at),
                 )
 
-        await self.call(save)
+        # A status lost in a power cut is read again from the printer at the next start.
+        await self.call(save, durable=False)
 
     # users, tokens, sessions
 
@@ -325,13 +457,17 @@ class Store:
                     "DELETE FROM api_token WHERE expiry < ? OR (revoked = 1 AND created < ?)",
                     (before, before),
                 ).rowcount
-            )
+            ),
+            durable=False,
         )
 
     async def touch_token(self, pk: int, seen: str) -> None:
         """Record when a token was last used."""
         await self.call(
-            lambda conn: conn.execute("UPDATE api_token SET last_seen = ? WHERE pk = ?", (seen, pk))
+            lambda conn: conn.execute(
+                "UPDATE api_token SET last_seen = ? WHERE pk = ?", (seen, pk)
+            ),
+            durable=False,
         )
 
     async def revoke_token(self, key_hash: str) -> None:
@@ -370,32 +506,133 @@ class Store:
 
     async def delete_expired_sessions(self, now: str) -> None:
         """Forget sessions past their expiry."""
-        await self.call(lambda conn: conn.execute("DELETE FROM session WHERE expires < ?", (now,)))
+        await self.call(
+            lambda conn: conn.execute("DELETE FROM session WHERE expires < ?", (now,)),
+            durable=False,
+        )
 
     # internals
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        directory = self.path.parent
+        if not directory.is_dir():
+            directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if not existed:
+            self._refuse_fresh_start()
+        elif not _has_sqlite_header(self.path):
+            self._set_aside_or_refuse("it is not an SQLite database")
+            existed = False
+        _create_private(self.path)
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
         try:
+            if existed:
+                damage = _integrity_problem(conn)
+                if damage is not None:
+                    conn.close()
+                    self._set_aside_or_refuse(damage)
+                    _create_private(self.path)
+                    conn = sqlite3.connect(
+                        self.path,
+                        isolation_level=None,
+                        check_same_thread=False,
+                        timeout=BUSY_TIMEOUT_MS / 1000,
+                    )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            migrate(conn)
+            version = migrate(conn)
+            # Prove the file can be written now, not at the first print.
+            with _transaction(conn):
+                conn.execute(f"PRAGMA user_version = {version}")
+            for suffix in ("", "-wal", "-shm"):
+                # Tightens a database made by an older agent; another owner's file stays as is.
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    Path(f"{self.path}{suffix}").chmod(FILE_MODE)
         except Exception:
             conn.close()
             raise
         self._conn = conn
 
-    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _refuse_fresh_start(self) -> None:
+        if self.secret_path is None or self.reset or not self.secret_path.exists():
+            return
+        state = "empty" if self.path.exists() else "missing"
+        raise StoreRefused(
+            f"the database {self.path} is {state}, but {self.secret_path.name} shows this agent "
+            "ran here before: its jobs, users and tokens would be lost. Restore the database "
+            "from a backup, or start once with `inventree-edge run --reset-database` to begin "
+            "with an empty one"
+        )
+
+    def _set_aside_or_refuse(self, problem: str) -> None:
+        if not self.reset:
+            raise StoreRefused(
+                f"the database {self.path} is damaged ({problem}). Restore it from a backup, or "
+                "start once with `inventree-edge run --reset-database` to move it aside and begin "
+                "with an empty one"
+            )
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(f"{self.path}.damaged-{stamp}{suffix}")
+
+    def _drain(self) -> None:
+        """On the store thread: run every waiting call in one transaction, one commit for all."""
+        with self._lock:
+            batch = [call for call in self._pending if call.state == _WAITING]
+            self._pending.clear()
+            for call in batch:
+                call.state = _RUNNING
+        if not batch:
+            return
         conn = self._conn
         if conn is None:
-            raise StoreError("the store is closed")
-        with _transaction(conn):
-            return fn(conn)
+            self._settle(batch, [(False, StoreError("the store is closed"))] * len(batch))
+            return
+        results: list[tuple[bool, Any]] = []
+        changes = conn.total_changes
+        try:
+            durable = any(call.durable for call in batch)
+            if durable != self._synchronous_full:
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._synchronous_full = durable
+            with _transaction(conn):
+                for call in batch:
+                    results.append(_run_in_savepoint(conn, call.fn))
+        except Exception as err:  # noqa: BLE001 - every caller gets the failure
+            fault = _as_fault(err)
+            if fault is not None:
+                self.fault = str(fault)
+            results = [(False, fault or err)] * len(batch)
+        else:
+            if conn.total_changes != changes:
+                self.fault = None
+            results = [
+                (ok, (_as_fault(value) or value) if not ok else value) for ok, value in results
+            ]
+            for ok, value in results:
+                if not ok and isinstance(value, StorageFault):
+                    self.fault = str(value)
+        self._settle(batch, results)
+
+    def _settle(self, batch: list[_Call], results: list[tuple[bool, Any]]) -> None:
+        for call, (ok, value) in zip(batch, results, strict=True):
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                call.loop.call_soon_threadsafe(_deliver, call, ok, value)
+
+    def _give_up(self, call: _Call) -> bool:
+        """The caller stopped waiting; True if the call had already started."""
+        with self._lock:
+            call.gave_up = True
+            if call.state == _WAITING:
+                call.state = _ABANDONED
+                return False
+            return True
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -406,6 +643,99 @@ class Store:
                 return await loop.run_in_executor(self._executor, fn, *args)
         except TimeoutError as err:
             raise StoreError(f"the database did not answer within {CALL_TIMEOUT_S:g} s") from err
+
+
+def _deliver(call: _Call, ok: bool, value: Any) -> None:
+    """On the event loop: hand a result to its waiting caller, or to `on_late` if it gave up."""
+    if call.gave_up:
+        if ok and call.on_late is not None:
+            call.on_late(value)
+        return
+    if call.future.done():
+        return
+    if ok:
+        call.future.set_result(value)
+    else:
+        call.future.set_exception(value)
+
+
+def _run_in_savepoint(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+) -> tuple[bool, Any]:
+    """One call of a batch: its failure undoes its own changes only."""
+    conn.execute("SAVEPOINT store_call")
+    try:
+        value = fn(conn)
+    except Exception as err:  # noqa: BLE001 - handed to the caller
+        if not conn.in_transaction:
+            raise  # SQLite rolled the whole transaction back (disk full, I/O error)
+        conn.execute("ROLLBACK TO store_call")
+        conn.execute("RELEASE store_call")
+        return False, err
+    conn.execute("RELEASE store_call")
+    return True, value
+
+
+def _as_fault(err: BaseException) -> StorageFault | None:
+    """A storage failure as a clear StorageFault; None for other errors (constraints, bugs)."""
+    if not isinstance(err, sqlite3.Error) or isinstance(err, sqlite3.IntegrityError):
+        return None
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    reason = _FAULT_CODES.get(code & 0xFF)
+    if reason is None:
+        return None
+    return StorageFault(
+        f"The agent cannot save data: {reason} ({err}).",
+        disk_full=code & 0xFF == sqlite3.SQLITE_FULL,
+    )
+
+
+def _needs_a_person(err: BaseException) -> bool:
+    """Read-only files and missing permissions do not go away by starting again."""
+    if isinstance(err, PermissionError):
+        return True
+    code = getattr(err, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
+
+
+def _reason(err: BaseException) -> str:
+    fault = _as_fault(err)
+    return str(fault) if fault is not None else str(err)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 (SQLite gives its -wal and -shm files the same)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def _integrity_problem(conn: sqlite3.Connection) -> str | None:
+    """SQLite's quick check of the schema and every table but the document blobs."""
+    try:
+        tables = [
+            str(r[0])
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if r[0] not in UNCHECKED_TABLES and not str(r[0]).startswith("sqlite_")
+        ]
+        for table in tables:
+            rows = conn.execute(f'PRAGMA quick_check("{table}")').fetchall()
+            if rows != [("ok",)]:
+                return "; ".join(str(r[0]) for r in rows[:3])
+    except sqlite3.DatabaseError as err:
+        if _as_fault(err) is not None and (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (
+            sqlite3.SQLITE_IOERR,
+            sqlite3.SQLITE_CANTOPEN,
+        ):
+            raise
+        return str(err)
+    return None
 
 
 _USER_COLUMNS = (
@@ -431,15 +761,21 @@ def _upsert_setting(
     return SettingRow(*row)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _one(

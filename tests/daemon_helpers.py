@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +119,7 @@ def spawned_daemon(
     config: Path | None = None,
     env: Mapping[str, str] | None = None,
     port: int = 0,
+    args: Sequence[str] = (),
 ) -> Iterator[Daemon]:
     """Start the daemon without waiting for it; kill it on exit if the test did not stop it."""
     logs = data_dir.parent / f"{data_dir.name}-logs"
@@ -127,7 +128,7 @@ def spawned_daemon(
     stderr_path, stdout_path = logs / f"stderr-{run}.log", logs / f"stdout-{run}.log"
     with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            _command(config),
+            _command(config, args),
             cwd=REPO_ROOT,
             env=daemon_env(data_dir, port, env),
             stdin=subprocess.DEVNULL,
@@ -149,9 +150,10 @@ def running_daemon(
     config: Path | None = None,
     env: Mapping[str, str] | None = None,
     port: int = 0,
+    args: Sequence[str] = (),
 ) -> Iterator[Daemon]:
     """Start the daemon and wait until it listens (its port is then known)."""
-    with spawned_daemon(data_dir, config=config, env=env, port=port) as daemon:
+    with spawned_daemon(data_dir, config=config, env=env, port=port, args=args) as daemon:
         daemon.port = _wait_listening(daemon.proc, daemon.stderr_path)
         yield daemon
 
@@ -162,11 +164,12 @@ def run_until_exit(
     config: Path | None = None,
     env: Mapping[str, str] | None = None,
     port: int = 0,
+    args: Sequence[str] = (),
 ) -> Exited:
     """Run a daemon that is expected to fail at start; return its exit code and output."""
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            _command(config),
+            _command(config, args),
             cwd=REPO_ROOT,
             env=daemon_env(data_dir, port, env),
             stdin=subprocess.DEVNULL,
@@ -232,8 +235,8 @@ def parse_json_lines(text: str) -> list[dict[str, Any]]:
     return records
 
 
-def _command(config: Path | None) -> list[str]:
-    command = [sys.executable, "-m", "agent", "run"]
+def _command(config: Path | None, args: Sequence[str] = ()) -> list[str]:
+    command = [sys.executable, "-m", "agent", "run", *args]
     if config is not None:
         command += ["--config", str(config)]
     return command

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
+import stat
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -14,8 +17,10 @@ from agent.store import (
     MachineRow,
     SessionRow,
     StateRow,
+    StorageFault,
     Store,
     StoreError,
+    StoreRefused,
     TokenRow,
     UserRow,
 )
@@ -111,10 +116,11 @@ async def test_database_newer_than_the_agent_is_refused_untouched(db_path: Path)
         await store.load_machines()
 
 
-async def test_a_file_that_is_not_a_database_is_refused(db_path: Path) -> None:
+async def test_a_file_that_is_not_a_database_is_refused_untouched(db_path: Path) -> None:
     _prepare(db_path, lambda path: path.write_bytes(b"this is not SQLite" * 100))
-    with pytest.raises(StoreError, match="cannot open database"):
+    with pytest.raises(StoreRefused, match="is damaged .*--reset-database"):
         await Store(db_path).open()
+    assert _contents(db_path) == b"this is not SQLite" * 100
 
 
 async def test_deleting_a_machine_removes_its_settings_and_state(store: Store) -> None:
@@ -196,12 +202,247 @@ async def test_a_closed_store_raises_store_error(db_path: Path) -> None:
         await store.load_machines()
 
 
+# files and start-up checks
+
+
+async def test_directory_and_database_files_are_created_private(db_path: Path) -> None:
+    store = Store(db_path)
+    await store.open()
+    try:
+        await store.insert_machine(MACHINE)
+        modes = _modes(db_path)
+    finally:
+        await store.close()
+    assert modes["dir"] == 0o700
+    assert modes[""] == 0o600
+    assert modes["-wal"] == 0o600
+    assert modes["-shm"] == 0o600
+
+
+async def test_an_existing_world_readable_database_is_made_private(db_path: Path) -> None:
+    _prepare(db_path, lambda path: (_set_user_version(path, 0), path.chmod(0o644)))
+    store = Store(db_path)
+    await store.open()
+    await store.close()
+    assert _mode(db_path) == 0o600
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+async def test_a_lost_database_next_to_the_secret_is_refused_unless_reset(
+    db_path: Path, state: str
+) -> None:
+    secret = db_path.parent / "secret.key"
+    _prepare(secret, lambda path: path.write_bytes(b"s" * 32))
+    if state == "empty":
+        _prepare(db_path, lambda path: path.write_bytes(b""))
+    with pytest.raises(StoreRefused, match=f"{state}.*--reset-database"):
+        await Store(db_path, secret_path=secret).open()
+    assert _exists(db_path) == (state == "empty")
+    reset = Store(db_path, secret_path=secret, reset=True)
+    await reset.open()
+    try:
+        await reset.insert_machine(MACHINE)
+    finally:
+        await reset.close()
+    # From now on the new database is simply reopened.
+    again = Store(db_path, secret_path=secret)
+    await again.open()
+    try:
+        assert (await again.load_machines())[0] == [MACHINE]
+    finally:
+        await again.close()
+
+
+async def test_a_first_start_without_a_secret_creates_the_database(db_path: Path) -> None:
+    store = Store(db_path, secret_path=db_path.parent / "secret.key")
+    await store.open()
+    await store.close()
+    assert _exists(db_path)
+
+
+async def test_damaged_pages_are_refused_and_reset_moves_them_aside(db_path: Path) -> None:
+    store = Store(db_path)
+    await store.open()
+    for index in range(200):
+        await store.insert_user(user_row(f"user-{index:03}"))
+    await store.close()
+    _damage_table(db_path, "user")
+    with pytest.raises(StoreRefused, match="is damaged .*--reset-database"):
+        await Store(db_path).open()
+    reset = Store(db_path, reset=True)
+    await reset.open()
+    try:
+        assert await reset.get_user(username="user-001") is None
+    finally:
+        await reset.close()
+    aside = [name for name in _names(db_path.parent) if ".damaged-" in name]
+    databases = [name for name in aside if not name.endswith(("-wal", "-shm"))]
+    assert len(databases) == 1
+    assert databases[0].startswith(f"{db_path.name}.damaged-")
+
+
+# one commit for calls queued together
+
+
+async def test_writes_queued_together_share_one_commit(store: Store) -> None:
+    commits: list[str] = []
+    await store.call(lambda c: c.set_trace_callback(_record_commits(commits)))
+    rows = [
+        MachineRow(f"pk-{i}", f"Printer {i}", "label-printer", "virtual", True) for i in range(50)
+    ]
+    await asyncio.gather(*(store.insert_machine(row) for row in rows))
+    await store.call(lambda c: c.set_trace_callback(None))
+    assert len((await store.load_machines())[0]) == 50
+    # The first call may start alone; the rest wait behind it and go together.
+    assert len(commits) <= 5
+
+
+async def test_a_failing_call_in_a_batch_undoes_only_its_own_writes(store: Store) -> None:
+    await store.insert_machine(MACHINE)
+    duplicate = MachineRow("other-pk", MACHINE.name, "label-printer", "virtual", True)
+    good = [
+        MachineRow(f"pk-{i}", f"Printer {i}", "label-printer", "virtual", True) for i in range(5)
+    ]
+    results = await asyncio.gather(
+        *(store.insert_machine(row) for row in [*good[:2], duplicate, *good[2:]]),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [
+        type(None),
+        type(None),
+        sqlite3.IntegrityError,
+        type(None),
+        type(None),
+        type(None),
+    ]
+    assert {m.pk for m in (await store.load_machines())[0]} == {MACHINE.pk} | {r.pk for r in good}
+
+
+async def test_a_call_not_started_when_its_caller_gives_up_never_runs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.2)
+    busy, release = threading.Event(), threading.Event()
+    blocker = asyncio.create_task(store.call(lambda _c: _hold(busy, release)))
+    await asyncio.to_thread(busy.wait, 5)
+    with pytest.raises(StoreError, match="nothing was saved"):
+        await store.insert_machine(MACHINE)
+    release.set()
+    with pytest.raises(StoreError):
+        await blocker  # it too waited longer than the timeout
+    assert (await store.load_machines())[0] == []
+
+
+async def test_a_write_committed_after_its_caller_gave_up_is_handed_to_on_late(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.2)
+    busy, release = threading.Event(), threading.Event()
+    late: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def slow_insert(conn: sqlite3.Connection) -> str:
+        _hold(busy, release)
+        conn.execute(
+            "INSERT INTO machine (pk, name, machine_type, driver) VALUES ('a', 'A', 't', 'd')"
+        )
+        return "a"
+
+    with pytest.raises(StoreError, match="may still be saved"):
+        await store.call(slow_insert, on_late=late.set_result)
+    release.set()
+    assert await asyncio.wait_for(late, 5) == "a"
+    assert [m.pk for m in (await store.load_machines())[0]] == ["a"]
+
+
+# storage faults
+
+
+async def test_a_full_disk_is_a_clear_fault_until_a_write_succeeds(store: Store) -> None:
+    await store.insert_machine(MACHINE)
+    pages = await store.call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    big = "x" * 50_000
+    with pytest.raises(StorageFault) as info:
+        await store.save_setting(MACHINE.pk, "D", "BIG", big)
+    assert info.value.disk_full
+    assert "disk is full" in str(info.value)
+    assert store.fault is not None
+    assert "disk is full" in store.fault
+    assert (await store.load_machines())[1] == []
+    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages * 100}"))
+    await store.save_setting(MACHINE.pk, "D", "BIG", big)
+    assert store.fault is None
+
+
+# the clock
+
+
+async def test_a_clock_behind_the_newest_stored_date_is_noticed(store: Store) -> None:
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    assert await store.clock_behind(now) is None
+    await store.insert_user(user_row("alice"))  # joined 2024-01-01
+    assert await store.clock_behind(now) is None
+    user = await store.insert_user(user_row("bob"))
+    later = TokenRow(0, user.pk, "t", "ab" * 32, "inv-", "2028-01-01", False, "2027-01-01", None)
+    await store.insert_token(later)
+    assert await store.clock_behind(now) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert await store.clock_behind(dt.datetime(2027, 1, 1, 0, 1, tzinfo=dt.UTC)) is None
+
+
 def _prepare(path: Path, make: Callable[[Path], object]) -> None:
     """Put a file where the store will look, before it opens."""
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     make(path)
 
 
 def _set_user_version(path: Path, version: int) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {version}")
+
+
+def _contents(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def _names(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir()]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _modes(db_path: Path) -> dict[str, int]:
+    modes = {"dir": stat.S_IMODE(db_path.parent.stat().st_mode)}
+    for suffix in ("", "-wal", "-shm"):
+        modes[suffix] = stat.S_IMODE(Path(f"{db_path}{suffix}").stat().st_mode)
+    return modes
+
+
+def _damage_table(path: Path, table: str) -> None:
+    """Overwrite the middle of a table's root page, as a failing SD card would."""
+    with sqlite3.connect(path) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+        ).fetchone()
+    with path.open("r+b") as file:
+        file.seek((root[0] - 1) * page_size + 8)
+        file.write(b"\xff" * (page_size - 16))
+
+
+def _record_commits(commits: list[str]) -> Callable[[str], None]:
+    def trace(statement: str) -> None:
+        if statement.strip().upper() == "COMMIT":
+            commits.append(statement)
+
+    return trace
+
+
+def _hold(busy: threading.Event, release: threading.Event) -> None:
+    busy.set()
+    release.wait(5)

@@ -10,6 +10,8 @@ import pydantic_core
 import structlog
 from aiohttp import web
 
+from agent.store import StorageFault, StoreError
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -145,6 +147,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if err.status < 400:
             raise
         return drf_json({"detail": err.reason}, status=err.status)
+    except StoreError as err:
+        # Nothing was saved (or, after a timeout, maybe saved): the client may try again later.
+        log.error("storage_failed", method=request.method, path=request.path, error=str(err))  # noqa: TRY400
+        status = 507 if isinstance(err, StorageFault) and err.disk_full else 503
+        return drf_json({"detail": str(err)}, status=status)
     except Exception as err:
         log.exception("request_failed", method=request.method, path=request.path)
         return drf_json(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
 from agent.api.fields import FieldErrors
-from agent.api.listing import paginate
+from agent.api.listing import limit_offset, page_body
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
@@ -131,12 +131,14 @@ class JobList(ApiView):
                 }
             )
         runner = self.request.app[JOBS]
-        rows = await runner.jobs.find(machine=machine, status=status)
-        paginated, page = paginate(self.request, rows)
-        if paginated:
-            page["results"] = [job_json(r, runner.live_progress(r.pk)) for r in page["results"]]
-            return drf_json(page)
-        return drf_json([job_json(r, runner.live_progress(r.pk)) for r in page])
+        window = limit_offset(self.request)
+        if window is None:
+            rows = await runner.jobs.find(machine=machine, status=status)
+            return drf_json([job_json(r, runner.live_progress(r.pk)) for r in rows])
+        limit, offset = window
+        count, rows = await runner.jobs.page(machine, status, limit, offset)
+        results = [job_json(r, runner.live_progress(r.pk)) for r in rows]
+        return drf_json(page_body(self.request, count, results, limit, offset))
 
 
 class JobDetail(ApiView):

@@ -59,17 +59,23 @@ def positive_int(value: str | None) -> int | None:
     return number if number > 0 else None
 
 
-def paginate(request: web.Request, items: Sequence[Any]) -> tuple[bool, Any]:
-    """Apply `limit`/`offset`: (True, page object) with a valid limit, else (False, the items)."""
+def limit_offset(request: web.Request) -> tuple[int, int] | None:
+    """The page asked for: (limit, offset) with a valid `limit`, else None (a bare list)."""
     limit = positive_int(request.query.get("limit"))
     if limit is None:
-        return False, list(items)
+        return None
     offset_raw = request.query.get("offset")
     try:
         offset = max(int(offset_raw), 0) if offset_raw is not None else 0
     except ValueError:
         offset = 0
-    count = len(items)
+    return limit, offset
+
+
+def page_body(
+    request: web.Request, count: int, results: list[Any], limit: int, offset: int
+) -> dict[str, Any]:
+    """DRF's LimitOffset page object for `results`, the items `offset..offset+limit` of `count`."""
     url = str(request.url)
     next_url = None
     if offset + limit < count:
@@ -80,13 +86,16 @@ def paginate(request: web.Request, items: Sequence[Any]) -> tuple[bool, Any]:
             previous_url = _replace_query(url, limit=str(limit), offset=None)
         else:
             previous_url = _replace_query(url, limit=str(limit), offset=str(offset - limit))
-    page = {
-        "count": count,
-        "next": next_url,
-        "previous": previous_url,
-        "results": list(items[offset : offset + limit]),
-    }
-    return True, page
+    return {"count": count, "next": next_url, "previous": previous_url, "results": results}
+
+
+def paginate(request: web.Request, items: Sequence[Any]) -> tuple[bool, Any]:
+    """Apply `limit`/`offset`: (True, page object) with a valid limit, else (False, the items)."""
+    window = limit_offset(request)
+    if window is None:
+        return False, list(items)
+    limit, offset = window
+    return True, page_body(request, len(items), list(items[offset : offset + limit]), limit, offset)
 
 
 def _replace_query(url: str, **changes: str | None) -> str:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from agent.api.errors import drf_json
 from agent.api.views import ApiView
-from agent.appkeys import REGISTRY
+from agent.appkeys import REGISTRY, STORE
 from agent.discovery import Provider, is_builtin, provider_file
 
 
@@ -79,6 +79,10 @@ class RegistryStatus(ApiView):
     description = "Provide status data for the machine registry."
 
     async def get(self) -> web.StreamResponse:
-        """Errors met while loading drivers and machines."""
+        """Errors met while loading drivers and machines, and a failing disk."""
         registry = self.request.app[REGISTRY]
-        return drf_json({"registry_errors": [{"message": e} for e in registry.registry_errors]})
+        errors = list(registry.registry_errors)
+        fault = self.request.app[STORE].fault
+        if fault is not None:
+            errors.append(f"Storage: {fault}")
+        return drf_json({"registry_errors": [{"message": e} for e in errors]})

@@ -1,0 +1,172 @@
+"""The job store on a real SQLite file: the crash rule, retention, paging in SQL, migration 4."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.job_store import FAILED, PRINTING, QUEUED, JobRow, JobStore
+from agent.migrations import MIGRATIONS, migrate
+from agent.store import MachineRow, Store
+
+MACHINES = ("m-1", "m-2")
+NOW = "2026-06-01T12:00:00+00:00"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = Store(tmp_path / "data" / "inventree-edge.sqlite3")
+    await opened.open()
+    for pk in MACHINES:
+        await opened.insert_machine(MachineRow(pk, pk, "label-printer", "virtual", True))
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def jobs(store: Store) -> JobStore:
+    return JobStore(store)
+
+
+def job(machine: str = MACHINES[0], **fields: object) -> JobRow:
+    row = JobRow(
+        pk=str(uuid.uuid4()),
+        seq=0,
+        machine=machine,
+        status=QUEUED,
+        copies=3,
+        pages=1,
+        progress=0,
+        attempts=0,
+        interruptions=0,
+        errors=(),
+        warnings=(),
+        content_type="application/pdf",
+        size=4,
+        options={},
+        idempotency_key=None,
+        created="2026-05-01T00:00:00+00:00",
+        started=None,
+        finished=None,
+        expires="2026-05-02T00:00:00+00:00",
+    )
+    return replace(row, **fields)  # type: ignore[arg-type]
+
+
+async def crash_while_printing(jobs: JobStore, pk: str, progress: int) -> None:
+    """What a SIGKILL during a label leaves: the job `printing` at its last saved progress."""
+    await jobs.store.call(
+        lambda c: c.execute(
+            "UPDATE job SET status = ?, progress = ? WHERE pk = ?", (PRINTING, progress, pk)
+        )
+    )
+
+
+async def test_a_job_stopped_twice_on_the_same_label_fails_with_a_finish_time(
+    jobs: JobStore,
+) -> None:
+    row = await jobs.insert(job(), b"%PDF")
+    await crash_while_printing(jobs, row.pk, 1)
+    assert await jobs.recover_interrupted(NOW) == (1, 0)
+    await crash_while_printing(jobs, row.pk, 1)
+    assert await jobs.recover_interrupted(NOW) == (0, 1)
+    failed = await jobs.get(row.pk)
+    assert failed is not None
+    assert (failed.status, failed.finished) == (FAILED, NOW)
+    assert "no label prints more than twice" in failed.errors[-1]
+    # Retention can see it: it goes with the other old jobs.
+    assert await jobs.prune("2026-06-02T00:00:00+00:00") == 1
+    assert await jobs.get(row.pk) is None
+
+
+async def test_a_job_that_confirmed_labels_between_two_stops_goes_on(jobs: JobStore) -> None:
+    row = await jobs.insert(job(), b"%PDF")
+    await crash_while_printing(jobs, row.pk, 0)
+    assert await jobs.recover_interrupted(NOW) == (1, 0)
+    # The second attempt confirmed label 1, then the agent stopped while sending label 2.
+    await crash_while_printing(jobs, row.pk, 1)
+    assert await jobs.recover_interrupted(NOW) == (1, 0)
+    again = await jobs.get(row.pk)
+    assert again is not None
+    assert (again.status, again.progress, again.finished) == (QUEUED, 1, None)
+
+
+async def test_pruning_deletes_in_batches_and_keeps_what_is_recent(jobs: JobStore) -> None:
+    old = [
+        await jobs.insert(job(status=FAILED, finished="2026-01-01T00:00:00+00:00"), b"x")
+        for _ in range(25)
+    ]
+    recent = await jobs.insert(job(status=FAILED, finished=NOW), b"x")
+    queued = await jobs.insert(job(), b"x")
+    cutoff = "2026-05-01T00:00:00+00:00"
+    assert [await jobs.prune(cutoff, batch=10) for _ in range(4)] == [10, 10, 5, 0]
+    assert await jobs.get(old[0].pk) is None
+    assert await jobs.document(old[0].pk) == b""
+    assert await jobs.get(recent.pk) is not None
+    assert await jobs.get(queued.pk) is not None
+
+
+async def test_a_page_of_jobs_is_counted_and_cut_in_sql(jobs: JobStore) -> None:
+    rows = []
+    for index in range(30):
+        machine = MACHINES[index % 2]
+        status = FAILED if index % 3 == 0 else QUEUED
+        finished = NOW if status == FAILED else None
+        rows.append(await jobs.insert(job(machine, status=status, finished=finished), b"x"))
+    newest_first = list(reversed(rows))
+    count, page = await jobs.page(None, None, 5, 0)
+    assert (count, [r.pk for r in page]) == (30, [r.pk for r in newest_first[:5]])
+    count, page = await jobs.page(MACHINES[1], QUEUED, 4, 2)
+    wanted = [r for r in newest_first if r.machine == MACHINES[1] and r.status == QUEUED]
+    assert (count, [r.pk for r in page]) == (len(wanted), [r.pk for r in wanted[2:6]])
+    count, page = await jobs.page(None, FAILED, 100, 0)
+    assert [r.pk for r in page] == [r.pk for r in newest_first if r.status == FAILED]
+
+
+@pytest.mark.parametrize(
+    ("machine", "status"), [(None, None), ("m-1", None), (None, "queued"), ("m-1", "queued")]
+)
+async def test_every_job_listing_is_read_through_an_index(
+    jobs: JobStore, machine: str | None, status: str | None
+) -> None:
+    """A page costs its own size, not the size of the history: no full scan, no sort."""
+    clauses = [c for c, v in (("machine = ?", machine), ("status = ?", status)) if v is not None]
+    params = [v for v in (machine, status) if v is not None]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    plan = await jobs.store.call(
+        lambda c: " | ".join(
+            str(r[3])
+            for r in c.execute(
+                f"EXPLAIN QUERY PLAN SELECT pk FROM job {where} ORDER BY seq DESC LIMIT 25",  # noqa: S608
+                params,
+            )
+        )
+    )
+    assert "USING" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+def test_migration_4_gives_old_failed_jobs_a_finish_time(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    try:
+        conn.execute("PRAGMA user_version = 0")
+        for script in MIGRATIONS[:3]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute(
+            "INSERT INTO machine (pk, name, machine_type, driver) VALUES ('m', 'm', 't', 'd')"
+        )
+        conn.execute(
+            "INSERT INTO job (pk, seq, machine, status, copies, content_type, size, created, "
+            "started, expires) VALUES ('j', 1, 'm', 'failed', 1, 'x', 1, "
+            "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:05+00:00', '2026-01-02')"
+        )
+        migrate(conn)
+        assert conn.execute("SELECT finished FROM job").fetchone() == ("2026-01-01T00:00:05+00:00",)
+    finally:
+        conn.close()

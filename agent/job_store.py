@@ -149,7 +149,8 @@ class JobStore:
             clauses.append("status = ?")
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        count_sql = f"SELECT count(*) FROM job {where}"  # noqa: S608 - fixed names
+        # job_count holds one row per (machine, status), kept by triggers: no scan of the jobs.
+        count_sql = f"SELECT COALESCE(sum(n), 0) FROM job_count {where}"  # noqa: S608
         rows_sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC LIMIT ? OFFSET ?"  # noqa: S608
 
         def query(conn: sqlite3.Connection) -> tuple[int, list[JobRow]]:

@@ -168,5 +168,29 @@ def test_migration_4_gives_old_failed_jobs_a_finish_time(tmp_path: Path) -> None
         )
         migrate(conn)
         assert conn.execute("SELECT finished FROM job").fetchone() == ("2026-01-01T00:00:05+00:00",)
+        counts = conn.execute("SELECT machine, status, n FROM job_count").fetchall()
+        assert counts == [("m", "failed", 1)]
     finally:
         conn.close()
+
+
+async def test_page_counts_follow_every_change_of_the_jobs(jobs: JobStore) -> None:
+    rows = [await jobs.insert(job(MACHINES[i % 2]), b"x") for i in range(12)]
+    await jobs.mark_printing(rows[0].pk, NOW)
+    await jobs.finish(rows[1].pk, FAILED, NOW, 0, "broken")
+    await jobs.cancel(rows[2].pk, NOW)
+    await jobs.requeue(rows[0].pk, 0, "printer away")
+    await crash_while_printing(jobs, rows[3].pk, 0)
+    await jobs.recover_interrupted(NOW)
+    await jobs.prune("2027-01-01T00:00:00+00:00", batch=1)
+    await jobs.store.delete_machine(MACHINES[1])
+
+    def truth(conn: sqlite3.Connection, machine: str | None, status: str | None) -> int:
+        sql = "SELECT count(*) FROM job WHERE (? IS NULL OR machine = ?) AND (? IS NULL OR status = ?)"
+        return int(conn.execute(sql, (machine, machine, status, status)).fetchone()[0])
+
+    for machine in (None, *MACHINES):
+        for status in (None, QUEUED, PRINTING, FAILED, "cancelled", "complete"):
+            expected = await jobs.store.call(lambda c, m=machine, s=status: truth(c, m, s))
+            count, _page = await jobs.page(machine, status, 1, 0)
+            assert count == expected, (machine, status)

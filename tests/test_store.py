@@ -297,6 +297,24 @@ async def test_writes_queued_together_share_one_commit(store: Store) -> None:
     assert len(commits) <= 5
 
 
+async def test_only_batches_with_a_durable_call_commit_with_full_sync(store: Store) -> None:
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert await store.call(level, durable=False) == 1  # NORMAL: no fsync of its own
+    assert await store.call(level) == 2  # FULL
+    statements: list[str] = []
+    await store.call(lambda c: c.set_trace_callback(statements.append))
+    await store.insert_machine(MACHINE)  # an answer says it is saved
+    await store.save_states([StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00")])
+    await store.save_setting(MACHINE.pk, "D", "DPI", "300")
+    await store.call(lambda c: c.set_trace_callback(None))
+    assert [s for s in statements if s.startswith("PRAGMA synchronous")] == [
+        "PRAGMA synchronous = NORMAL",  # the last known status
+        "PRAGMA synchronous = FULL",  # the setting
+    ]
+
+
 async def test_a_failing_call_in_a_batch_undoes_only_its_own_writes(store: Store) -> None:
     await store.insert_machine(MACHINE)
     duplicate = MachineRow("other-pk", MACHINE.name, "label-printer", "virtual", True)

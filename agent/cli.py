@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from agent import __version__
 from agent.config import ConfigError, Settings, load_settings, masked_dump, resolve_config_path
-from agent.store import Store
+from agent.store import Store, StoreError
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
@@ -112,6 +112,9 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     except sqlite3.IntegrityError:
         print(f"inventree-edge: user '{args.name}' already exists", file=sys.stderr)  # noqa: T201
         return 1
+    except StoreError as err:
+        print(f"inventree-edge: {err}", file=sys.stderr)  # noqa: T201
+        return 1
     print(
         f"created user '{args.name}'"
         + (" (superuser)" if args.superuser else f" (role {args.role})")
@@ -135,7 +138,11 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    key = asyncio.run(create())
+    try:
+        key = asyncio.run(create())
+    except StoreError as err:
+        print(f"inventree-edge: {err}", file=sys.stderr)  # noqa: T201
+        return 1
     if key is None:
         print(f"inventree-edge: no user '{args.user}'", file=sys.stderr)  # noqa: T201
         return 1
@@ -145,7 +152,8 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _open_store(settings: Settings) -> Store:
 
-    store = Store(settings.database_path)
+    # The same refusals as the daemon: a user created here must not hide a lost database.
+    store = Store(settings.database_path, secret_path=settings.secret_path)
     await store.open()
     return store
 

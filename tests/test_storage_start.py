@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import daemon
+from agent import cli, daemon
 from tests.daemon_helpers import Exited, parse_json_lines, run_until_exit, running_daemon
 
 DATABASE = "inventree-edge.sqlite3"
@@ -116,3 +118,21 @@ def test_a_read_only_database_is_refused_with_one_line(immutable: Path) -> None:
     reason = the_one_failure(result)
     assert str(immutable) in reason
     assert "read-only" in reason
+
+
+def test_the_cli_does_not_create_a_database_over_a_lost_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / SECRET).write_bytes(b"s" * 32)
+    for name in list(os.environ):
+        if name.startswith("INVENTREE_EDGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("INVENTREE_EDGE_STORAGE__PATH", str(data))
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-password\n"))
+    assert cli.main(["user", "create", "alice", "--password-stdin"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--reset-database" in err[0]
+    assert not (data / DATABASE).exists()

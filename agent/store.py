@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,7 +156,7 @@ class _Call:
     future: asyncio.Future[Any]
     on_late: Callable[[Any], None] | None
     state: int = _WAITING
-    gave_up: bool = field(default=False)
+    gave_up: bool = False
 
 
 class Store:
@@ -523,23 +523,13 @@ class Store:
         elif not _has_sqlite_header(self.path):
             self._set_aside_or_refuse("it is not an SQLite database")
             existed = False
-        _create_private(self.path)
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-        )
+        conn = _connect(self.path)
         try:
-            if existed:
-                damage = _integrity_problem(conn)
-                if damage is not None:
-                    conn.close()
-                    self._set_aside_or_refuse(damage)
-                    _create_private(self.path)
-                    conn = sqlite3.connect(
-                        self.path,
-                        isolation_level=None,
-                        check_same_thread=False,
-                        timeout=BUSY_TIMEOUT_MS / 1000,
-                    )
+            damage = _integrity_problem(conn) if existed else None
+            if damage is not None:
+                conn.close()
+                self._set_aside_or_refuse(damage)
+                conn = _connect(self.path)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -705,6 +695,14 @@ def _reason(err: BaseException) -> str:
     return str(fault) if fault is not None else str(err)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """The store's connection: transactions are explicit; the store thread owns it."""
+    _create_private(path)
+    return sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the database file with mode 0600 (SQLite gives its -wal and -shm files the same)."""
     with contextlib.suppress(FileExistsError):
@@ -729,10 +727,9 @@ def _integrity_problem(conn: sqlite3.Connection) -> str | None:
             if rows != [("ok",)]:
                 return "; ".join(str(r[0]) for r in rows[:3])
     except sqlite3.DatabaseError as err:
-        if _as_fault(err) is not None and (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (
-            sqlite3.SQLITE_IOERR,
-            sqlite3.SQLITE_CANTOPEN,
-        ):
+        # A disk that cannot be read is not a damaged file: report it as it is.
+        code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
             raise
         return str(err)
     return None

@@ -20,7 +20,7 @@ JOB_STATUSES = (QUEUED, PRINTING, COMPLETE, FAILED, CANCELLED)
 FINISHED_STATUSES = (COMPLETE, FAILED, CANCELLED)
 # Old jobs are deleted this many at a time, so other calls (a print, an API request) wait for one
 # short transaction at most, not for the whole backlog.
-PRUNE_BATCH = 500
+PRUNE_BATCH = 100
 INTERRUPTED_TWICE = (
     "The agent stopped twice while sending the same label of this job; it is not sent a third "
     "time so that no label prints more than twice"

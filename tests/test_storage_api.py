@@ -139,3 +139,32 @@ async def _admin(client: Client) -> Headers:
     assert resp.status == 200
     client.session.cookie_jar.clear()
     return {"Authorization": f"Token {(await resp.json())['token']}"}
+
+
+async def test_a_job_saved_after_its_request_timed_out_is_printed_all_the_same(
+    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = await create_machine(client, admin, name="late")
+    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.3)
+    # Another process holds the write lock: the insert starts, waits for it, outlives the request.
+    other = sqlite3.connect(client.app[STORE].path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        resp = await client.post(
+            f"/api/machine/{machine['pk']}/print/",
+            data=label_pdf(1),
+            headers={**admin, "Content-Type": "application/pdf"},
+        )
+        assert resp.status == 503
+        assert "may still be saved" in (await resp.json())["detail"]
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 30.0)
+    async with asyncio.timeout(20):
+        while True:
+            listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()
+            if listed and listed[0]["status"] == "complete":
+                break
+            await asyncio.sleep(0.05)
+    assert len(listed) == 1

@@ -331,10 +331,12 @@ def seed_jobs(database: Path, machine: str, count: int, *, expired: bool) -> Non
         )
 
 
-async def list_latency(session: aiohttp.ClientSession, base: str, query: str) -> list[float]:
-    """`LIST_SAMPLES` sequential list requests; seconds each."""
+async def list_latency(
+    session: aiohttp.ClientSession, base: str, query: str, samples: int = LIST_SAMPLES
+) -> list[float]:
+    """`samples` sequential list requests; seconds each."""
     latencies = []
-    for _ in range(LIST_SAMPLES):
+    for _ in range(samples):
         started = time.perf_counter()
         async with session.get(f"{base}/api/machine/jobs/?{query}") as resp:
             await resp.read()
@@ -366,11 +368,12 @@ async def history(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 results.setdefault("ready_without_backlog_s", ready)
                 session = await session_for(running.base_url)
                 try:
-                    plain = await list_latency(session, running.base_url, "limit=25")
+                    plain = await list_latency(session, running.base_url, "limit=25", args.samples)
                     filtered = await list_latency(
                         session,
                         running.base_url,
                         f"limit=25&offset=25&machine={pks['zpl']}&status=complete",
+                        args.samples,
                     )
                 finally:
                     await session.close()
@@ -421,7 +424,7 @@ def report(args: argparse.Namespace, slow: dict[str, float], big: dict[str, Any]
             f"{slow[prefix + 'patch_per_s']:.0f} req/s, p50 {slow[prefix + 'patch_p50_ms']:.1f} ms, "
             f"{slow[prefix + 'fsyncs_per_patch']:.2f} fsyncs per PATCH"
         )
-    print("\njob list latency (ms, p50 / p99 of 200 sequential requests)")
+    print(f"\njob list latency (ms, p50 / p99 of {args.samples} sequential requests)")
     print(f"  {'jobs':>8s} {'?limit=25':>18s} {'machine+status, offset 25':>28s}")
     for size, (plain, filtered) in big["list"].items():
         print(
@@ -476,6 +479,9 @@ def main() -> None:
         help="job history sizes for the list latency",
     )
     parser.add_argument("--prune", type=int, default=100_000, help="expired jobs at start")
+    parser.add_argument(
+        "--samples", type=int, default=LIST_SAMPLES, help="list requests per history size"
+    )
     parser.add_argument("--agent-root", type=Path, default=REPO_ROOT, help="checkout to run")
     parser.add_argument("--json", action="store_true", help="also print the key figures as JSON")
     asyncio.run(run(parser.parse_args()))

@@ -34,6 +34,7 @@ BUSY_TIMEOUT_MS = 5000
 CALL_TIMEOUT_S = 30.0
 # Stored times this far ahead of the clock mean the clock is behind (not a second of NTP drift).
 CLOCK_SLACK = dt.timedelta(minutes=5)
+NEWEST_JOBS_CHECKED = 1000
 
 
 # Files the agent creates hold password hashes and token hashes: private to the service user.
@@ -260,9 +261,13 @@ class Store:
         """The latest creation time stored (users, tokens, jobs): the clock was past it once."""
 
         def query(conn: sqlite3.Connection) -> str | None:
+            # The newest jobs by sequence only: the job table may be large, and the newest
+            # creation time is among the last ones made unless the clock jumped back before them.
             row = conn.execute(
                 "SELECT max(t) FROM (SELECT max(date_joined) AS t FROM user "
-                "UNION ALL SELECT max(created) FROM api_token UNION ALL SELECT max(created) FROM job)"
+                "UNION ALL SELECT max(created) FROM api_token UNION ALL SELECT max(created) FROM "
+                "(SELECT created FROM job ORDER BY seq DESC LIMIT ?))",
+                (NEWEST_JOBS_CHECKED,),
             ).fetchone()
             return None if row is None or row[0] is None else str(row[0])
 

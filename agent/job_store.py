@@ -114,11 +114,11 @@ class JobStore:
 
     async def get(self, pk: str) -> JobRow | None:
         """One job by pk."""
-        return await self.store.call(lambda conn: _one(conn, "WHERE pk = ?", (pk,)))
+        return await self.store.read(lambda conn: _one(conn, "WHERE pk = ?", (pk,)))
 
     async def get_by_key(self, machine: str, key: str) -> JobRow | None:
         """The job a machine accepted under an idempotency key."""
-        return await self.store.call(
+        return await self.store.read(
             lambda conn: _one(conn, "WHERE machine = ? AND idempotency_key = ?", (machine, key))
         )
 
@@ -133,7 +133,7 @@ class JobStore:
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC"  # noqa: S608 - fixed names
-        return await self.store.call(
+        return await self.store.read(
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, params)]
         )
 
@@ -158,12 +158,12 @@ class JobStore:
             rows = conn.execute(rows_sql, (*params, limit, offset))
             return count, [JobRow.from_row(r) for r in rows]
 
-        return await self.store.call(query)
+        return await self.store.read(query)
 
     async def pending(self) -> list[JobRow]:
         """Queued jobs of every machine, oldest first (loaded by the workers at start)."""
         sql = f"SELECT {_COLUMNS} FROM job WHERE status = ? ORDER BY seq"  # noqa: S608
-        return await self.store.call(
+        return await self.store.read(
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, (QUEUED,))]
         )
 
@@ -199,7 +199,7 @@ class JobStore:
             row = conn.execute("SELECT data FROM job_document WHERE job = ?", (pk,)).fetchone()
             return bytes(row[0]) if row is not None else b""
 
-        return await self.store.call(read)
+        return await self.store.read(read)
 
     async def mark_printing(self, pk: str, started: str) -> bool:
         """Committed before the first byte goes to the printer; False if it is no longer queued."""

@@ -176,6 +176,10 @@ class Store:
         self.fault: str | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        # Reads run on their own connection and thread: WAL lets them see the last commit while
+        # the writer waits for an fsync, so a lookup never queues behind a slow disk.
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._synchronous_full = True
@@ -183,8 +187,12 @@ class Store:
     async def open(self) -> None:
         """Create the data directory and database if needed, check it, bring the schema up to date."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
         try:
             await self._run(self._open_sync)
+            self._read_conn = await asyncio.get_running_loop().run_in_executor(
+                self._reader, _connect_reader, self.path
+            )
         except StoreError:
             await self.close()
             raise
@@ -196,7 +204,15 @@ class Store:
             raise StoreError(message) from err
 
     async def close(self) -> None:
-        """Close the connection and stop the store thread."""
+        """Close the connections and stop the store threads."""
+        if self._reader is not None:
+            if self._read_conn is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._reader, self._read_conn.close
+                )
+                self._read_conn = None
+            self._reader.shutdown(wait=False)
+            self._reader = None
         if self._executor is None:
             return
         if self._conn is not None:
@@ -239,6 +255,32 @@ class Store:
         except asyncio.CancelledError:
             self._give_up(call)
             raise
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only `fn(connection)` on the reader thread; it sees the last commit."""
+        reader = self._reader
+        if reader is None or self._read_conn is None:
+            raise StoreError("the store is closed")
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                return await asyncio.get_running_loop().run_in_executor(reader, self._read_sync, fn)
+        except TimeoutError as err:
+            raise StoreError(f"the database did not answer within {CALL_TIMEOUT_S:g} s") from err
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._read_conn
+        if conn is None:
+            raise StoreError("the store is closed")
+        conn.execute("BEGIN")  # one snapshot for every statement of `fn`
+        try:
+            return fn(conn)
+        except sqlite3.Error as err:
+            fault = _as_fault(err)
+            if fault is None:
+                raise
+            raise fault from err
+        finally:
+            conn.execute("ROLLBACK")
 
     async def clock_behind(self, now: dt.datetime) -> dt.datetime | None:
         """The newest stored creation time if `now` is more than `CLOCK_SLACK` before it, else None.
@@ -301,7 +343,7 @@ class Store:
             ]
             return machines, settings, states
 
-        return await self.call(query)
+        return await self.read(query)
 
     async def insert_machine(self, row: MachineRow) -> None:
         """Add a machine; raises sqlite3.IntegrityError on a duplicate name."""
@@ -369,7 +411,7 @@ class Store:
     ) -> UserRow | None:
         """One user by pk or by exact username."""
         column, value = ("pk", pk) if pk is not None else ("username", username)
-        return await self.call(
+        return await self.read(
             lambda conn: _one(
                 conn,
                 UserRow.from_row,
@@ -437,7 +479,7 @@ class Store:
 
     async def get_token(self, key_hash: str) -> TokenRow | None:
         """The token whose key hashes to `key_hash`."""
-        return await self.call(
+        return await self.read(
             lambda conn: _one(
                 conn,
                 TokenRow.from_row,
@@ -452,7 +494,7 @@ class Store:
             f"SELECT {_TOKEN_COLUMNS} FROM api_token WHERE user = ? AND name = ? "  # noqa: S608
             "AND revoked = 0 AND expiry >= ? AND salt IS NOT NULL ORDER BY pk LIMIT 1"
         )
-        return await self.call(lambda conn: _one(conn, TokenRow.from_row, sql, (user, name, today)))
+        return await self.read(lambda conn: _one(conn, TokenRow.from_row, sql, (user, name, today)))
 
     async def prune_tokens(self, before: str) -> int:
         """Forget tokens that expired, or were revoked, before a date; returns how many."""
@@ -500,7 +542,7 @@ class Store:
 
     async def get_session(self, key_hash: str) -> SessionRow | None:
         """The session whose key hashes to `key_hash`."""
-        return await self.call(
+        return await self.read(
             lambda conn: _one(
                 conn,
                 SessionRow,
@@ -706,6 +748,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+    conn.execute("PRAGMA query_only = ON")
+    return conn
 
 
 def _create_private(path: Path) -> None:

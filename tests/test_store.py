@@ -336,6 +336,22 @@ async def test_a_failing_call_in_a_batch_undoes_only_its_own_writes(store: Store
     assert {m.pk for m in (await store.load_machines())[0]} == {MACHINE.pk} | {r.pk for r in good}
 
 
+async def test_reads_do_not_wait_for_a_write_stuck_on_the_disk(store: Store) -> None:
+    await store.insert_user(user_row("alice"))
+    busy, release = threading.Event(), threading.Event()
+    stuck = asyncio.create_task(store.call(lambda _c: _hold(busy, release)))
+    await asyncio.to_thread(busy.wait, 5)
+    try:
+        # The writer thread is held (as by an fsync that takes seconds); lookups still answer.
+        found = await asyncio.wait_for(store.get_user(username="alice"), 5)
+        machines = await asyncio.wait_for(store.load_machines(), 5)
+    finally:
+        release.set()
+        await stuck
+    assert found is not None
+    assert machines == ([], [], [])
+
+
 async def test_a_call_not_started_when_its_caller_gives_up_never_runs(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -178,6 +178,7 @@ def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     # The simulator answers in microseconds; a silent one should fail the test quickly.
     monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
     monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
+    monkeypatch.setattr(escpos, "REPLY_BYTE_GAP", 0.3)
 
 
 async def test_golden_bytes_of_a_two_page_job_with_copies(
@@ -496,3 +497,67 @@ async def test_a_model_without_raster_support_fails_the_job_at_once() -> None:
     machine = FakeMachine(driver, {"PROFILE": "AF-240", "CONNECTION": "tcp://127.0.0.1:9"})
     with pytest.raises(PrintFailed, match="cannot print images"):
         await driver.print(machine, FakeJob([Image.new("1", (8, 8), 1)]))
+
+
+def page_with_status_requests(width: int = 64, height: int = 20) -> Image.Image:
+    """A random page whose raster holds `10 04 01` and `10 04 04` (DLE EOT 1 and 4) in row 3."""
+    page = random_page(width, height, seed=7)
+    row_bytes = (width + 7) // 8
+    data = bytearray(ImageChops.invert(page).tobytes())
+    data[3 * row_bytes + 1 : 3 * row_bytes + 7] = bytes.fromhex("100401 100404")
+    return ImageChops.invert(Image.frombytes("1", (width, height), bytes(data)))
+
+
+@pytest.mark.parametrize("answers_in_raster", [True, False])
+async def test_status_requests_inside_image_data_never_reprint_a_label(
+    sim: EscposSimulator, answers_in_raster: bool
+) -> None:
+    # Epson answers `10 04 n` found in image data; with paper near end a reply shifted by those
+    # answers reads the roll sensor's 0x1e as "offline", which made the label print again.
+    sim.realtime_status_in_raster = answers_in_raster
+    sim.set_fault("paper-near-end")
+    tricky = page_with_status_requests()
+    assert escpos.realtime_requests(escpos.encode_label(tricky)) == 2
+    plain = random_page(64, 20, seed=8)
+    async with await serve_tcp(sim) as server:
+        driver = EscposDriver()
+        machine = FakeMachine(driver, {"CONNECTION": server.url})
+        await driver.init_machine(machine)
+        try:
+            job = FakeJob([tricky, plain, tricky], copies=2)
+            await driver.print(machine, job)
+            assert job.progress == [1, 2, 3, 4, 5, 6]
+            await driver.poll(machine)
+        finally:
+            await driver.close_machine(machine)
+    assert len(sim.labels) == 6
+    assert all(map(same, (label.image for label in sim.labels), [tricky, plain, tricky] * 2))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+
+
+async def test_a_reply_out_of_step_is_asked_again_not_taken_as_a_fault(
+    machine: FakeMachine, sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stray byte ahead of the reply (line noise, a late answer): the four bytes read lack
+    # the fixed bits; the driver drains the line and asks again instead of failing the label.
+    stray = [b"\x00"]
+    job = FakeJob([page_16x3()])
+    original = sim.open_channel
+
+    def noisy_channel() -> Any:
+        channel = original()
+        feed = channel.feed
+
+        def noisy(data: bytes) -> bytes:
+            reply = feed(data)
+            if reply and stray:
+                return stray.pop() + reply
+            return reply
+
+        channel.feed = noisy
+        return channel
+
+    monkeypatch.setattr(sim, "open_channel", noisy_channel)
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]
+    assert len(sim.labels) == 1

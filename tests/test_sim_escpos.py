@@ -167,18 +167,29 @@ def test_status_query_bytes_inside_raster_data_are_image_data() -> None:
     page = dle_eot_page()
     job = encode_job([page])
     assert STATUS_QUERIES[1] in job
-    sim = EscposSimulator()
+    sim = EscposSimulator(realtime_status_in_raster=False)
     assert sim.feed(job) == b""
     assert printed_as(sim.labels[0], page)
 
 
-def test_realtime_quirk_answers_status_bytes_found_in_raster_data() -> None:
-    sim = EscposSimulator(realtime_status_in_raster=True)
+def test_status_query_bytes_inside_raster_data_are_answered_as_epson_does() -> None:
+    sim = EscposSimulator()
     assert sim.feed(encode_job([dle_eot_page()])) == b"\x12\x12"
     assert len(sim.labels) == 1
     # Executed on receipt: answered even while the image itself is dropped.
     sim.set_fault("cover-open")
     assert sim.feed(encode_job([dle_eot_page()])) == b"\x1a\x16"
+    assert len(sim.labels) == 1
+
+
+def test_status_query_inside_raster_data_is_answered_on_receipt_even_split() -> None:
+    sim = EscposSimulator()
+    job = encode_job([dle_eot_page()])
+    at = job.index(STATUS_QUERIES[1]) + 1
+    # The image is not complete yet, the reply comes anyway; a query split across chunks counts once.
+    assert sim.feed(job[:at]) == b""
+    assert sim.feed(job[at : at + 3]) == b"\x12"
+    assert sim.feed(job[at + 3 :] + STATUS_QUERIES[4]) == b"\x12\x12"
     assert len(sim.labels) == 1
 
 

@@ -330,12 +330,22 @@ def status_report(status: EscposStatus) -> StatusReport:
         conditions.append(Condition(LabelPrinterStatus.NO_MEDIA, "Paper out"))
     elif status.paper_near_end:
         conditions.append(Condition(LabelPrinterStatus.WARNING, "Paper near end", False))
+    if status.presenter_waiting:
+        # The presenter holds the last label until someone takes it; the next one waits.
+        text = "Label waiting in the presenter"
+        conditions.append(Condition(LabelPrinterStatus.WARNING, text, False))
     if status.cover_open:
         conditions.append(Condition(error, "Cover open"))
-    if status.feed_button:
+    if status.feed_button or status.feed_button_pressed:
         # The printer is offline only while the button feeds paper; what it receives meanwhile
         # waits in its buffer.
         conditions.append(Condition(LabelPrinterStatus.WARNING, "Feed button pressed", False))
+    if status.waiting_for_recovery and not conditions:
+        if status.offline:
+            conditions.append(Condition(error, "Offline, waiting to go back online"))
+        else:
+            text = "Waiting to go back online"
+            conditions.append(Condition(LabelPrinterStatus.WARNING, text, False))
     if status.offline and not conditions:
         conditions.append(Condition(error, "Printer offline"))
     return StatusReport(tuple(conditions), _properties(status))

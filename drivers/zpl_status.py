@@ -216,6 +216,7 @@ def _properties(
         props += [
             MachineProperty("Formats in buffer", host.formats_in_buffer, group=group, type="int"),
             MachineProperty("Labels remaining", host.labels_remaining, group=group, type="int"),
+            MachineProperty("Label waiting", host.label_waiting, group=group, type="bool"),
         ]
     return tuple(props)
 
@@ -263,6 +264,9 @@ _HOST_FLAGS: tuple[tuple[str, LabelPrinterStatus, str, bool], ...] = (
     ("diagnostic_mode", _E, "Communications diagnostic mode is on", True),
     ("paused", LabelPrinterStatus.WARNING, "Paused", True),
     ("under_temperature", LabelPrinterStatus.WARNING, "Print head too cold", False),
+    # Peel-off and tear-off with a taken-label sensor: the next label waits until this one is
+    # taken, so it is shown but does not fail the job.
+    ("label_waiting", LabelPrinterStatus.WARNING, "Label waiting to be taken (peel-off)", False),
     ("buffer_full", LabelPrinterStatus.WARNING, "Receive buffer full", False),
     ("corrupt_ram", LabelPrinterStatus.WARNING, "Configuration lost (corrupt RAM)", False),
 )

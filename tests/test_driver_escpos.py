@@ -273,6 +273,15 @@ STATUS_BITS = [
     (3, 0x40, LabelPrinterStatus.ERROR, "Print head too hot; printing resumes when it cools", True),
     (4, 0x0C, LabelPrinterStatus.WARNING, "Paper near end", False),
     (4, 0x60, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+    # Citizen: near-end sensor 1 or 2; paper-end sensor alone.
+    (4, 0x04, LabelPrinterStatus.WARNING, "Paper near end", False),
+    (4, 0x20, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+    # Citizen presenter printers: bit 6 alone is a label in the presenter, not an empty roll.
+    (4, 0x40, LabelPrinterStatus.WARNING, "Label waiting in the presenter", False),
+    # DLE EOT 1 bit 6: the feed button is held; bit 5 alone: going back online shortly.
+    (1, 0x40, LabelPrinterStatus.WARNING, "Feed button pressed", False),
+    (1, 0x20, LabelPrinterStatus.WARNING, "Waiting to go back online", False),
+    (1, 0x28, LabelPrinterStatus.ERROR, "Offline, waiting to go back online", True),
 ]
 
 
@@ -300,6 +309,21 @@ def test_offline_with_a_cause_shows_the_cause_and_the_worst_status_first() -> No
         ("paper-out", LabelPrinterStatus.NO_MEDIA, "Paper out", "out", "closed"),
         ("cover-open", LabelPrinterStatus.ERROR, "Cover open", "ok", "open"),
         ("cutter-error", LabelPrinterStatus.ERROR, "Cutter error", "ok", "closed"),
+        (
+            "presenter-waiting",
+            LabelPrinterStatus.WARNING,
+            "Label waiting in the presenter",
+            "ok",
+            "closed",
+        ),
+        ("feed-button", LabelPrinterStatus.WARNING, "Feed button pressed", "ok", "closed"),
+        (
+            "recovery-wait",
+            LabelPrinterStatus.ERROR,
+            "Offline, waiting to go back online",
+            "ok",
+            "closed",
+        ),
     ],
 )
 async def test_poll_reports_each_simulated_fault(
@@ -316,7 +340,8 @@ async def test_poll_reports_each_simulated_fault(
     await driver_of(machine).poll(machine)
     assert (machine.status, machine.status_text) == (status, text)
     assert (machine.prop("Paper"), machine.prop("Cover")) == (paper, cover)
-    assert machine.prop("Online") is (fault in (None, "paper-near-end"))
+    online = fault in (None, "paper-near-end", "presenter-waiting")
+    assert machine.prop("Online") is online
 
 
 async def test_poll_of_a_printer_that_answers_nothing_raises(

@@ -292,6 +292,12 @@ def test_silent_hs_with_no_hqes_error_is_a_warning() -> None:
         ("ribbon-out", LabelPrinterStatus.NO_MEDIA, "Ribbon out", {"Ribbon": "out"}),
         ("paused", LabelPrinterStatus.WARNING, "Paused", {"Paused": True}),
         ("paper-near-end", LabelPrinterStatus.WARNING, "Paper near end", {}),
+        (
+            "label-waiting",
+            LabelPrinterStatus.WARNING,
+            "Label waiting to be taken (peel-off)",
+            {"Label waiting": True},
+        ),
     ],
 )
 async def test_poll_reports_each_simulated_fault_with_properties(
@@ -309,6 +315,8 @@ async def test_poll_reports_each_simulated_fault_with_properties(
     await driver_of(machine).poll(machine)
     assert (machine.status, machine.status_text) == (status, text)
     expected = {"Paper": "ok", "Head": "closed", "Ribbon": "ok", "Paused": False} | flags
+    if fault not in ("paper-out", "head-open", "ribbon-out"):
+        expected.setdefault("Label waiting", False)
     assert {key: machine.prop(key) for key in expected} == expected
     assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"
     assert machine.prop("Firmware") == "V93.21.26Z"

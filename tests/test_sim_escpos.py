@@ -117,6 +117,9 @@ def test_idle_status_replies_have_only_the_fixed_bits() -> None:
         ("paper-near-end", "12 12 12 1e", {"paper_near_end"}),
         ("cover-open", "1a 16 12 12", {"offline", "cover_open"}),
         ("cutter-error", "1a 52 1a 12", {"offline", "error", "cutter_error"}),
+        ("feed-button", "5a 1a 12 12", {"offline", "feed_button_pressed", "feed_button"}),
+        ("recovery-wait", "3a 12 12 12", {"offline", "waiting_for_recovery"}),
+        ("presenter-waiting", "12 12 12 52", {"presenter_waiting"}),
     ],
 )
 def test_fault_status_replies(fault: str, replies: str, flags: set[str]) -> None:

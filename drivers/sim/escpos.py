@@ -13,6 +13,10 @@ Model (choices a real printer leaves open):
 - Faults "paper-out", "cover-open" and "cutter-error" take the printer offline: it still answers
   `DLE EOT`, but what it receives meanwhile is dropped, not printed later. "paper-near-end" only
   changes the roll sensor status. "offline" answers nothing and prints nothing.
+- Status-only faults (what it receives still prints): "feed-button" (the FEED button is held:
+  offline while it feeds), "recovery-wait" (offline, waiting to go back online: `DLE EOT 1`
+  bits 3 and 5) and "presenter-waiting" (a Citizen presenter holds a label: `DLE EOT 4` bit 6
+  alone).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ class EscposSimulator(Simulator):
         "paper-near-end",
         "cover-open",
         "cutter-error",
+        "feed-button",
+        "recovery-wait",
+        "presenter-waiting",
     }
 
     def __init__(
@@ -76,17 +83,23 @@ class EscposSimulator(Simulator):
         paper_out = self.has_fault("paper-out")
         cover = self.has_fault("cover-open")
         cutter = self.has_fault("cutter-error")
+        feed = self.has_fault("feed-button")
+        recovery = self.has_fault("recovery-wait")
         value = 0x12
-        if n == 1 and (paper_out or cover or cutter):
-            value |= 0x08
+        if n == 1:
+            offline = paper_out or cover or cutter or feed or recovery
+            value |= (0x08 if offline else 0) | (0x20 if recovery else 0) | (0x40 if feed else 0)
         elif n == 2:
             value |= (0x04 if cover else 0) | (0x20 if paper_out else 0) | (0x40 if cutter else 0)
+            value |= 0x08 if feed else 0
         elif n == 3 and cutter:
             value |= 0x08
         elif n == 4:
             # An empty roll also trips the near-end sensor, which looks at the roll diameter.
             near_end = paper_out or self.has_fault("paper-near-end")
             value |= (0x0C if near_end else 0) | (0x60 if paper_out else 0)
+            if not paper_out and self.has_fault("presenter-waiting"):
+                value |= 0x40
         return value
 
     @property

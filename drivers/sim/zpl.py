@@ -11,6 +11,7 @@ Model (choices a real printer leaves open):
   `~HS` gets no answer, as Zebra documents for MEDIA OUT, HEAD OPEN and RIBBON OUT; `~HQES`, `~HI`
   and SGD still answer. "paused": formats wait in the buffer (`~HS` counts them) and print on
   `~PS` or when the fault is cleared. "offline": nothing is answered and nothing printed.
+  "label-waiting": `~HS` reports a label waiting to be taken (peel-off); printing goes on.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ZplSimulator(Simulator):
         "head-open",
         "paused",
         "ribbon-out",
+        "label-waiting",
     }
 
     def __init__(
@@ -111,7 +113,8 @@ class ZplSimulator(Simulator):
         )
         two = (
             f"001,0,{int(self.has_fault('head-open'))},{int(self.has_fault('ribbon-out'))},"
-            f"{int(self.thermal_transfer)},2,6,0,{remaining:08d},1,000"
+            f"{int(self.thermal_transfer)},2,6,{int(self.has_fault('label-waiting'))},"
+            f"{remaining:08d},1,000"
         )
         return b"".join(b"\x02" + s.encode() + b"\x03\r\n" for s in (one, two, "1234,0"))
 

@@ -10,15 +10,21 @@ import structlog
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
+from drivers.base import MachineProperty
 
 log = structlog.get_logger(__name__)
 
-# A status query is a few bytes each way; a printer that has not answered in this time is not
-# going to (Zebra printers stay silent to ~HS in some faults, which the driver reads as such).
-POLL_TIMEOUT_S = 10.0
+# A status query is a few bytes each way and drivers time out a silent printer within seconds;
+# this only bounds a slow line that keeps answering (ZPL's ~HQES, ~HS, ~HI and odometer are
+# ~300 bytes: 30 s at 10 bytes/s) and a driver that hangs.
+POLL_TIMEOUT_S = 60.0
 # Bounds on the poll interval a driver setting may ask for.
 MIN_POLL_INTERVAL_S = 1.0
 MAX_POLL_INTERVAL_S = 3600.0
+# Properties in this group describe the printer's live state (paper, cover, online...): they are
+# shown as "unknown" while it cannot be reached, instead of what was last seen.
+LIVE_PROPERTY_GROUP = "Printer status"
+UNKNOWN = "unknown"
 
 
 class Poller:
@@ -33,6 +39,9 @@ class Poller:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._failing: set[str] = set()
+        # Consecutive failed polls, and when to try again, per failing machine.
+        self._failures: dict[str, int] = {}
+        self._retry_in: dict[str, float] = {}
 
     # registry events
 
@@ -48,6 +57,8 @@ class Poller:
         task = self._loops.pop(machine.pk, None)
         self._wake.pop(machine.pk, None)
         self._failing.discard(machine.pk)
+        self._failures.pop(machine.pk, None)
+        self._retry_in.pop(machine.pk, None)
         if task is not None:
             task.cancel()
 
@@ -81,6 +92,8 @@ class Poller:
                 self._failed(machine, err)
                 await self.registry.persist_state(machine)
                 return False
+        self._failures.pop(machine.pk, None)
+        self._retry_in.pop(machine.pk, None)
         if machine.pk in self._failing:
             self._failing.discard(machine.pk)
             log.info("printer_reachable_again", machine=machine.name)
@@ -102,8 +115,12 @@ class Poller:
                 await self.poll_once(machine)
             except Exception:  # noqa: BLE001 - the loop must outlive a failing database
                 log.exception("poll_loop_error", machine=machine.name)
+            interval = self._interval(machine)
+            retry_in = self._retry_in.get(machine.pk)
+            if retry_in is not None:
+                interval = min(interval, retry_in)
             try:
-                async with asyncio.timeout(self._interval(machine)):
+                async with asyncio.timeout(interval):
                     await wake.wait()
             except TimeoutError:
                 pass
@@ -124,8 +141,32 @@ class Poller:
         if disconnected is not None:
             machine.set_status(disconnected)
         machine.set_status_text(reason)
+        machine.set_properties(_unknown_live_properties(machine.properties))
+        # Ask again soon, not after the full interval, so a printer that comes back (perhaps in a
+        # fault) shows it at once: after 1 s, then twice as long after each further failure, up
+        # to the interval; or right when the link's next connect attempt is due.
+        failures = self._failures.get(machine.pk, 0) + 1
+        self._failures[machine.pk] = failures
+        retry_in = MIN_POLL_INTERVAL_S * 2 ** min(failures - 1, 16)
+        # The link's own backoff (PrinterUnreachable.retry_in): poll right when it reconnects.
+        link_retry = getattr(err, "retry_in", None)
+        if isinstance(link_retry, int | float) and link_retry > 0:
+            retry_in = float(link_retry) + 0.01
+        self._retry_in[machine.pk] = min(retry_in, self._interval(machine))
         if machine.pk in self._failing:
             log.debug("poll_failed", machine=machine.name, error=reason)
         else:
             self._failing.add(machine.pk)
             log.warning("poll_failed", machine=machine.name, error=reason)
+
+
+def _unknown_live_properties(
+    properties: tuple[MachineProperty, ...],
+) -> tuple[MachineProperty, ...]:
+    """The properties with every live-state one (paper, cover, online...) set to "unknown"."""
+    return tuple(
+        MachineProperty(p.key, UNKNOWN, group=p.group, type="str")
+        if p.group == LIVE_PROPERTY_GROUP
+        else p
+        for p in properties
+    )

@@ -141,11 +141,18 @@ class StatusReport:
             machine.set_properties(self.properties)
 
     def raise_if_blocking(self, machine: Machine) -> None:
-        """When the printer cannot print: show why and raise `PrinterNotReady` (the job waits)."""
+        """When the printer cannot print: show why and raise `PrinterNotReady` (the job waits).
+
+        When it can, the text and properties are brought up to date (a "Paper out" left from
+        the last attempt goes); the status is the job runner's (PRINTING) and stays.
+        """
         if self.blocking:
             self.apply(machine)
             log.info("printer_not_ready", machine=machine.name, status=self.text)
             raise PrinterNotReady(self.text)
+        machine.set_status_text(self.text)
+        if self.properties:
+            machine.set_properties(self.properties)
 
 
 @dataclass(slots=True)

@@ -381,6 +381,20 @@ async def test_paper_out_before_the_job_sends_nothing_and_shows_no_media(
     assert job.progress == []
 
 
+async def test_after_the_paper_is_refilled_a_job_clears_the_paper_out_text(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    sim.set_fault("paper-out")
+    with pytest.raises(PrinterNotReady):
+        await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status_text, machine.prop("Paper")) == ("Paper out", "out")
+    sim.clear_fault()
+    machine.status = LabelPrinterStatus.PRINTING  # as the job runner sets it
+    await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.PRINTING, "")
+    assert (machine.prop("Paper"), machine.prop("Online")) == ("ok", True)
+
+
 async def test_paper_out_between_labels_then_resume_prints_each_label_once(
     machine: FakeMachine, sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

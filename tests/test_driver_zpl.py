@@ -481,3 +481,16 @@ async def test_restart_asks_again_what_the_printer_supports(
     tap.streams[0].clear()
     await driver.poll(machine)
     assert tap.received.startswith(b"~HQES")
+
+
+async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_is_off(
+    machine: FakeMachine, sim: ZplSimulator
+) -> None:
+    # One reply byte every 5 ms: ~HQES alone then takes longer than the 0.2 s query timeout,
+    # which now bounds the silence between bytes, not the whole reply.
+    assert len(sim.extended_status()) * 0.005 > zpl_status.QUERY_TIMEOUT
+    sim.set_fault("slow-replies", delay=0.005)
+    sim.set_fault("paper-near-end")
+    await driver_of(machine).poll(machine)
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+    assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"

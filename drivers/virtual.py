@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from drivers._connection import int_range
 from drivers.base import (
     LabelPrinterDriver,
     LabelPrinterStatus,
@@ -67,21 +68,21 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "name": "Label width",
             "description": "Printable width of the label in millimetres",
             "default": 62,
-            "validator": int,
+            "validator": [int, int_range(1, 1000)],
             "units": "mm",
         },
         "LABEL_HEIGHT_MM": {
             "name": "Label height",
             "description": "Label length in millimetres (0 for continuous media)",
             "default": 29,
-            "validator": int,
+            "validator": [int, int_range(0, 5000, " (0: continuous)")],
             "units": "mm",
         },
         "LABEL_DELAY_MS": {
             "name": "Print time per label",
             "description": "Simulated time the printer takes for one label (0: instant)",
             "default": 0,
-            "validator": int,
+            "validator": [int, int_range(0, 60000)],
             "units": "ms",
         },
         "FAULT": {
@@ -94,7 +95,7 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "name": "Status interval",
             "description": "Seconds between status reads",
             "default": 5,
-            "validator": int,
+            "validator": [int, int_range(1, 3600)],
             "units": "s",
         },
     }

@@ -35,7 +35,7 @@ from drivers.base import (
     SettingValue,
     iter_labels,
 )
-from drivers.transport import Transport, discard_received, drain_input
+from drivers.transport import Link, Transport, discard_received, drain_input
 from drivers.zpl_protocol import DPMM_TO_DPI, encode_page
 from drivers.zpl_status import (
     ZplState,
@@ -146,6 +146,13 @@ class ZplDriver(ConnectedDriver[ZplState]):
             "default": "",
             "validator": validate_init,
         },
+        "STATUS_QUERY": {
+            "name": "Read status",
+            "description": "Ask the printer for its status and label count (off for write-only "
+            "links: file://, a one-way /dev/usb/lp0, serial without RX)",
+            "default": True,
+            "validator": bool,
+        },
         "POLL_INTERVAL": poll_interval_setting(15),
     }
 
@@ -161,6 +168,12 @@ class ZplDriver(ConnectedDriver[ZplState]):
         """Read ~HQES/~HS, ~HI and the odometer; show status, text and properties."""
         connection = self._connections.get(machine)
         state = connection.state
+        if not machine.get_setting("STATUS_QUERY", "D"):
+            await connection.link.ensure_connected()
+            machine.set_status(LabelPrinterStatus.CONNECTED)
+            machine.set_status_text("Connected; status queries are off")
+            machine.set_properties(())
+            return
         async with connection.link.exchange() as transport:
             await discard_received(transport)
             reading = await read_status(transport, state)
@@ -202,6 +215,9 @@ class ZplDriver(ConnectedDriver[ZplState]):
         """
         connection = self._connections.get(machine)
         state = connection.state
+        if not machine.get_setting("STATUS_QUERY", "D"):
+            await _print_blind(connection.link, job, _format_options(machine))
+            return
         async with connection.link.exchange() as transport:
             await discard_received(transport)
             reading = await read_status(transport, state)
@@ -264,6 +280,19 @@ class ZplDriver(ConnectedDriver[ZplState]):
         for run in _runs(job, job.first_label):
             await transport.write(await asyncio.to_thread(_encode, run, options))
             status_report(await read_status(transport, state)).raise_if_blocking(machine)
+            job.report_progress(run.end)
+
+
+async def _print_blind(link: Link, job: PrintJob, options: _FormatOptions) -> None:
+    """Without status: a label counts as printed once its format was written."""
+    async with link.exchange() as transport:
+        if job.raw is not None:
+            for copy in range(job.first_label, job.copies):
+                await transport.write(job.raw)
+                job.report_progress(copy + 1)
+            return
+        for run in _runs(job, job.first_label):
+            await transport.write(await asyncio.to_thread(_encode, run, options))
             job.report_progress(run.end)
 
 

@@ -494,3 +494,45 @@ async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_
     await driver_of(machine).poll(machine)
     assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
     assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"
+
+
+async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_path: Any) -> None:
+    # file:// (like a one-way /dev/usb/lp0) cannot answer ~HS: with STATUS_QUERY off the
+    # formats are just written; the file is created if it does not exist yet.
+    out = tmp_path / "zebra.zpl"
+    driver = ZplDriver()
+    settings = {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false", "DPMM": "8"}
+    machine = FakeMachine(driver, settings)
+    await driver.init_machine(machine)
+    pages = [random_page(64, 24, seed) for seed in (1, 2)]
+    try:
+        await driver.poll(machine)
+        job = FakeJob(pages, copies=2)
+        await driver.print(machine, job)
+        # A second job after a reconnect is added to the file, not written over the first.
+        await driver.close_machine(machine)
+        await driver.init_machine(machine)
+        again = FakeJob(pages[:1])
+        await driver.print(machine, again)
+    finally:
+        await driver.close_machine(machine)
+    assert (machine.status, machine.status_text) == (
+        LabelPrinterStatus.CONNECTED,
+        "Connected; status queries are off",
+    )
+    assert (job.progress[-1], again.progress) == (4, [1])
+    sim = ZplSimulator()
+    assert sim.feed(out.read_bytes()) == b""
+    assert len(sim.labels) == 5
+    assert all(map(same, (label.image for label in sim.labels), [*pages, *pages, pages[0]]))
+
+
+async def test_a_missing_device_node_is_not_created_as_a_file() -> None:
+    driver = ZplDriver()
+    machine = FakeMachine(driver, {"CONNECTION": "file:///dev/usb/lp97", "STATUS_QUERY": "false"})
+    await driver.init_machine(machine)
+    try:
+        with pytest.raises(TransportError, match="does not exist"):
+            await driver.poll(machine)
+    finally:
+        await driver.close_machine(machine)

@@ -191,12 +191,6 @@ class EscposDriver(ConnectedDriver[None]):
             report = await query_status(transport, STATUS_TIMEOUT)
         report.apply(machine)
 
-    async def init_machine(self, machine: Machine) -> None:
-        """As every connected driver; a model profile starts loading in the background."""
-        await super().init_machine(machine)
-        if machine.get_setting("PROFILE", "D") != DEFAULT_PROFILE:
-            escpos_profiles.warm(self.state_dir)
-
     def page_format(self, machine: Machine) -> PageFormat:
         """The printable width in dots at the head's resolution; paper is continuous.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value, native_value
-from drivers import escpos
+from drivers import escpos, escpos_profiles
 from drivers._connection import PrinterNotReady, PrinterSilent
 from drivers.base import (
     LabelPrinterDriver,
@@ -600,3 +602,31 @@ async def test_a_reply_out_of_step_is_asked_again_not_taken_as_a_fault(
     await driver_of(machine).print(machine, job)
     assert job.progress == [1]
     assert len(sim.labels) == 1
+
+
+def test_model_profiles_load_without_python_escpos_yaml_parse_on_the_event_loop() -> None:
+    # python-escpos parses its capability file with PyYAML at import (0.3-0.4 s, and a
+    # logging.basicConfig()); validating PROFILE runs on the event loop, so the driver reads the
+    # same file as JSON instead and never imports that module.
+    script = (
+        "import sys\n"
+        "from drivers.escpos import EscposDriver\n"
+        "EscposDriver.MACHINE_SETTINGS['PROFILE']['validator']('TM-T88V')\n"
+        "print('escpos.capabilities' in sys.modules, 'yaml' in sys.modules)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_model_profiles_match_python_escpos() -> None:
+    from escpos import capabilities  # noqa: PLC0415 - the reference, loaded only here
+
+    reference = capabilities.CAPABILITIES["profiles"]
+    ours = escpos_profiles.profiles()
+    assert set(ours) == set(reference)
+    tm = ours["TM-T88V"]
+    media = reference["TM-T88V"]["media"]
+    assert (tm.width_dots, tm.dpi) == (media["width"]["pixels"], media["dpi"])
+    assert ours["AF-240"].raster is False

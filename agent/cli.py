@@ -54,21 +54,15 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from agent.log import configure_logging, stop_logging  # noqa: PLC0415
-    from drivers.sim.run import SIMULATORS, run_simulator  # noqa: PLC0415 - only this command
+    from drivers.sim.run import run_simulator  # noqa: PLC0415 - only this command
 
-    faults = SIMULATORS[args.language].FAULTS
-    if args.fault is not None and args.fault not in faults:
-        known = ", ".join(sorted(faults))
-        print(
-            f"inventree-edge: unknown {args.language} fault '{args.fault}'; known: {known}",
-            file=sys.stderr,
-        )  # noqa: T201
-        return EXIT_USAGE
     # The simulator prints one line per label on stdout; only problems go to the log.
     configure_logging("warning", "auto")
     try:
         asyncio.run(
-            run_simulator(args.language, args.port, args.pty, args.fault, sys.stdout, args.host)
+            run_simulator(
+                args.language, args.port, args.pty, args.fault, sys.stdout, args.host, args.save
+            )
         )
     except KeyboardInterrupt:
         return 0
@@ -78,6 +72,51 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         stop_logging()
     return 0
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`simulate escpos|zpl [options]`: each language's help lists its own faults."""
+    from pathlib import Path  # noqa: PLC0415 - keeps this block self-contained
+
+    from drivers.sim.faults import COMMON_FAULTS, FAULTS_BY_LANGUAGE  # noqa: PLC0415 - plain data
+
+    titles = {"escpos": "an ESC/POS receipt or label printer", "zpl": "a Zebra ZPL printer"}
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware",
+        description="Run a printer simulator; `simulate LANGUAGE --help` lists its faults.",
+    )
+    languages = simulate.add_subparsers(dest="language", metavar="LANGUAGE", required=True)
+    for language, own in FAULTS_BY_LANGUAGE.items():
+        faults = {**own, **COMMON_FAULTS}
+        width = max(map(len, faults))
+        listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in faults.items())
+        parser = languages.add_parser(
+            language,
+            help=f"simulate {titles[language]}",
+            description=f"Simulate {titles[language]} on TCP (default port 9100) or a pty.",
+            epilog=f"faults of the {language} simulator (--fault):\n{listing}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument(
+            "--port", type=int, default=None, help="TCP port on --host (default 9100)"
+        )
+        where.add_argument(
+            "--pty", action="store_true", help="serve a pseudo-terminal (serial) instead"
+        )
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        )
+        parser.add_argument(
+            "--fault", choices=sorted(faults), metavar="FAULT", help="start in this fault (below)"
+        )
+        parser.add_argument(
+            "--save",
+            type=Path,
+            metavar="DIR",
+            help="also write each printed label to DIR as label-NNNN.png",
+        )
 
 
 def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
@@ -200,21 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("user")
     token_create.add_argument("--name", default="", help="a label for the token")
 
-    simulate = commands.add_parser(
-        "simulate", help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware"
-    )
-    simulate.add_argument("language", choices=("escpos", "zpl"))
-    where = simulate.add_mutually_exclusive_group()
-    where.add_argument("--port", type=int, default=None, help="TCP port on --host (default 9100)")
-    where.add_argument(
-        "--pty", action="store_true", help="serve a pseudo-terminal (serial) instead"
-    )
-    simulate.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    simulate.add_argument(
-        "--fault", help="start in a fault: paper-out, cover-open, head-open, paused, offline, ..."
-    )
+    _add_simulate(commands)
     return parser
 
 

@@ -10,16 +10,15 @@ from typing import ClassVar, Literal, Protocol
 import structlog
 from PIL import Image
 
+from drivers.sim import faults
+
 log = structlog.get_logger(__name__)
 
 CutKind = Literal["none", "partial", "full"]
 
-# Faults of the link rather than of the printer: applied by the TCP and pty servers.
-LINK_FAULTS = frozenset(
-    {"disconnect-mid-job", "slow-link", "slow-replies", "refuse-second-connection"}
-)
-# "offline": the printer answers nothing and prints nothing (switched off, or a dead interface).
-COMMON_FAULTS = LINK_FAULTS | {"offline"}
+# Faults of the link (applied by the TCP and pty servers), and those of every printer.
+LINK_FAULTS = frozenset(faults.LINK_FAULTS)
+COMMON_FAULTS = frozenset(faults.COMMON_FAULTS)
 # Bytes a connection may carry before "disconnect-mid-job" drops it: inside the first raster band.
 DEFAULT_DISCONNECT_AFTER_BYTES = 1024
 # Delay before each chunk of a "slow-link" is processed: a congested Wi-Fi bridge or a long

@@ -25,6 +25,7 @@ import structlog
 from PIL import Image, ImageChops
 
 from drivers import zpl_protocol
+from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, LabelHook, Simulator
 from drivers.zpl_protocol import ZplError, ZplWarning
 
@@ -61,14 +62,7 @@ class ZplSimulator(Simulator):
     """A Zebra ZPL II label printer with host status, extended status, ~HI and SGD."""
 
     LANGUAGE: ClassVar[str] = "zpl"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | {
-        "paper-out",
-        "paper-near-end",
-        "head-open",
-        "paused",
-        "ribbon-out",
-        "label-waiting",
-    }
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ZPL_FAULTS)
 
     def __init__(
         self,

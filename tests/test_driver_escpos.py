@@ -630,3 +630,18 @@ def test_model_profiles_match_python_escpos() -> None:
     media = reference["TM-T88V"]["media"]
     assert (tm.width_dots, tm.dpi) == (media["width"]["pixels"], media["dpi"])
     assert ours["AF-240"].raster is False
+
+
+async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_is_off(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    # One reply byte every 100 ms: the four take longer than the (test's 0.3 s) status timeout,
+    # which bounds the wait for the first byte; later ones only need to keep coming.
+    assert escpos.STATUS_TIMEOUT < 4 * 0.1
+    sim.set_fault("slow-replies", delay=0.1)
+    sim.set_fault("paper-near-end")
+    await driver_of(machine).poll(machine)
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+    job = FakeJob([page_16x3()])
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]

@@ -147,12 +147,22 @@ class StatusReport:
         the last attempt goes); the status is the job runner's (PRINTING) and stays.
         """
         if self.blocking:
-            self.apply(machine)
+            machine.set_status(self.status)
+            machine.set_status_text(self.text)
+            self._update_properties(machine)
             log.info("printer_not_ready", machine=machine.name, status=self.text)
             raise PrinterNotReady(self.text)
         machine.set_status_text(self.text)
-        if self.properties:
-            machine.set_properties(self.properties)
+        self._update_properties(machine)
+
+    def _update_properties(self, machine: Machine) -> None:
+        """Replace the properties this report has; keep the others (a job reads no model)."""
+        if not self.properties:
+            return
+        fresh = {p.key: p for p in self.properties}
+        current: tuple[MachineProperty, ...] = getattr(machine, "properties", ())
+        kept = [fresh.pop(p.key, p) for p in current]
+        machine.set_properties((*kept, *fresh.values()))
 
 
 @dataclass(slots=True)

@@ -536,3 +536,20 @@ async def test_a_missing_device_node_is_not_created_as_a_file() -> None:
             await driver.poll(machine)
     finally:
         await driver.close_machine(machine)
+
+
+async def test_a_job_after_a_fault_updates_status_text_and_keeps_the_model(
+    machine: FakeMachine, sim: ZplSimulator
+) -> None:
+    await driver_of(machine).poll(machine)
+    sim.set_fault("head-open")
+    with pytest.raises(PrinterNotReady):
+        await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status_text, machine.prop("Head")) == ("Print head open", "open")
+    sim.clear_fault()
+    machine.status = LabelPrinterStatus.PRINTING  # as the job runner sets it
+    await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.PRINTING, "")
+    assert machine.prop("Head") == "closed"
+    # What the printer is (read by the poll) is not lost to the job's shorter status read.
+    assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"

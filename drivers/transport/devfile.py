@@ -79,7 +79,9 @@ class DeviceFileTransport(BaseTransport):
     async def _read_some(self, n: int, timeout: float) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
         stream = self._live_stream()
         if not self._readable:
-            raise TransportError(f"{self.name} is open write-only; the printer cannot be read")
+            raise TransportError(
+                f"{self.name} is open write-only; the printer cannot be read (turn STATUS_QUERY off)"
+            )
         return await stream.read(n, timeout)
 
     async def _close(self) -> None:

@@ -42,6 +42,8 @@ class Poller:
         # Consecutive failed polls, and when to try again, per failing machine.
         self._failures: dict[str, int] = {}
         self._retry_in: dict[str, float] = {}
+        # Machines whose poll is running: their own connection changes need no extra poll.
+        self._polling: set[str] = set()
 
     # registry events
 
@@ -51,11 +53,19 @@ class Poller:
             return
         self._wake[machine.pk] = asyncio.Event()
         self._loops[machine.pk] = self._tasks.create(self._run(machine), name=machine.pk)
+        # Drivers with a connection tell when it fails (a job's attempt) or comes back: poll then.
+        watch = getattr(machine.driver, "watch_connection", None)
+        if callable(watch):
+            pk = machine.pk
+            watch(machine, lambda: self._connection_changed(pk))
 
     def machine_stopped(self, machine: Machine) -> None:
         """Stop polling a machine that was deactivated or deleted."""
         task = self._loops.pop(machine.pk, None)
         self._wake.pop(machine.pk, None)
+        watch = getattr(machine.driver, "watch_connection", None)
+        if callable(watch):
+            watch(machine, None)
         self._failing.discard(machine.pk)
         self._failures.pop(machine.pk, None)
         self._retry_in.pop(machine.pk, None)
@@ -79,12 +89,17 @@ class Poller:
         self._loops.clear()
         await self._tasks.close(timeout)
 
-    async def poll_once(self, machine: Machine) -> bool:
-        """Ask the driver for the printer's state; False (and DISCONNECTED) if it fails."""
+    async def poll_once(self, machine: Machine, *, wait_for_lock: bool = False) -> bool:
+        """Ask the driver for the printer's state; False (and DISCONNECTED) if it fails.
+
+        While a job holds the printer the poll is skipped, unless `wait_for_lock` (it then runs
+        once the job lets go).
+        """
         driver = machine.driver
-        if driver is None or machine.io_lock.locked():
+        if driver is None or (machine.io_lock.locked() and not wait_for_lock):
             return True
         async with machine.io_lock:
+            self._polling.add(machine.pk)
             try:
                 async with asyncio.timeout(POLL_TIMEOUT_S):
                     await driver.poll(machine)
@@ -92,6 +107,8 @@ class Poller:
                 self._failed(machine, err)
                 await self.registry.persist_state(machine)
                 return False
+            finally:
+                self._polling.discard(machine.pk)
         self._failures.pop(machine.pk, None)
         self._retry_in.pop(machine.pk, None)
         if machine.pk in self._failing:
@@ -105,14 +122,22 @@ class Poller:
 
     # internals
 
+    def _connection_changed(self, pk: str) -> None:
+        if pk not in self._polling:
+            self.poll_soon(pk)
+
     async def _run(self, machine: Machine) -> None:
         # Every log line of this task (drivers and transports included) names the machine.
         structlog.contextvars.bind_contextvars(machine=machine.name, driver=machine.driver_slug)
         wake = self._wake[machine.pk]
+        woken = False
         while True:
             wake.clear()
             try:
-                await self.poll_once(machine)
+                # Asked for (a setting changed, the connection failed in a job): poll even if a
+                # job holds the printer, once it lets go. On the interval a printing job is
+                # status enough.
+                await self.poll_once(machine, wait_for_lock=woken)
             except Exception:  # noqa: BLE001 - the loop must outlive a failing database
                 log.exception("poll_loop_error", machine=machine.name)
             interval = self._interval(machine)
@@ -122,8 +147,9 @@ class Poller:
             try:
                 async with asyncio.timeout(interval):
                     await wake.wait()
+                woken = True
             except TimeoutError:
-                pass
+                woken = False
 
     def _interval(self, machine: Machine) -> float:
         driver = machine.driver

@@ -180,11 +180,23 @@ class Connections(Generic[StateT]):
     def __init__(self, new_state: Callable[[], StateT]) -> None:
         self._new_state = new_state
         self._by_pk: dict[str, MachineConnection[StateT]] = {}
+        self._watchers: dict[str, Callable[[], None]] = {}
+
+    def watch(self, machine: Machine, callback: Callable[[], None] | None) -> None:
+        """Call `callback` when the machine's link fails or reconnects (None: stop), new links too."""
+        if callback is None:
+            self._watchers.pop(machine.pk, None)
+        else:
+            self._watchers[machine.pk] = callback
+        connection = self._by_pk.get(machine.pk)
+        if connection is not None:
+            connection.link.on_change = callback
 
     async def open(self, machine: Machine) -> MachineConnection[StateT]:
         """Make the link from `CONNECTION` without touching the printer; a bad URI raises."""
         uri = connection_uri(machine)
         link = link_for(uri, name=machine.name)
+        link.on_change = self._watchers.get(machine.pk)
         await self.close(machine)
         connection = MachineConnection(uri, link, self._new_state())
         self._by_pk[machine.pk] = connection
@@ -250,6 +262,13 @@ class ConnectedDriver(LabelPrinterDriver, Generic[StateT]):
             connection = self._connections.find(machine)
             if connection is not None:
                 self.forget_printer(connection.state)
+
+    def watch_connection(self, machine: Machine, callback: Callable[[], None] | None) -> None:
+        """Have `callback` called when the machine's connection fails or comes back (None: stop).
+
+        The poller uses it to read the printer at once after a failed job or a reconnect.
+        """
+        self._connections.watch(machine, callback)
 
     async def restart_machine(self, machine: Machine) -> None:
         """Connect again without waiting out the reconnect backoff, and ask the printer afresh."""

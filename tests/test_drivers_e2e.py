@@ -20,7 +20,7 @@ import usb.util
 from aiohttp.test_utils import TestClient
 from PIL import Image, ImageChops, ImageDraw
 
-from agent.appkeys import POLLER, REGISTRY
+from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
 from drivers import escpos, zpl, zpl_status
 from drivers.base import LabelPrinterDriver, RenderOptions
@@ -466,6 +466,30 @@ async def test_a_printer_back_in_a_fault_shows_it_without_waiting_the_poll_inter
         sim.set_fault("offline")
         client.app[POLLER].poll_soon(printer.pk)
         await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 400)
+        sim.clear_fault()
+        sim.set_fault("paper-out")
+        machine = await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 301)
+    assert "Paper out" in machine["status_text"]
+
+
+async def test_a_job_that_loses_the_printer_makes_the_poller_follow_it_at_once(
+    client: Client,
+    admin: Headers,
+    driver: str,
+    sim: Simulator,
+    tap: Tap,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The job waits a minute between attempts and POLL_INTERVAL is an hour: only the poller,
+    # told by the connection that the job's attempt failed, can show the printer back in a fault.
+    config = client.app[JOBS].config
+    monkeypatch.setattr(config, "retry_base_seconds", 60.0)
+    monkeypatch.setattr(config, "retry_max_seconds", 60.0)
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        sim.set_fault("offline")
+        job = await printer.print_pdf()
+        await wait_until_waiting(printer, job, 400)
         sim.clear_fault()
         sim.set_fault("paper-out")
         machine = await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 301)

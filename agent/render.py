@@ -130,6 +130,7 @@ def render_document(
 # renders on one thread, but tests and benchmarks call in from several: every pdfium call holds this.
 _PDFIUM_LOCK = threading.Lock()
 _PDFIUM_WHITE = 0xFFFFFFFF
+_WHITE = 255
 _PDFIUM_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
 _POINTS_PER_INCH = 72
 # PDF writers round page boxes to a few decimals: 731.9999 dots is a whole 732-dot page.
@@ -233,7 +234,8 @@ class _Layouter:
             threshold = self.options.threshold
             page = grey.point([0 if value < threshold else 255 for value in range(256)], "1")
         if page.size != layout.canvas:
-            canvas = Image.new("1", layout.canvas, 1)
+            # Mode "1" white is 255: any other non-zero value is read back as ink by encoders.
+            canvas = Image.new("1", layout.canvas, _WHITE)
             canvas.paste(
                 page,
                 ((layout.canvas[0] - page.width) // 2, (layout.canvas[1] - page.height) // 2),

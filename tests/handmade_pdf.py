@@ -120,3 +120,25 @@ def image_pdf(
         for _ in range(pages)
     )
     return assemble_pdf(objects)
+
+
+def text_labels_pdf(pages: int, page_pt: tuple[float, float] = LABEL_62X29_PT) -> bytes:
+    """`pages` labels of vector text and bars (Helvetica), each page numbered in its text."""
+    width, height = page_pt
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",  # the page tree, once the pages are numbered
+        b"<< /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >>",
+    ]
+    kids = []
+    for number in range(1, pages + 1):
+        bars = b" ".join(b"%d 8 %d 24 re" % (10 + 4 * i, 1 + (number + i) % 3) for i in range(30))
+        content = b"BT /F1 11 Tf 10 60 Td (Part %d of %d) Tj ET\n%s f" % (number, pages, bars)
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.3f %.3f] /Contents %d 0 R "
+            b"/Resources 3 0 R >>" % (width, height, len(objects))
+        )
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    return assemble_pdf(objects)

@@ -339,8 +339,8 @@ def text_pdf(text: str) -> bytes:
 
 
 def test_concurrent_renders_in_threads_stay_correct() -> None:
-    # Jobs for several printers render at once; unguarded, pdfium's font handling crashes the
-    # process within a few dozen concurrent text renders.
+    # The daemon renders on one thread, but tests and benchmarks render from several; unguarded,
+    # pdfium's font handling crashes the process within a few dozen concurrent text renders.
     documents = [text_pdf("Part M3x8 screw"), text_pdf("Shelf B3, bin 17")]
     expected = [render(data, PDF, width=732).pages[0].tobytes() for data in documents]
     assert expected[0] != expected[1]

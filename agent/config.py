@@ -15,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.documents import DEFAULT_RENDER_LIMITS, RenderLimits
+
 CONFIG_ENV = "INVENTREE_EDGE_CONFIG"
 ENV_PREFIX = "INVENTREE_EDGE_"
 
@@ -80,6 +82,20 @@ class JobsConfig(_Section):
     max_attempts: int = Field(default=5, ge=1)
     # Most labels (pages x copies) one job may print; a larger job is refused with 400.
     max_labels: int = Field(default=10_000, ge=1)
+    # What one document may hold; more is refused with 400 before anything is rendered.
+    max_pages: int = Field(default=DEFAULT_RENDER_LIMITS.max_pages, ge=1)
+    max_page_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_pixels, ge=1)
+    max_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_image_pixels, ge=1)
+    max_page_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_image_pixels, ge=1)
+
+    def render_limits(self) -> RenderLimits:
+        """The limits on one document to print."""
+        return RenderLimits(
+            max_pages=self.max_pages,
+            max_page_pixels=self.max_page_pixels,
+            max_image_pixels=self.max_image_pixels,
+            max_page_image_pixels=self.max_page_image_pixels,
+        )
 
 
 class MachineEntry(_Section):

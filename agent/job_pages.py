@@ -11,18 +11,17 @@ import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.documents import DocumentError
+from agent.documents import DocumentError, RenderLimits
 from agent.job_store import JobRow
 from agent.machine import Machine
-from drivers.base import LabelPrinterDriver, PageFormat, PrintFailed, RenderOptions
+from drivers.base import LabelPrinterDriver, PrintFailed, RenderOptions
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from agent.render import RenderResult
+    from agent.render import PageSource as RenderSource
 
 # The page being sent and the next one. A document of this many pages or fewer stays rendered for
 # all its copies.
@@ -34,7 +33,7 @@ RENDER_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
 
 class PageSource(Protocol):
-    """A document opened for printing: its pages, rendered on request (blocking calls)."""
+    """A document opened for printing (`agent.render.PageSource`); blocking calls."""
 
     @property
     def page_count(self) -> int: ...
@@ -44,25 +43,6 @@ class PageSource(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedPages:
-    """Pages rendered all at once (as when a job is accepted), served as a `PageSource`."""
-
-    result: RenderResult
-
-    @property
-    def page_count(self) -> int:
-        """Pages in the document."""
-        return len(self.result.pages)
-
-    def render_page(self, index: int) -> Image:
-        """The page, already rendered."""
-        return self.result.pages[index]
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def render_options(
@@ -77,49 +57,57 @@ def render_options(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """Pages rendered for one page format and set of options."""
-
-    page_format: PageFormat
-    options: RenderOptions
-    result: RenderResult
-
-
-def render_for(
+def open_for(
     machine: Machine,
     document: bytes,
     content_type: str,
     options: Mapping[str, Any],
-    earlier: Rendered | None = None,
-) -> Rendered:
-    """Render a document for a machine's printer (blocking: call in a thread).
+    limits: RenderLimits,
+) -> RenderSource:
+    """Open a document for a machine's printer without rendering it (blocking: render thread).
 
-    `earlier` is reused when the printer's page format and options have not changed since.
+    Raises DocumentError for a document that cannot be printed; whatever the driver's
+    `page_format` or `render_options` raise passes through.
     """
-    from agent.render import render_document  # noqa: PLC0415 - pdfium and Pillow load on first use
+    from agent.render import open_document  # noqa: PLC0415 - pdfium and Pillow load on first use
 
     driver = machine.driver
     assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver
-    page_format = driver.page_format(machine)
-    chosen = render_options(driver, machine, options)
-    if earlier is not None and (earlier.page_format, earlier.options) == (page_format, chosen):
-        return earlier
-    return Rendered(
-        page_format, chosen, render_document(document, content_type, page_format, chosen)
+    return open_document(
+        document,
+        content_type,
+        driver.page_format(machine),
+        render_options(driver, machine, options),
+        limits,
     )
 
 
-async def in_render_thread(
+async def open_in_render_thread(
     machine: Machine,
     document: bytes,
     content_type: str,
     options: Mapping[str, Any],
-    earlier: Rendered | None = None,
-) -> Rendered:
-    """`render_for` on the render thread."""
-    call = functools.partial(render_for, machine, document, content_type, options, earlier)
+    limits: RenderLimits,
+) -> RenderSource:
+    """`open_for` on the render thread."""
+    call = functools.partial(open_for, machine, document, content_type, options, limits)
     return await asyncio.get_running_loop().run_in_executor(RENDER_EXECUTOR, call)
+
+
+async def check_document(
+    machine: Machine,
+    document: bytes,
+    content_type: str,
+    options: Mapping[str, Any],
+    limits: RenderLimits,
+) -> tuple[int, tuple[str, ...]]:
+    """Pages and warnings of a document for a machine, checked without rendering a page."""
+
+    def check() -> tuple[int, tuple[str, ...]]:
+        with open_for(machine, document, content_type, options, limits) as source:
+            return source.page_count, source.warnings
+
+    return await asyncio.get_running_loop().run_in_executor(RENDER_EXECUTOR, check)
 
 
 class ActiveJob:
@@ -148,6 +136,7 @@ class ActiveJob:
         self.on_activity: Callable[[], None] | None = None
         self._source = source
         self._pages: dict[int, asyncio.Future[Image]] = {}
+        self._served = 0
 
     @property
     def page_count(self) -> int:
@@ -178,8 +167,11 @@ class ActiveJob:
             page = await asyncio.shield(future)
         except DocumentError as err:
             raise PrintFailed(str(err)) from err
+        # Pages are asked for in label order: the next label shows the next page.
+        self._served += 1
         following = (index + 1) % self._source.page_count
-        if following not in self._pages and (following > index or self.copies > 1):
+        more = self.first_label + self._served < self.labels
+        if more and not self.stop_requested and following not in self._pages:
             self._render(following, keep=index)
         self.report_activity()
         return page

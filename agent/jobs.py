@@ -19,7 +19,7 @@ import datetime as dt
 import random
 import sqlite3
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any, NamedTuple
 
@@ -28,7 +28,7 @@ import structlog
 from agent.clock import Clock, SystemClock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
-from agent.job_pages import ActiveJob, Rendered, RenderedPages, in_render_thread
+from agent.job_pages import ActiveJob, check_document, open_in_render_thread
 from agent.job_store import CANCELLED, COMPLETE, FAILED, PRINTING, QUEUED, JobRow, JobStore
 from agent.machine import Machine
 from agent.registry import Registry
@@ -56,10 +56,6 @@ CANCEL_WAIT_S = 5.0
 # CLOCK_STEP_S is a step (NTP after a boot without a real-time clock), not drift.
 CLOCK_CHECK_INTERVAL_S = 30.0
 CLOCK_STEP_S = 10.0
-# Pages rendered when a job is accepted are kept for its first attempt when the printer's format
-# has not changed by then, so a label is not rendered twice. Bounded: short jobs, oldest first.
-PRERENDERED_MAX_JOBS = 8
-PRERENDERED_MAX_PAGES = 4
 # After an unexpected error (a database that failed) the worker pauses this long, then goes on.
 WORKER_ERROR_PAUSE_S = 5.0
 STOPPED_WHILE_PRINTING = (
@@ -115,7 +111,6 @@ class JobRunner:
         self._clock_offset = 0.0
         self._stopping = False
         self._tasks = TaskSet("jobs")
-        self._prerendered: OrderedDict[str, Rendered] = OrderedDict()
 
     async def start(self) -> None:
         """Recover interrupted jobs, load the queue and start the workers and the pruner."""
@@ -167,10 +162,11 @@ class JobRunner:
                 return Submitted(existing, created=False)
         pages: int | None = None
         warnings: tuple[str, ...] = ()
-        rendered: Rendered | None = None
         if content_type != RAW_CONTENT_TYPE:
-            rendered = await in_render_thread(machine, document, content_type, options)
-            pages, warnings = len(rendered.result.pages), rendered.result.warnings
+            # Checked, counted and laid out, not rendered: pages are rendered once, when printed.
+            pages, warnings = await check_document(
+                machine, document, content_type, options, self.config.render_limits()
+            )
         elif not document:
             raise DocumentError("the document is empty")
         labels = (pages or 1) * copies
@@ -211,10 +207,6 @@ class JobRunner:
             if existing is None:
                 raise
             return Submitted(existing, created=False)
-        if rendered is not None and len(rendered.result.pages) <= PRERENDERED_MAX_PAGES:
-            self._prerendered[row.pk] = rendered
-            while len(self._prerendered) > PRERENDERED_MAX_JOBS:
-                self._prerendered.popitem(last=False)
         self._enqueue(row)
         log.info("job_queued", job=row.pk, machine=machine.name, pages=pages, copies=copies)
         return Submitted(row, created=True)
@@ -323,7 +315,6 @@ class JobRunner:
     def _forget_job(self, pk: str) -> None:
         self._deadlines.pop(pk, None)
         self._strikes.pop(pk, None)
-        self._prerendered.pop(pk, None)
 
     async def _work(self, machine_pk: str) -> None:
         machine = self.registry.get(machine_pk)
@@ -396,11 +387,10 @@ class JobRunner:
     async def _prepare(self, machine: Machine, job: JobRow, document: bytes) -> ActiveJob:
         if job.content_type == RAW_CONTENT_TYPE:
             return ActiveJob(job, raw=document, source=None, first_label=job.progress)
-        earlier = self._prerendered.pop(job.pk, None)
-        rendered = await in_render_thread(machine, document, job.content_type, job.options, earlier)
-        return ActiveJob(
-            job, raw=None, source=RenderedPages(rendered.result), first_label=job.progress
+        source = await open_in_render_thread(
+            machine, document, job.content_type, job.options, self.config.render_limits()
         )
+        return ActiveJob(job, raw=None, source=source, first_label=job.progress)
 
     async def _send(self, machine: Machine, job: JobRow, active: ActiveJob) -> bool:
         driver = machine.driver

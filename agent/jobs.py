@@ -419,7 +419,10 @@ class JobRunner:
                 await self._finish(job, CANCELLED, active.progress, None)
                 return True
             return await self._failed(machine, job, active.progress, err, active.first_label)
-        await self._end_attempt(machine, saver, before)
+        # The printer took the job: it is connected, and a fault shown before is gone (a warning
+        # such as "paper near end" may still hold).
+        printed = before if before[0] == LabelPrinterStatus.WARNING else None
+        await self._end_attempt(machine, saver, printed or (LabelPrinterStatus.CONNECTED, ""))
         self._failures.pop(machine.pk, None)
         if active.stop_reason is not None and active.progress < active.labels:
             return await self._stopped(job, active)
@@ -462,7 +465,8 @@ class JobRunner:
     ) -> None:
         saver.cancel()
         if machine.status == LabelPrinterStatus.PRINTING:
-            # The driver said nothing new: the status is what it was (a known cause stays).
+            # The driver said nothing new: after a failure the status is what it was before (a
+            # known cause stays); after a success, `before` is CONNECTED.
             status, text = before
             machine.set_status(
                 LabelPrinterStatus.CONNECTED

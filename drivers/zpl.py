@@ -252,6 +252,8 @@ class ZplDriver(ConnectedDriver[ZplState]):
         async for run in _runs(job, start):
             if index >= FORMATS_AHEAD:
                 await _confirm(machine, transport, state, job, ends[index - FORMATS_AHEAD])
+                if job.stop_requested:
+                    break
             data = await asyncio.to_thread(_encode, run, options)
             pending.sent = run.end
             await transport.write(data)
@@ -341,7 +343,8 @@ async def _runs(job: PrintJob, start: int) -> AsyncIterator[_Run]:
         if run is not None:
             yield run
         run = _Run(page, number, 1)
-    if run is not None:
+    if run is not None and not job.stop_requested:
+        # Stopped: the labels gathered since the last run was sent are left unsent.
         yield run
 
 

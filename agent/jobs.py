@@ -211,10 +211,10 @@ class JobRunner:
         log.info("job_queued", job=row.pk, machine=machine.name, pages=pages, copies=copies)
         return Submitted(row, created=True)
 
-    async def cancel(self, pk: str) -> Cancelled:
+    async def cancel(self, pk: str, wait: float = CANCEL_WAIT_S) -> Cancelled:
         """Cancel a job; a printing one stops after the label being sent.
 
-        Waits up to CANCEL_WAIT_S for a printing job to stop. Raises KeyError for an unknown job
+        Waits up to `wait` seconds for a printing job to stop. Raises KeyError for an unknown job
         and JobNotCancellable for a finished one.
         """
         if await self.jobs.cancel(pk, self.clock.now().isoformat()):
@@ -229,7 +229,7 @@ class JobRunner:
         active.request_stop(CANCEL)
         log.info("job_cancel_requested", job=pk)
         try:
-            async with asyncio.timeout(CANCEL_WAIT_S):
+            async with asyncio.timeout(wait):
                 await active.done.wait()
         except TimeoutError:
             return Cancelled(await self._get(pk), stopped=False)
@@ -436,7 +436,12 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(stall) as watchdog:
-                active.on_activity = lambda: watchdog.reschedule(loop.time() + stall)
+
+                def alive() -> None:
+                    if not watchdog.expired():
+                        watchdog.reschedule(loop.time() + stall)
+
+                active.on_activity = alive
                 await printing
         except TimeoutError as err:
             if watchdog.expired():

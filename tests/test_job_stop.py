@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from agent.app import create_app
-from agent.appkeys import SETTINGS
+from agent.appkeys import JOBS, SETTINGS
 from agent.config import JobsConfig, Settings
 from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
 
@@ -107,3 +107,27 @@ async def test_max_labels_is_configurable(
     assert "more than the limit of 5" in (await resp.json())["copies"][0]
     resp = await _post(client, admin, machine["pk"], "?copies=5", pages=1)
     assert resp.status == 201
+
+
+async def test_a_cancel_that_waits_for_a_slow_label_finishes_after_it(
+    client: Client, admin: Headers
+) -> None:
+    machine = await create_machine(client, admin, name="slow")
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/LABEL_DELAY_MS/",
+        json={"value": 400},
+        headers=admin,
+    )
+    assert resp.status == 200
+    pk = (await (await _post(client, admin, machine["pk"], "?copies=50", pages=1)).json())["pk"]
+    runner = client.app[JOBS]
+    async with asyncio.timeout(10):
+        while runner.live_progress(pk) is None:
+            await asyncio.sleep(0.01)
+    # The label being printed takes longer than the caller waits: the job is still printing.
+    answer = await runner.cancel(pk, wait=0.01)
+    assert (answer.stopped, answer.job.status) == (False, "printing")
+    done = await wait_for_job(client, admin, pk, ("cancelled", "complete", "failed"))
+    assert done["status"] == "cancelled"
+    assert 1 <= done["progress"] < 50
+    assert _printed(client, "slow") == Counter({(pk, n): 1 for n in range(1, done["progress"] + 1)})

@@ -194,10 +194,12 @@ class JobStore:
         """Back to the queue with the progress made (and why, if the attempt failed)."""
 
         def requeue(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE job SET status = ?, progress = ? WHERE pk = ?", (QUEUED, progress, pk)
-            )
-            if error is not None:
+            # A job cancelled meanwhile stays cancelled.
+            updated = conn.execute(
+                "UPDATE job SET status = ?, progress = ? WHERE pk = ? AND status IN (?, ?)",
+                (QUEUED, progress, pk, QUEUED, PRINTING),
+            ).rowcount
+            if updated and error is not None:
                 _append_error(conn, pk, error)
 
         await self.store.call(requeue)
@@ -208,11 +210,13 @@ class JobStore:
         """Record the end of a job: complete, failed or cancelled."""
 
         def finish(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE job SET status = ?, finished = ?, progress = ? WHERE pk = ?",
-                (status, finished, progress, pk),
-            )
-            if error is not None:
+            # Only an unfinished job ends: a job cancelled meanwhile stays cancelled.
+            updated = conn.execute(
+                "UPDATE job SET status = ?, finished = ?, progress = ? "
+                "WHERE pk = ? AND status IN (?, ?)",
+                (status, finished, progress, pk, QUEUED, PRINTING),
+            ).rowcount
+            if updated and error is not None:
                 _append_error(conn, pk, error)
 
         await self.store.call(finish)

@@ -359,6 +359,8 @@ class JobRunner:
                 await asyncio.sleep(WORKER_ERROR_PAUSE_S)
 
     def _forget(self, machine_pk: str) -> None:
+        for row in self._queues.get(machine_pk, ()):
+            self._forget_job(row.pk)
         for table in (self._queues, self._wake, self._workers, self._failures, self._next_attempt):
             table.pop(machine_pk, None)
 

@@ -80,6 +80,28 @@ async def test_a_driver_error_while_preparing_fails_the_job_and_the_queue_moves_
     assert f"Job {broken}: the label size setting is corrupt" in errors
 
 
+async def test_a_job_cancelled_while_it_is_prepared_stays_cancelled(
+    aiohttp_client: Any, settings: Settings, make_token: MakeToken
+) -> None:
+    client, admin = await _app(aiohttp_client, settings, make_token)
+    machine = (await create_machine(client, admin, name="t", driver="troubled", active=False))["pk"]
+    pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
+    await _set(client, admin, machine, "FAIL_IN", "held")
+    driver = _troubled(client)
+    await client.patch(f"/api/machine/{machine}/", json={"active": True}, headers=admin)
+    async with asyncio.timeout(10):
+        while not driver.holding.is_set():  # the worker is preparing the job
+            await asyncio.sleep(0.01)
+    resp = await client.delete(f"/api/machine/jobs/{pk}/", headers=admin)
+    assert (resp.status, (await resp.json())["status"]) == (200, "cancelled")
+    driver.release.set()  # the preparation fails now, after the cancel
+    async with asyncio.timeout(10):
+        while not (await _machine(client, admin, machine))["machine_errors"]:
+            await asyncio.sleep(0.01)
+    job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+    assert (job["status"], job["errors"], job["error_count"]) == ("cancelled", [], 0)
+
+
 async def test_an_unexpected_error_in_print_is_a_bounded_failed_attempt(
     aiohttp_client: Any, settings: Settings, make_token: MakeToken
 ) -> None:

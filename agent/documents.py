@@ -6,6 +6,7 @@ Rendering itself (`agent.render`, with pypdfium2 and Pillow's decoders) is loade
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
 PDF_CONTENT_TYPE = "application/pdf"
@@ -28,3 +29,28 @@ IMAGE_CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
 
 class DocumentError(ValueError):
     """The document cannot be printed as sent: empty, corrupt, of unsupported type or too large."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderLimits:
+    """Caps that keep one document within a small host's memory (a Raspberry Pi with 1 GB).
+
+    They are checked when a document is opened, before anything is rendered or decoded.
+    """
+
+    # Pages in one PDF.
+    max_pages: int = 1000
+    # Dots of one rendered page; Pillow holds a 1-bit pixel in a byte, so 40 M is 40 MB
+    # (a 62 mm label 4.6 m long at 300 dpi).
+    max_page_pixels: int = 40_000_000
+    # Pixels of one image: an image file, or an image inside a PDF (decoded whole, at up to 4 bytes
+    # a pixel). 16 M is twice a 4 x 6 inch label at 600 dpi.
+    max_image_pixels: int = 16_000_000
+    # Pixels of all the images drawn on one PDF page together (counted once per use).
+    max_page_image_pixels: int = 32_000_000
+    # Dots of all pages together, for `render_document`, which holds every page at once; printing
+    # page by page (`open_document`) holds one page at a time and ignores this.
+    max_document_pixels: int = 256_000_000
+
+
+DEFAULT_RENDER_LIMITS = RenderLimits()

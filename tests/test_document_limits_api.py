@@ -1,0 +1,70 @@
+"""Documents that would exhaust a small host's memory are refused at POST, and nothing is stored.
+
+Each document is small on the wire and huge once decoded (the sizes an independent check sent).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+from aiohttp.test_utils import TestClient
+from PIL import Image
+
+from tests.conftest import Headers, create_machine
+from tests.handmade_pdf import image_pdf
+
+Client = TestClient[Any, Any]
+
+
+def huge_image_pdf() -> tuple[bytes, str]:
+    # One 40,000 x 30,000 grey image in a 1.2 MB file: 1.2 GB once decoded.
+    return image_pdf(40_000, 30_000), "an image on page 1 is too large: 40000 x 30000 pixels"
+
+
+def huge_png() -> tuple[bytes, str]:
+    # 40 megapixels of white compress to a few tens of kB.
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 5000), 255).save(buffer, "PNG")
+    return buffer.getvalue(), "the image is too large: 8000 x 5000 pixels"
+
+
+def too_many_pages() -> tuple[bytes, str]:
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(1001):
+        pdf.new_page(175.748, 82.205)
+    buffer = io.BytesIO()
+    pdf.save(buffer)
+    pdf.close()
+    return buffer.getvalue(), "the document has 1001 pages, more than the limit of 1000"
+
+
+@pytest.mark.parametrize(
+    ("make", "content_type"),
+    [
+        (huge_image_pdf, "application/pdf"),
+        (huge_png, "image/png"),
+        (too_many_pages, "application/pdf"),
+    ],
+    ids=["40000x30000-image-pdf", "40-megapixel-png", "1001-page-pdf"],
+)
+async def test_a_document_past_the_limits_is_refused_with_400_and_not_stored(
+    client: Client, admin: Headers, make: Any, content_type: str
+) -> None:
+    document, message = make()
+    machine = await create_machine(client, admin)
+    resp = await client.post(
+        f"/api/machine/{machine['pk']}/print/",
+        data=io.BytesIO(document),
+        headers={**admin, "Content-Type": content_type},
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert list(body) == ["document"]
+    [error] = body["document"]
+    assert error.startswith(message), error
+    resp = await client.get("/api/machine/jobs/", headers=admin)
+    assert resp.status == 200
+    assert await resp.json() == []

@@ -70,7 +70,7 @@ class InstanceConfig(_Section):
 
 
 class JobsConfig(_Section):
-    """The print queue: how long a job may wait for its printer, how long history is kept."""
+    """The print queue: how long a job may wait and retry, how large it may be, history kept."""
 
     # A job that could not be printed within this time fails with an error.
     expiry_hours: float = Field(default=24.0, gt=0)
@@ -79,6 +79,13 @@ class JobsConfig(_Section):
     # Waits between attempts on an unreachable printer: doubling from base up to max, with jitter.
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
+    # A job whose printer takes no byte and prints no label for this long is stopped and retried.
+    stall_seconds: float = Field(default=60.0, gt=0)
+    # A job fails after this many failed attempts in a row without a label printed (the printer
+    # saying it is offline or out of paper does not count: then the job waits until it expires).
+    max_attempts: int = Field(default=5, ge=1)
+    # Most labels (pages x copies) one job may print; a larger job is refused with 400.
+    max_labels: int = Field(default=10_000, ge=1)
     # What one document may hold; more is refused with 400 before anything is rendered.
     max_pages: int = Field(default=DEFAULT_RENDER_LIMITS.max_pages, ge=1)
     max_page_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_pixels, ge=1)

@@ -14,6 +14,7 @@ from drivers.base import (
     Machine,
     MachineProperty,
     MachineSnapshot,
+    PrinterUnavailable,
     SettingDef,
     SettingValidationError,
     SettingValue,
@@ -33,11 +34,11 @@ log = structlog.get_logger(__name__)
 StateT = TypeVar("StateT")
 
 
-class PrinterNotReady(Exception):
+class PrinterNotReady(PrinterUnavailable):
     """The printer reports a state in which it cannot print (paper out, cover open): the job waits."""
 
 
-class PrinterSilent(TransportTimeout):
+class PrinterSilent(TransportTimeout, PrinterUnavailable):
     """The printer answered none of the status queries (off, unplugged, or a write-only link)."""
 
 

@@ -23,6 +23,7 @@ from drivers._connection import (
     poll_interval_setting,
     threshold_settings,
 )
+from drivers.activity import reporting
 from drivers.base import (
     LabelPrinterStatus,
     Machine,
@@ -34,7 +35,8 @@ from drivers.base import (
     SettingDef,
     SettingValidationError,
     SettingValue,
-    iter_labels,
+    labels,
+    raw_copies,
 )
 from drivers.escpos_profiles import DEFAULT_PROFILE
 from drivers.escpos_protocol import (
@@ -220,17 +222,18 @@ class EscposDriver(ConnectedDriver[None]):
             raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
         options = _job_options(machine)
         link = self._connections.get(machine).link
-        async with link.exchange() as transport:
+        async with link.exchange() as link_transport:
+            transport = reporting(link_transport, job)
             if options.status:
                 await discard_received(transport)
                 (await query_status(transport, STATUS_TIMEOUT)).raise_if_blocking(machine)
             if job.raw is not None:
-                for copy in range(job.first_label, job.copies):
+                for copy in raw_copies(job):
                     await transport.write(job.raw)
                     await _accepted(machine, transport, job, copy + 1, options)
                 return
             await transport.write(INIT)
-            for number, page in iter_labels(job):
+            async for number, page in labels(job):
                 data = await asyncio.to_thread(_encode, page, options)
                 await transport.write(data)
                 await _accepted(machine, transport, job, number + 1, options)

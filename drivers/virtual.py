@@ -18,11 +18,12 @@ from drivers.base import (
     Machine,
     MachineProperty,
     PageFormat,
+    PrinterUnavailable,
     PrintFailed,
     PrintJob,
     RenderOptions,
     SettingDef,
-    iter_labels,
+    labels,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ FAULTS: Mapping[str, tuple[LabelPrinterStatus, str]] = {
 _BLOCKING_FAULTS = frozenset({"paper-out", "paper-jam", "cover-open", "offline"})
 
 
-class VirtualPrinterFault(Exception):
+class VirtualPrinterFault(PrinterUnavailable):
     """The simulated printer cannot print right now."""
 
 
@@ -143,7 +144,11 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         """Write every page of the job as PNG files; fails while a blocking fault is set."""
         fault = str(machine.get_setting("FAULT", "D"))
         if fault in _BLOCKING_FAULTS:
-            raise VirtualPrinterFault(FAULTS[fault][1])
+            status, text = FAULTS[fault]
+            # As a real printer's status query would: the cause is shown, not guessed.
+            machine.set_status(status)
+            machine.set_status_text(text)
+            raise VirtualPrinterFault(text)
         directory = self.output_dir(machine)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         if job.raw is not None:
@@ -151,8 +156,8 @@ class VirtualLabelPrinter(LabelPrinterDriver):
                 "the virtual printer takes PDF or PNG documents, not printer language"
             )
         delay = max(int(machine.get_setting("LABEL_DELAY_MS", "D")), 0) / 1000
-        for label, page in iter_labels(job):
-            copy, number = divmod(label, len(job.pages))
+        async for label, page in labels(job):
+            copy, number = divmod(label, job.page_count)
             suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
             path = directory / f"{job.pk}-{number + 1}{suffix}.png"
             await asyncio.to_thread(

@@ -84,9 +84,21 @@ class FakeJob:
     content_type: str = "application/pdf"
     options: dict[str, Any] = field(default_factory=dict)
     progress: list[int] = field(default_factory=list)
+    activity: int = 0
+    stop_requested: bool = False
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    async def page(self, index: int) -> Image.Image:
+        return self.pages[index]
 
     def report_progress(self, labels_printed: int) -> None:
         self.progress.append(labels_printed)
+
+    def report_activity(self) -> None:
+        self.activity += 1
 
 
 class Tap:

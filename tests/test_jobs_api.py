@@ -26,6 +26,7 @@ JOB_FIELDS = [
     "progress",
     "attempts",
     "errors",
+    "error_count",
     "warnings",
     "content_type",
     "size",

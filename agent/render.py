@@ -27,6 +27,17 @@ from agent.documents import (
 from agent.render_worker import IsolatedPages
 from drivers.base import PageFormat, RenderOptions
 
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DocumentError",
+    "PageSource",
+    "RenderLimits",
+    "RenderResult",
+    "open_document",
+    "open_in_process",
+    "render_document",
+]
+
 Image.init()
 # A Pillow built without one of the decoders (WEBP is optional) refuses that type, not all of them.
 _PILLOW_FORMATS = sorted({name for name in IMAGE_CONTENT_TYPES.values() if name in Image.OPEN})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import select
 import signal
@@ -43,6 +44,9 @@ _HEADER = struct.Struct(">I")
 _PAYLOAD = struct.Struct(">Q")
 _MAX_HEADER_BYTES = 1 << 20
 _READY = "ready"
+# SIGALRM (whose default action ends the process) is set this many seconds past a request's
+# deadline: the daemon kills a late worker itself, this covers a daemon that is gone.
+_ALARM_GRACE_S = 5
 
 
 class _WorkerDied(Exception):
@@ -78,7 +82,8 @@ class _Worker:
     def exchange(
         self, header: dict[str, Any], payload: bytes, timeout: float
     ) -> tuple[dict[str, Any], bytes]:
-        data = json.dumps(header).encode()
+        # The worker stops itself a little after the deadline, should nobody be left to kill it.
+        data = json.dumps({**header, "seconds": timeout}).encode()
         try:
             self._stdin.write(_HEADER.pack(len(data)) + data + _PAYLOAD.pack(len(payload)))
             self._stdin.write(payload)
@@ -311,6 +316,7 @@ def _serve(memory_bytes: int) -> None:
         header = json.loads(stdin.read(_HEADER.unpack(head)[0]))
         (size,) = _PAYLOAD.unpack(stdin.read(_PAYLOAD.size))
         payload = stdin.read(size)
+        signal.alarm(math.ceil(header.get("seconds", 0)) + _ALARM_GRACE_S)
         try:
             op = header["op"]
             if op == "open":
@@ -346,6 +352,8 @@ def _serve(memory_bytes: int) -> None:
             send({"ok": False, "kind": "value", "error": str(err)})
         except Exception as err:  # noqa: BLE001 - the parent reports it; this process goes on
             send({"ok": False, "kind": "internal", "error": f"{type(err).__name__}: {err}"})
+        finally:
+            signal.alarm(0)
 
 
 if __name__ == "__main__":

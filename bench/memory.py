@@ -139,6 +139,9 @@ class ChildPeak:
                 continue
         for child in children:
             try:
+                # Until it has started the worker's program, a child is a copy of the daemon.
+                if b"agent.render_worker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    continue
                 peak = memory_kib(child)["VmHWM"]
             except (OSError, KeyError):
                 continue

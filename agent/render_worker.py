@@ -53,6 +53,10 @@ class _WorkerDied(Exception):
     """The child exited, or stopped answering in time, during an exchange."""
 
 
+class _WorkerGone(_WorkerDied):
+    """The child had exited before the request was sent: the request is not to blame."""
+
+
 class _Worker:
     """One child process and its pipes."""
 
@@ -89,7 +93,7 @@ class _Worker:
             self._stdin.write(payload)
             self._stdin.flush()
         except (BrokenPipeError, ValueError) as err:
-            raise _WorkerDied("the render worker is gone") from err
+            raise _WorkerGone("the render worker is gone") from err
         return self._receive(time.monotonic() + timeout)
 
     def _receive(self, deadline: float) -> tuple[dict[str, Any], bytes]:
@@ -150,24 +154,20 @@ class _Pool:
         """One request and its answer (the lock held by the caller); raises on a failed request."""
         memory = limits.max_memory_bytes
         assert memory is not None  # noqa: S101 - callers render in process otherwise
-        if self.worker is not None and self.worker.process.poll() is not None:
-            self._discard()
-        if self.worker is not None and self.worker.memory_bytes != memory:
-            self._discard()
-        if self.worker is None:
+        for attempt in (1, 2):
+            worker = self.running(memory, limits)
             try:
-                self.worker = _Worker(memory)
-            except (OSError, _WorkerDied) as err:
-                raise RuntimeError(f"the render worker cannot start: {err}") from err
-            self.generation += 1
-            self.orphans.clear()
-        self._close_orphans(limits)
-        try:
-            answer, data = self.worker.exchange(header, payload, limits.max_seconds)
-        except _WorkerDied as err:
-            # Dead, or busy with what it was asked for too long: either way, not waited for.
-            self._discard(kill=True)
-            raise DocumentError(_died_message(limits, err)) from err
+                answer, data = worker.exchange(header, payload, limits.max_seconds)
+                break
+            except _WorkerGone:
+                # It died after its last answer (killed from outside): once more, in a new one.
+                self._discard(kill=True)
+                if attempt == 2 or header.get("op") != "open":  # noqa: PLR2004
+                    raise DocumentError("the render worker stopped; try again") from None
+            except _WorkerDied as err:
+                # Dead, or busy with what it was asked for too long: either way, not waited for.
+                self._discard(kill=True)
+                raise DocumentError(_died_message(limits, err)) from err
         if answer.get("ok") is True:
             return answer, data
         if answer.get("restart"):
@@ -180,6 +180,22 @@ class _Pool:
         if kind == "value":
             raise ValueError(message)
         raise RuntimeError(f"the render worker failed: {message}")
+
+    def running(self, memory: int, limits: RenderLimits) -> _Worker:
+        """The worker, started if there is none or it has exited or has another memory cap."""
+        if self.worker is not None and (
+            self.worker.process.poll() is not None or self.worker.memory_bytes != memory
+        ):
+            self._discard()
+        if self.worker is None:
+            try:
+                self.worker = _Worker(memory)
+            except (OSError, _WorkerDied) as err:
+                raise RuntimeError(f"the render worker cannot start: {err}") from err
+            self.generation += 1
+            self.orphans.clear()
+        self._close_orphans(limits)
+        return self.worker
 
     def _close_orphans(self, limits: RenderLimits) -> None:
         assert self.worker is not None  # noqa: S101 - started by the caller
@@ -257,8 +273,11 @@ class IsolatedPages(PageSource):
             raise ValueError("the document is closed")
         if not 0 <= index < self.page_count:
             raise IndexError(f"page index {index} is outside the document's {self.page_count}")
+        memory = self._limits.max_memory_bytes
+        assert memory is not None  # noqa: S101 - only opened in the worker with a cap
         with _POOL.lock:
-            if self._generation != _POOL.generation or _POOL.worker is None:
+            _POOL.running(memory, self._limits)  # a worker that died is replaced first
+            if self._generation != _POOL.generation:
                 self._finalizer.detach()
                 self._open()
                 self._finalizer = weakref.finalize(self, _orphan, self._generation, self._doc)

@@ -102,3 +102,20 @@ def test_the_worker_can_be_stopped_and_starts_again() -> None:
     assert worker.process.poll() is not None
     with open_pdf(text_labels_pdf(2)) as source:
         assert source.page_count == 2
+
+
+def test_a_worker_killed_between_requests_is_replaced_without_failing_anyone() -> None:
+    labels = text_labels_pdf(2)
+    with open_pdf(labels) as source:
+        expected = source.render_page(1).tobytes()
+        worker = render_worker._POOL.worker
+        assert worker is not None
+        worker.process.kill()  # the kernel's OOM killer, or an administrator
+        worker.process.wait()
+        assert source.render_page(1).tobytes() == expected
+    worker = render_worker._POOL.worker
+    assert worker is not None
+    worker.process.kill()
+    worker.process.wait()
+    with open_pdf(labels) as again:
+        assert again.page_count == 2

@@ -53,6 +53,10 @@ class _WorkerDied(Exception):
     """The child exited, or stopped answering in time, during an exchange."""
 
 
+class _WorkerLate(_WorkerDied):
+    """The child did not answer within the request's time."""
+
+
 class _WorkerGone(_WorkerDied):
     """The child had exited before the request was sent: the request is not to blame."""
 
@@ -109,7 +113,7 @@ class _Worker:
         while count:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([self._stdout_fd], [], [], remaining)[0]:
-                raise _WorkerDied("the render worker did not answer in time")
+                raise _WorkerLate("the render worker did not answer in time")
             chunk = os.read(self._stdout_fd, min(count, 1 << 20))
             if not chunk:
                 raise _WorkerDied("the render worker exited")
@@ -154,7 +158,8 @@ class _Pool:
         """One request and its answer (the lock held by the caller); raises on a failed request."""
         memory = limits.max_memory_bytes
         assert memory is not None  # noqa: S101 - callers render in process otherwise
-        for attempt in (1, 2):
+        retry = header.get("op") == "open"
+        while True:
             worker = self.running(memory, limits)
             try:
                 answer, data = worker.exchange(header, payload, limits.max_seconds)
@@ -162,8 +167,9 @@ class _Pool:
             except _WorkerGone:
                 # It died after its last answer (killed from outside): once more, in a new one.
                 self._discard(kill=True)
-                if attempt == 2 or header.get("op") != "open":  # noqa: PLR2004
+                if not retry:
                     raise DocumentError("the render worker stopped; try again") from None
+                retry = False
             except _WorkerDied as err:
                 # Dead, or busy with what it was asked for too long: either way, not waited for.
                 self._discard(kill=True)
@@ -226,7 +232,7 @@ def stop_worker() -> None:
 
 
 def _died_message(limits: RenderLimits, err: _WorkerDied) -> str:
-    if "in time" in str(err):
+    if isinstance(err, _WorkerLate):
         return f"the document took longer than {limits.max_seconds:g} s to render"
     mib = (limits.max_memory_bytes or 0) // (1 << 20)
     return f"the document cannot be rendered within {mib} MiB of memory (or it is damaged)"

@@ -15,6 +15,7 @@ page): the child handles hostile input, so nothing it sends is unpickled or exec
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -222,8 +223,24 @@ class _Pool:
         with self.lock:
             self._discard()
 
+    def worker_stop(self) -> None:
+        """Stop the worker; the caller holds the lock."""
+        self._discard()
+
 
 _POOL = _Pool()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    # A render thread may still hold the lock at exit: then the worker is killed, not asked.
+    if _POOL.lock.acquire(timeout=STOP_TIMEOUT_S):
+        try:
+            _POOL.worker_stop()
+        finally:
+            _POOL.lock.release()
+    elif _POOL.worker is not None:
+        _POOL.worker.process.kill()
 
 
 def stop_worker() -> None:

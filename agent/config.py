@@ -25,6 +25,10 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 )
 
 
+_MIB = 1024 * 1024
+_DEFAULT_RENDER_MIB = (DEFAULT_RENDER_LIMITS.max_memory_bytes or 0) // _MIB
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +91,9 @@ class JobsConfig(_Section):
     max_page_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_pixels, ge=1)
     max_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_image_pixels, ge=1)
     max_page_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_image_pixels, ge=1)
+    # Memory (MiB) and time (per document opened, per page) of the render worker process.
+    render_memory_mib: int = Field(default=_DEFAULT_RENDER_MIB, ge=64)
+    render_timeout_seconds: float = Field(default=DEFAULT_RENDER_LIMITS.max_seconds, gt=0)
 
     def render_limits(self) -> RenderLimits:
         """The limits on one document to print."""
@@ -95,6 +102,8 @@ class JobsConfig(_Section):
             max_page_pixels=self.max_page_pixels,
             max_image_pixels=self.max_image_pixels,
             max_page_image_pixels=self.max_page_image_pixels,
+            max_memory_bytes=self.render_memory_mib * _MIB,
+            max_seconds=self.render_timeout_seconds,
         )
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 PDF_CONTENT_TYPE = "application/pdf"
 # A job already in the printer's own language, passed through untouched.
@@ -51,6 +55,37 @@ class RenderLimits:
     # Dots of all pages together, for `render_document`, which holds every page at once; printing
     # page by page (`open_document`) holds one page at a time and ignores this.
     max_document_pixels: int = 256_000_000
+    # Memory of the render worker process (RLIMIT_DATA): whatever a document makes the decoders
+    # allocate, past this it is refused. None renders in the calling process, unbounded.
+    max_memory_bytes: int | None = 384 * 1024 * 1024
+    # Time the render worker may take to open a document, or to render one page.
+    max_seconds: float = 60.0
 
 
 DEFAULT_RENDER_LIMITS = RenderLimits()
+
+
+class PageSource:
+    """An opened, checked document that renders one 1-bit page at a time (`agent.render`).
+
+    Pages are mode "1" (black = 0, white = 255), exactly `width_dots` wide, laid out for the page
+    format and options the document was opened with. Blocking: use it on the render thread.
+    `close()` (or leaving the `with` block) frees the decoders' memory; a closed source renders
+    nothing.
+    """
+
+    page_count: int
+    warnings: tuple[str, ...]
+
+    def render_page(self, index: int) -> Image:
+        """Render page `index` (0-based); IndexError outside `range(page_count)`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the document; safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -21,9 +21,22 @@ from agent.documents import (
     IMAGE_CONTENT_TYPES,
     PDF_CONTENT_TYPE,
     DocumentError,
+    PageSource,
     RenderLimits,
 )
+from agent.render_worker import IsolatedPages
 from drivers.base import PageFormat, RenderOptions
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DocumentError",
+    "PageSource",
+    "RenderLimits",
+    "RenderResult",
+    "open_document",
+    "open_in_process",
+    "render_document",
+]
 
 Image.init()
 # A Pillow built without one of the decoders (WEBP is optional) refuses that type, not all of them.
@@ -31,31 +44,6 @@ _PILLOW_FORMATS = sorted({name for name in IMAGE_CONTENT_TYPES.values() if name 
 
 
 DEFAULT_LIMITS = DEFAULT_RENDER_LIMITS
-
-
-class PageSource:
-    """An opened, validated document that renders one 1-bit page at a time.
-
-    Pages are mode "1" (black = 0), exactly `width_dots` wide, laid out for the page format and
-    options given to `open_document`. Blocking: use it on the render thread. `close()` (or leaving
-    the `with` block) frees the decoder's memory; a closed source renders nothing.
-    """
-
-    page_count: int
-    warnings: tuple[str, ...]
-
-    def render_page(self, index: int) -> Image.Image:
-        """Render page `index` (0-based); raises IndexError outside `range(page_count)`."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Free the document; safe to call twice."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def open_document(
@@ -66,6 +54,9 @@ def open_document(
     limits: RenderLimits | None = None,
 ) -> PageSource:
     """Open and check a PDF or image without rendering its pages; blocking, so call it in a thread.
+
+    The document is opened in the render worker, a child process whose memory is capped by
+    `limits.max_memory_bytes` (see `agent.render_worker`); in this process when that is None.
 
     Raises DocumentError for an empty, damaged or unsupported document, and for one past `limits`:
     too many pages, a page too large, an image (file, or inside a PDF page, its form XObjects or
@@ -79,16 +70,37 @@ def open_document(
     unless it states a DPI that differs from the printer's: then it is resampled to keep its
     physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
     """
+    limits = DEFAULT_LIMITS if limits is None else limits
+    _check_type(document, content_type)
+    if limits.max_memory_bytes is None:
+        return open_in_process(document, content_type, page_format, options, limits)
+    return IsolatedPages(document, content_type, page_format, options, limits)
+
+
+def open_in_process(
+    document: bytes,
+    content_type: str,
+    page_format: PageFormat,
+    options: RenderOptions,
+    limits: RenderLimits,
+) -> PageSource:
+    """`open_document` in this process: its memory is not capped (the render worker uses it)."""
+    kind = _check_type(document, content_type)
+    layout = _Layouter(page_format, options, limits)
+    if kind == PDF_CONTENT_TYPE:
+        return _PdfPages(document, layout)
+    return _ImagePage(document, layout)
+
+
+def _check_type(document: bytes, content_type: str) -> str:
+    """The document's media type, if it is one rendered here; DocumentError otherwise."""
     if not document:
         raise DocumentError("the document is empty")
     kind = content_type.split(";", 1)[0].strip().lower()
-    layout = _Layouter(page_format, options, DEFAULT_LIMITS if limits is None else limits)
-    if kind == PDF_CONTENT_TYPE:
-        return _PdfPages(document, layout)
-    if kind in IMAGE_CONTENT_TYPES:
-        return _ImagePage(document, layout)
-    supported = ", ".join([PDF_CONTENT_TYPE, *sorted(IMAGE_CONTENT_TYPES)])
-    raise DocumentError(f"unsupported content type {content_type!r}; send one of: {supported}")
+    if kind != PDF_CONTENT_TYPE and kind not in IMAGE_CONTENT_TYPES:
+        supported = ", ".join([PDF_CONTENT_TYPE, *sorted(IMAGE_CONTENT_TYPES)])
+        raise DocumentError(f"unsupported content type {content_type!r}; send one of: {supported}")
+    return kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,3 +142,24 @@ def text_labels_pdf(pages: int, page_pt: tuple[float, float] = LABEL_62X29_PT) -
         kids.append(b"%d 0 R" % len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
     return assemble_pdf(objects)
+
+
+def drawing_bomb_pdf(rectangles: int, pages: int = 1) -> bytes:
+    """Pages sharing one flate-compressed content stream that fills `rectangles` tiny rectangles.
+
+    Each operator is 13 bytes and compresses to almost nothing, while pdfium holds every parsed
+    drawing object (some 400 bytes): a 23 kB file of 900,000 rectangles takes about 400 MB.
+    """
+    content = zlib.compress(b"0 0 1 1 re f\n" * rectangles, 9)
+    kids = b" ".join(b"%d 0 R" % (4 + page) for page in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    objects.extend(
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.3f %.3f] /Contents 3 0 R >>"
+        % LABEL_62X29_PT
+        for _ in range(pages)
+    )
+    return assemble_pdf(objects)

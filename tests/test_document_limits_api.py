@@ -13,10 +13,17 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from tests.conftest import Headers, create_machine
+from agent.config import Settings
+from tests.conftest import Headers, create_machine, label_pdf
 from tests.handmade_pdf import image_pdf
 
 Client = TestClient[Any, Any]
+
+
+def png_of(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 255).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def huge_image_pdf() -> tuple[bytes, str]:
@@ -68,3 +75,39 @@ async def test_a_document_past_the_limits_is_refused_with_400_and_not_stored(
     resp = await client.get("/api/machine/jobs/", headers=admin)
     assert resp.status == 200
     assert await resp.json() == []
+
+
+@pytest.fixture
+def small_limits(settings: Settings) -> Settings:
+    """The configured limits lowered: two pages, images of one 732 x 342 label at most."""
+    limits = {"max_pages": 2, "max_image_pixels": 732 * 342}
+    settings.jobs = settings.jobs.model_copy(update=limits)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("document", "content_type", "message"),
+    [
+        (
+            label_pdf(pages=3),
+            "application/pdf",
+            "the document has 3 pages, more than the limit of 2",
+        ),
+        (png_of(733, 342), "image/png", "the image is too large: 733 x 342 pixels"),
+    ],
+    ids=["pages", "image-pixels"],
+)
+@pytest.mark.usefixtures("small_limits")
+async def test_the_limits_are_those_of_the_jobs_configuration(
+    client: Client, admin: Headers, document: bytes, content_type: str, message: str
+) -> None:
+    machine = await create_machine(client, admin)
+    url = f"/api/machine/{machine['pk']}/print/"
+    resp = await client.post(url, data=document, headers={**admin, "Content-Type": content_type})
+    assert resp.status == 400
+    [error] = (await resp.json())["document"]
+    assert error.startswith(message), error
+    # Within them, the same kind of document is accepted.
+    smaller = label_pdf(pages=2) if content_type == "application/pdf" else png_of(732, 342)
+    resp = await client.post(url, data=smaller, headers={**admin, "Content-Type": content_type})
+    assert resp.status == 201, await resp.text()

@@ -514,8 +514,12 @@ def test_image_file_too_large_is_refused_from_its_header() -> None:
 
 
 def test_limits_are_configured_in_the_jobs_section() -> None:
-    config = JobsConfig.model_validate({"max_pages": 3, "max_image_pixels": 50_000})
-    assert config.render_limits() == RenderLimits(max_pages=3, max_image_pixels=50_000)
+    config = JobsConfig.model_validate(
+        {"max_pages": 3, "max_image_pixels": 50_000, "render_memory_mib": 100}
+    )
+    assert config.render_limits() == RenderLimits(
+        max_pages=3, max_image_pixels=50_000, max_memory_bytes=100 * 1024 * 1024
+    )
     with pytest.raises(DocumentError, match="4 pages, more than the limit of 3"):
         open_pdf(blank_pdf(*[(10, 10)] * 4), limits=config.render_limits())
     assert JobsConfig().render_limits() == RenderLimits()

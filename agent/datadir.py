@@ -47,10 +47,16 @@ def check_data_dir(data_dir: Path, database: Path, secret: Path, *, create: bool
         except OSError as err:
             raise DataDirError(f"cannot read {path}: {err.strerror or err}") from None
         if owner != me:
+            give = f"give the data to '{_user_name(me)}' (chown -R {_user_name(me)}: {data_dir})"
+            # The CLI is run by hand, often with sudo: running it as the owner is the usual fix.
+            fix = (
+                give
+                if create
+                else f"run the command as that user (sudo -u {_user_name(owner)} ...), or {give}"
+            )
             raise DataDirError(
                 f"{path} belongs to user '{_user_name(owner)}', not to '{_user_name(me)}' who "
-                f"runs this: run the command as that user (sudo -u {_user_name(owner)} ...), "
-                f"or give the data to this user (chown -R {_user_name(me)}: {data_dir})"
+                f"runs this: {fix}"
             )
         if not os.access(path, os.W_OK):
             raise DataDirError(

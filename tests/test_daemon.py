@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import pwd
 import re
 import signal
 import socket
@@ -21,6 +23,7 @@ from tests.daemon_helpers import (
     basic_auth,
     free_port,
     parse_json_lines,
+    run_cli,
     run_until_exit,
     running_daemon,
     spawned_daemon,
@@ -32,6 +35,8 @@ ADMIN_PASSWORD = "first-password"
 UNIT_FILE = REPO_ROOT / "systemd" / "inventree-edge.service"
 # Interpreter teardown and the last SQLite fsync after the staged budget.
 SHUTDOWN_MARGIN_S = 5.0
+# A user other than the one running the tests (nobody).
+OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
 # A datagram from the daemon to systemd's notify socket arrives at once; bound a missing one.
 NOTIFY_TIMEOUT_S = 5.0
 
@@ -297,30 +302,84 @@ def test_configured_machines_are_created_once_and_their_settings_applied_each_st
 # failing to start
 
 
-def test_port_in_use_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+def test_port_in_use_exits_with_a_code_systemd_does_not_restart_and_says_what_to_do(
+    tmp_path: Path,
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
         result = run_until_exit(tmp_path / "data", port=port)
-    assert result.returncode == daemon.EXIT_FAILURE
+    assert result.returncode == daemon.EXIT_UNAVAILABLE
+    assert str(daemon.EXIT_UNAVAILABLE) in _unit_setting("RestartPreventExitStatus").split()
     failures = _failures(result.stderr)
     assert len(failures) == 1
     assert failures[0]["event"] == "startup_failed"
     assert f"127.0.0.1:{port}" in failures[0]["reason"]
     assert "address already in use" in failures[0]["reason"].lower()
+    assert "[http] port" in failures[0]["reason"]
 
 
-def test_unusable_data_directory_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+def test_unusable_data_directory_exits_with_a_code_systemd_does_not_restart(
+    tmp_path: Path,
+) -> None:
     regular_file = tmp_path / "a-file"
     regular_file.write_text("not a directory")
     result = run_until_exit(regular_file / "data")
-    assert result.returncode == daemon.EXIT_FAILURE
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    assert str(daemon.EXIT_DATA_DIR) in _unit_setting("RestartPreventExitStatus").split()
     failures = _failures(result.stderr)
     assert len(failures) == 1
     assert str(regular_file / "data") in failures[0]["reason"]
-    assert "Not a directory" in failures[0]["reason"]
+    assert "not a directory" in failures[0]["reason"]
     assert regular_file.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("owned", ["database", "data directory", "secret"])
+def test_data_of_another_user_is_refused_with_one_line_and_left_alone(
+    tmp_path: Path, owned: str
+) -> None:
+    # `sudo inventree-edge user create ...` before the first start left root's files behind.
+    data = tmp_path / "data"
+    with running_daemon(data) as first:
+        assert first.signal_and_wait() == 0
+    target = {
+        "database": data / "inventree-edge.sqlite3",
+        "data directory": data,
+        "secret": data / "secret.key",
+    }[owned]
+    target.touch()
+    os.chown(target, OTHER_UID, OTHER_UID)
+    result = run_until_exit(data)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{target} belongs to user" in failure["reason"]
+    assert f"chown -R {pwd.getpwuid(os.geteuid()).pw_name}: {data}" in failure["reason"]
+    assert target.stat().st_uid == OTHER_UID
+
+
+@pytest.mark.parametrize("read_only", ["database", "data directory"])
+def test_read_only_data_is_refused_with_one_line(tmp_path: Path, read_only: str) -> None:
+    data = tmp_path / "data"
+    with running_daemon(data) as first:
+        assert first.signal_and_wait() == 0
+    target = data / "inventree-edge.sqlite3" if read_only == "database" else data
+    target.chmod(0o555 if target.is_dir() else 0o444)
+    result = run_cli("run", data_dir=data, without_root_powers=True)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{target} is not writable" in failure["reason"]
+
+
+def test_data_directory_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o555)
+    result = run_cli("run", data_dir=parent / "data", without_root_powers=True)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert f"cannot create the data directory {parent / 'data'}" in failure["reason"]
 
 
 def test_database_from_a_newer_agent_is_refused_and_left_alone(tmp_path: Path) -> None:

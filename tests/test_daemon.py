@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 import re
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from tests.daemon_helpers import (
     STARTUP_TIMEOUT_S,
     Daemon,
     basic_auth,
+    daemon_env,
     free_port,
     parse_json_lines,
     run_cli,
@@ -148,6 +153,45 @@ def test_systemd_does_not_restart_after_a_configuration_error() -> None:
     codes = _unit_setting("RestartPreventExitStatus").split()
     assert str(daemon.EXIT_CONFIG) in codes
     assert str(cli.EXIT_CONFIG) in codes
+
+
+def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) -> None:
+    # As systemd starts the service: stderr is the journal stream, JOURNAL_STREAM names it.
+    stderr_path = tmp_path / "journal"
+    with stderr_path.open("wb") as stderr:
+        info = stderr_path.stat()
+        env = daemon_env(
+            tmp_path / "data", free_port(), {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        )
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "agent", "run"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while b'"listening"' not in stderr_path.read_bytes():
+                assert time.monotonic() < deadline, stderr_path.read_bytes()
+                assert proc.poll() is None, stderr_path.read_bytes()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    by_event = {}
+    for line in stderr_path.read_bytes().splitlines():
+        assert line[:1] == b"<", line
+        priority, _, text = line[1:].partition(b">")
+        by_event[json.loads(text)["event"]] = int(priority)
+    # No password given: the admin is not created, a warning (4); listening is info (6).
+    assert by_event["admin_user_not_created"] == 4
+    assert by_event["listening"] == 6
+    assert by_event["stopped"] == 6
 
 
 # systemd notification

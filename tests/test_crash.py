@@ -96,7 +96,7 @@ def test_sigkill_mid_print_loses_nothing_and_never_reprints_completed_jobs(tmp_p
         daemon.proc.send_signal(signal.SIGKILL)
         daemon.proc.wait(timeout=10)
     complete_before = {j["pk"] for j in before if j["status"] == "complete"}
-    printed_log = data_dir / "virtual" / "crash" / "printed.log"
+    printed_log = _printed_log(data_dir)
     labels_before = Counter(tuple(line.split()) for line in printed_log.read_text().splitlines())
 
     with running_daemon(data_dir, config=config, env=ADMIN) as daemon:
@@ -162,9 +162,12 @@ def test_sigterm_mid_print_requeues_the_job_and_it_resumes(tmp_path: Path) -> No
         assert daemon.signal_and_wait(signal.SIGTERM) == 0
     assert done["progress"] == PAGES * 8
     assert any("stopped while sending" in error for error in done["errors"])
-    printed = Counter(
-        line.split()[1]
-        for line in (data_dir / "virtual" / "crash" / "printed.log").read_text().splitlines()
-    )
+    printed = Counter(line.split()[1] for line in (_printed_log(data_dir)).read_text().splitlines())
     assert set(printed) == {str(n) for n in range(1, PAGES * 8 + 1)}
     assert max(printed.values()) <= 2
+
+
+def _printed_log(data_dir: Path) -> Path:
+    """The virtual printer's log of machine "crash" (its folder is `<name>-<machine pk>`)."""
+    (log,) = (data_dir / "virtual").glob("crash-*/printed.log")
+    return log

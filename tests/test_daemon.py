@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from agent import cli, daemon
+from agent.config import load_settings
 from tests.daemon_helpers import (
     REPO_ROOT,
     STARTUP_TIMEOUT_S,
@@ -192,6 +193,63 @@ def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) 
     assert by_event["admin_user_not_created"] == 4
     assert by_event["listening"] == 6
     assert by_event["stopped"] == 6
+
+
+# the installed service and the command line use the same data
+
+
+HOST_CONFIG = REPO_ROOT / "systemd" / "config.toml"
+INSTALL_DOC = REPO_ROOT / "docs" / "install.md"
+INSTALLED_CONFIG = "/etc/inventree-edge/config.toml"
+
+
+def test_service_and_cli_find_the_data_directory_in_the_same_config_file() -> None:
+    # The data directory comes from the file both read, not from the unit's environment.
+    environment = " ".join(
+        line for line in UNIT_FILE.read_text().splitlines() if line.startswith("Environment")
+    )
+    assert "STORAGE__PATH" not in environment
+    assert f"--config {INSTALLED_CONFIG}" in _unit_setting("ExecStart")
+    host = load_settings(HOST_CONFIG)
+    assert host.storage.path == Path("/var/lib") / _unit_setting("StateDirectory")
+    install = INSTALL_DOC.read_text()
+    assert f"systemd/config.toml {INSTALLED_CONFIG}" in install
+    # Every documented CLI command reads that file, as the service's user.
+    commands = [line for line in install.splitlines() if "bin/inventree-edge " in line]
+    assert commands
+    for command in commands:
+        assert f"--config {INSTALLED_CONFIG}" in command, command
+        if " user " in command or " token " in command:
+            assert f"sudo -u {_unit_setting('User')} " in command, command
+
+
+def test_the_host_config_has_no_virtual_printer_and_passes_check_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert load_settings(HOST_CONFIG).machines == []
+    assert cli.main(["check-config", "--config", str(HOST_CONFIG)]) == 0
+    capsys.readouterr()
+
+
+def test_install_guide_never_shows_or_exposes_the_admin_password() -> None:
+    lines = INSTALL_DOC.read_text().splitlines()
+    secret_lines = [n for n, line in enumerate(lines) if "ADMIN_PASSWORD=" in line]
+    assert secret_lines
+    for number in secret_lines:
+        assert "echo" not in lines[number]
+        assert ">/dev/null" in lines[number]  # tee would print it back
+    # The file exists with mode 600 before the password goes in.
+    made_private = [n for n, line in enumerate(lines) if "install -m 600" in line]
+    assert made_private
+    assert min(made_private) < min(secret_lines)
+    # Typed without echo.
+    reads = [line for line in lines if line.startswith("read ")]
+    assert reads
+    assert all(" -rs " in line for line in reads)
+
+
+def test_open_files_limit_leaves_room_above_the_connection_cap() -> None:
+    assert int(_unit_setting("LimitNOFILE")) >= 4096
 
 
 # systemd notification

@@ -149,6 +149,8 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     password = _read_password(args.password_stdin)
+    if password is None:
+        return _fail("the passwords do not match", EXIT_USAGE)
     if not password:
         return _fail("the password must not be empty", EXIT_USAGE)
 
@@ -206,7 +208,8 @@ async def _open_store(settings: Settings) -> Store:
     return store
 
 
-def _read_password(from_stdin: bool) -> str:
+def _read_password(from_stdin: bool) -> str | None:
+    """The password (empty if none was given); None when the two typed on a terminal differ."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     try:
@@ -214,10 +217,7 @@ def _read_password(from_stdin: bool) -> str:
         again = getpass.getpass("Password (again): ")
     except EOFError:
         return ""
-    if again != first:
-        print("inventree-edge: the passwords do not match", file=sys.stderr)  # noqa: T201
-        return ""
-    return first
+    return first if again == first else None
 
 
 def _parser() -> argparse.ArgumentParser:

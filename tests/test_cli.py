@@ -6,10 +6,13 @@ import asyncio
 import io
 import json
 import os
+import pty
 import pwd
 import re
+import select
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +25,11 @@ from agent.cli import EXIT_CONFIG, EXIT_USAGE, main
 from agent.store import Store
 from tests.daemon_helpers import (
     REPO_ROOT,
+    STARTUP_TIMEOUT_S,
     STOP_TIMEOUT_S,
     Daemon,
     basic_auth,
+    daemon_env,
     run_cli,
     running_daemon,
     spawned_daemon,
@@ -475,4 +480,51 @@ def test_read_only_database_is_one_line(tmp_path: Path, database: Path) -> None:
     (line,) = result.stderr.splitlines()
     assert str(database) in line
     assert "not writable" in line
+    assert _usernames(database) == ["admin-seed"]
+
+
+def _on_a_terminal(args: list[str], typed: list[str], data_dir: Path) -> tuple[int, str]:
+    """Run the CLI on a real pseudo-terminal, typing each line after the next prompt appears."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal, as in an ssh session
+        env = daemon_env(data_dir)
+        os.execve(sys.executable, [sys.executable, "-m", "agent", *args], env)  # noqa: S606
+    output = b""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    pending = list(typed)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, output
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if pending and output.count(b"Password") > len(typed) - len(pending):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_user_create_asks_twice_on_a_terminal_without_echo(database: Path) -> None:
+    code, screen = _on_a_terminal(["user", "create", "lena"], [SECRET, SECRET], database.parent)
+    assert code == 0, screen
+    assert SECRET not in screen
+    assert f"created user 'lena' (role view) in {database}" in screen
+    assert _usernames(database) == ["admin-seed", "lena"]
+
+
+def test_user_create_with_two_different_passwords_says_so_once(database: Path) -> None:
+    code, screen = _on_a_terminal(["user", "create", "lena"], [SECRET, "other"], database.parent)
+    assert code == EXIT_USAGE, screen
+    assert screen.count("inventree-edge:") == 1
+    assert "the passwords do not match" in screen
     assert _usernames(database) == ["admin-seed"]

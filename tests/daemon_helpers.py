@@ -219,6 +219,19 @@ def run_cli(
     return Exited(done.returncode, done.stderr.decode(), done.stdout.decode())
 
 
+# A user other than the one running the tests (nobody).
+OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
+
+
+def give_to_another_user(path: Path) -> None:
+    """Make `path` belong to another user, as `sudo` leaves files behind (needs root)."""
+    if os.geteuid() != 0:
+        import pytest  # noqa: PLC0415 - only this branch needs it
+
+        pytest.skip("only root can give a file to another user")
+    os.chown(path, OTHER_UID, OTHER_UID)
+
+
 def http_request(
     port: int,
     method: str,

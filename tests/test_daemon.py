@@ -22,12 +22,14 @@ import pytest
 from agent import cli, daemon
 from agent.config import load_settings
 from tests.daemon_helpers import (
+    OTHER_UID,
     REPO_ROOT,
     STARTUP_TIMEOUT_S,
     Daemon,
     basic_auth,
     daemon_env,
     free_port,
+    give_to_another_user,
     parse_json_lines,
     run_cli,
     run_until_exit,
@@ -41,8 +43,6 @@ ADMIN_PASSWORD = "first-password"
 UNIT_FILE = REPO_ROOT / "systemd" / "inventree-edge.service"
 # Interpreter teardown and the last SQLite fsync after the staged budget.
 SHUTDOWN_MARGIN_S = 5.0
-# A user other than the one running the tests (nobody).
-OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
 # A datagram from the daemon to systemd's notify socket arrives at once; bound a missing one.
 NOTIFY_TIMEOUT_S = 5.0
 
@@ -451,7 +451,7 @@ def test_data_of_another_user_is_refused_with_one_line_and_left_alone(
         "secret": data / "secret.key",
     }[owned]
     target.touch()
-    os.chown(target, OTHER_UID, OTHER_UID)
+    give_to_another_user(target)
     result = run_until_exit(data)
     assert result.returncode == daemon.EXIT_DATA_DIR
     (failure,) = _failures(result.stderr)

@@ -142,7 +142,7 @@ def _check_config(settings: Settings, config_path: Path | None) -> int:
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.auth import create_user  # noqa: PLC0415
 
-    database = settings.database_path
+    database = settings.database_path.absolute()
     if not args.password_stdin and not sys.stdin.isatty():
         return _fail(
             "no terminal to ask for the password on: pass it on stdin with --password-stdin",
@@ -195,7 +195,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
     key = asyncio.run(create())
     if key is None:
-        return _fail(f"no user '{args.user}' in {settings.database_path}", EXIT_FAILURE)
+        return _fail(f"no user '{args.user}' in {settings.database_path.absolute()}", EXIT_FAILURE)
     print(key)  # noqa: T201
     return 0
 

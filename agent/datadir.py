@@ -25,6 +25,8 @@ def check_data_dir(data_dir: Path, database: Path, secret: Path, *, create: bool
     Without `create` the database must exist already: the CLI adds to the service's data, it
     never starts a new one where the service would not look.
     """
+    # Messages name absolute paths: "./data" says little when the working directory is unknown.
+    data_dir, database, secret = data_dir.absolute(), database.absolute(), secret.absolute()
     if data_dir.exists() and not data_dir.is_dir():
         raise DataDirError(f"the data directory {data_dir} is not a directory")
     if not database.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import os
 import shutil
 import signal
@@ -230,6 +231,31 @@ def give_to_another_user(path: Path) -> None:
 
         pytest.skip("only root can give a file to another user")
     os.chown(path, OTHER_UID, OTHER_UID)
+
+
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Undo the logging set-up of a command run in this process (check-config configures it).
+
+    structlog caches loggers on first use once configured; left configured, later tests could
+    not capture log events.
+    """
+    import structlog  # noqa: PLC0415 - only in-process command tests need it
+
+    from agent.log import stop_logging  # noqa: PLC0415
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        stop_logging()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
 
 
 def http_request(

@@ -32,6 +32,7 @@ from tests.daemon_helpers import (
     basic_auth,
     daemon_env,
     give_to_another_user,
+    logging_restored,
     run_cli,
     running_daemon,
     spawned_daemon,
@@ -49,6 +50,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with running_daemon(data) as running:
         yield running
         assert running.signal_and_wait() == 0
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    with logging_restored():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -410,7 +417,9 @@ def test_ctrl_c_during_start_up_never_prints_a_traceback(tmp_path: Path) -> None
             code = started.proc.wait(timeout=STOP_TIMEOUT_S)
             stderr = started.stderr_path.read_text()
         assert "Traceback" not in stderr, (delay, stderr)
-        assert code in (0, EXIT_INTERRUPTED), (delay, code, stderr)
+        # 130, or killed by SIGINT when the interrupt landed in code an extension module runs
+        # while it is imported (CPython then re-raises the signal at exit): both as a shell expects.
+        assert code in (0, EXIT_INTERRUPTED, -signal.SIGINT), (delay, code, stderr)
 
 
 # the CLI acts on the service's data, or says why not

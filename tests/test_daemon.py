@@ -30,6 +30,7 @@ from tests.daemon_helpers import (
     daemon_env,
     free_port,
     give_to_another_user,
+    logging_restored,
     parse_json_lines,
     run_cli,
     run_until_exit,
@@ -227,7 +228,8 @@ def test_the_host_config_has_no_virtual_printer_and_passes_check_config(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert load_settings(HOST_CONFIG).machines == []
-    assert cli.main(["check-config", "--config", str(HOST_CONFIG)]) == 0
+    with logging_restored():
+        assert cli.main(["check-config", "--config", str(HOST_CONFIG)]) == 0
     capsys.readouterr()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +54,12 @@ class LogConfig(_Section):
 
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """`DEBUG` as well as `debug`: log levels are written both ways."""
+        return value.lower() if isinstance(value, str) else value
 
 
 class AuthConfig(_Section):
@@ -185,6 +192,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(_describe(err, path)) from None
     except ValueError as err:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
     finally:
         _config_file.reset(token)
 
@@ -196,13 +205,45 @@ def _check_environment() -> None:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
             continue
-        section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if section not in sections:
-            hint = upper[len(ENV_PREFIX) :].lower().replace("_", "__", 1).upper()
-            raise ConfigError(
-                f"unknown environment variable {name} (sections: {', '.join(sorted(sections))}; "
-                f"did you mean {ENV_PREFIX}{hint}?)"
-            )
+        rest = upper[len(ENV_PREFIX) :].lower()
+        if rest.split("__", 1)[0] in sections:
+            continue
+        hint = _closest_variable(rest)
+        raise ConfigError(
+            f"unknown environment variable {name} (sections: {', '.join(sorted(sections))}"
+            + (f"; did you mean {ENV_PREFIX}{hint.upper()}?)" if hint else ")")
+        )
+
+
+def _section_keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            keys[section] = set(model.model_fields)
+    return keys
+
+
+def _closest_variable(rest: str) -> str | None:
+    """`section__key` for a variable name (lower case, prefix removed) that names no section.
+
+    `https__port` (misspelt section), `http_port` (one underscore) and `port` (no section) all
+    become `http__port`; None when no known key is close.
+    """
+    keys = _section_keys()
+    section, separator, key = rest.partition("__")
+    if separator:
+        close = difflib.get_close_matches(section, list(keys), n=1, cutoff=0.6)
+        if close and (key in keys[close[0]] or not key):
+            return f"{close[0]}__{key}"
+        rest = key
+    for name, names in keys.items():
+        if rest.startswith(name + "_") and rest[len(name) + 1 :] in names:
+            return f"{name}__{rest[len(name) + 1 :]}"
+    owners = [name for name, names in keys.items() if rest in names]
+    if len(owners) == 1:
+        return f"{owners[0]}__{rest}"
+    return None
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from agent.app import create_app
 from agent.config import Settings
+from agent.datadir import DataDirError, check_data_dir
 from agent.registry import ConfigMachineError
 from agent.store import StoreError
 from agent.tasks import TaskSet
@@ -26,13 +28,24 @@ CORE_SHUTDOWN_TIMEOUT_S = 15.0  # drivers release printers, the store closes
 TASKS_SHUTDOWN_TIMEOUT_S = 2.0  # watchdog and other helpers
 SHUTDOWN_BUDGET_S = HTTP_SHUTDOWN_TIMEOUT_S + CORE_SHUTDOWN_TIMEOUT_S + TASKS_SHUTDOWN_TIMEOUT_S
 
+# Exit codes. Those that need a person to act are in the unit's RestartPreventExitStatus, so that
+# systemd does not restart into the same failure every RestartSec (a test checks the unit).
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from looping
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the port is taken by another program
+EXIT_DATA_DIR = 77  # EX_NOPERM: the data directory is another user's, read-only or not a directory
+EXIT_CONFIG = 78  # EX_CONFIG: the configuration is wrong
 
 
 async def serve(settings: Settings) -> int:
     """Run the daemon; returns the process exit code."""
+    try:
+        check_data_dir(
+            settings.storage.path, settings.database_path, settings.secret_path, create=True
+        )
+    except DataDirError as err:
+        log.critical("startup_failed", reason=str(err))
+        return EXIT_DATA_DIR
     app = create_app(settings)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
@@ -50,12 +63,10 @@ async def serve(settings: Settings) -> int:
     try:
         await site.start()
     except OSError as err:
-        log.critical(
-            "startup_failed",
-            reason=f"cannot listen on {settings.http.host}:{settings.http.port}: {err.strerror or err}",
-        )
+        reason, code = _listen_failure(settings, err)
+        log.critical("startup_failed", reason=reason)
         await _cleanup(runner)
-        return EXIT_FAILURE
+        return code
     host, port = _bound_address(site, settings)
     log.info("listening", url=f"http://{host}:{port}/api/")
     stop = asyncio.Event()
@@ -72,6 +83,23 @@ async def serve(settings: Settings) -> int:
     await _cleanup(runner)
     log.info("stopped")
     return EXIT_OK
+
+
+def _listen_failure(settings: Settings, err: OSError) -> tuple[str, int]:
+    """What to tell the person who must fix a failed listen, and the exit code."""
+    where = f"cannot listen on {settings.http.host}:{settings.http.port}: {err.strerror or err}"
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: another program uses this port; stop it, or choose another [http] port",
+            EXIT_UNAVAILABLE,
+        )
+    if err.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need privileges; choose [http] port 1024 or above", (
+            EXIT_CONFIG
+        )
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
+        return f"{where}: this host has no such address; check [http] host", EXIT_CONFIG
+    return where, EXIT_FAILURE
 
 
 def sd_notify(message: str) -> None:

@@ -393,6 +393,25 @@ def _take_state(machine: Machine) -> StateRow | None:
     )
 
 
+def check_config_machines(discovered: Discovered, entries: Iterable[MachineEntry]) -> None:
+    """Validate `[[machines]]` settings as `Registry.apply_config` will, without a database.
+
+    Raises ConfigMachineError for the first entry `run` would refuse (`check-config` uses this).
+    """
+    for entry in entries:
+        machine_type = discovered.machine_types.get(entry.machine_type)
+        driver = discovered.drivers.get(entry.driver)
+        scopes: tuple[
+            tuple[ConfigType, Mapping[str, SettingDef] | None, Mapping[str, object]], ...
+        ] = (
+            ("M", machine_type.MACHINE_SETTINGS if machine_type else None, entry.machine_settings),
+            ("D", driver.MACHINE_SETTINGS if driver else None, entry.driver_settings),
+        )
+        for config_type, definitions, values in scopes:
+            for key, value in values.items():
+                _config_setting_text(entry.name, definitions, config_type, key.upper(), value)
+
+
 def _config_setting_text(
     name: str,
     definitions: Mapping[str, SettingDef] | None,

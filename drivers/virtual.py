@@ -52,7 +52,11 @@ class VirtualPrinterFault(PrinterUnavailable):
 
 
 class VirtualLabelPrinter(LabelPrinterDriver):
-    """Writes each label as a PNG under the data directory: `virtual/<machine>/<job>-<page>.png`."""
+    """Writes each label as a PNG under the data directory.
+
+    `virtual/<machine name>-<machine pk>/<job>-<page>.png`: the name makes the folder easy to find,
+    the pk keeps apart machines whose names differ only in characters a file name cannot hold.
+    """
 
     SLUG = "virtual"
     NAME = "Virtual label printer"
@@ -170,7 +174,7 @@ class VirtualLabelPrinter(LabelPrinterDriver):
 
     def output_dir(self, machine: Machine) -> Path:
         """Where this machine's pages go."""
-        return self.state_dir / _safe_name(machine.name)
+        return self.state_dir / output_folder_name(machine.name, machine.pk)
 
 
 def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None:
@@ -180,7 +184,7 @@ def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None
         log_file.write(log_line)
 
 
-def _safe_name(name: str) -> str:
-    """A machine name made safe as one path component."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "machine"
+def output_folder_name(name: str, pk: str) -> str:
+    """One path component per machine: its name made safe, then its pk (unique)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:64]
+    return f"{cleaned or 'machine'}-{pk}"

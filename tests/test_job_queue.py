@@ -23,9 +23,11 @@ Client = TestClient[Any, Any]
 
 
 def _printed(client: Client, machine: str) -> list[tuple[str, int]]:
-    log = client.app[SETTINGS].storage.path / "virtual" / machine / "printed.log"
-    if not log.exists():
+    # The virtual printer's folder is `<name>-<machine pk>`.
+    logs = list((client.app[SETTINGS].storage.path / "virtual").glob(f"{machine}-*/printed.log"))
+    if not logs:
         return []
+    (log,) = logs
     return [
         (job, int(label)) for job, label in (line.split() for line in log.read_text().splitlines())
     ]
@@ -277,7 +279,7 @@ async def test_a_label_is_rendered_once_at_the_printer_format_it_prints_with(
     await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
     await wait_for_job(client, admin, pk, ("complete",))
     assert renders == [(203, 0)]
-    output = client.app[SETTINGS].storage.path / "virtual" / "once" / f"{pk}-1.png"
+    output = client.app[SETTINGS].storage.path / "virtual" / f"once-{machine['pk']}" / f"{pk}-1.png"
     with Image.open(output) as image:
         assert image.width == round(62 * 203 / 25.4)
 

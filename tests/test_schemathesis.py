@@ -21,6 +21,7 @@ import requests
 import schemathesis
 from aiohttp import web
 from schemathesis import checks
+from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.api.schema import openapi_document
@@ -29,6 +30,7 @@ from agent.app import create_app
 from agent.config import AuthConfig, Settings, StorageConfig
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, TEST_DRIVERS
+from tests.daemon_helpers import REPO_ROOT
 
 # Start and stop of the app (SQLite open, driver load) take milliseconds; this bounds a hang.
 SERVER_TIMEOUT_S = 10.0
@@ -118,6 +120,22 @@ class LoopbackServer:
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(SERVER_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run in a temporary directory: schemathesis and hypothesis keep files under the working
+    directory (`.schemathesis/`, `.hypothesis/`), which must not land in the checkout."""
+    where = tmp_path_factory.mktemp("schemathesis-cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(where)
+        yield where
+
+
+def test_schemathesis_files_go_to_a_temporary_directory(outside_the_checkout: Path) -> None:
+    root = storage.DEFAULT_ROOT.resolve()
+    assert root.is_relative_to(outside_the_checkout)
+    assert not root.is_relative_to(REPO_ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,90 @@
+"""A watchdog that notices when an event loop is blocked by work on its own thread.
+
+A helper thread pings the loop with `call_soon_threadsafe` and waits for the ping to run. A late
+ping alone proves nothing on a loaded host (the process may simply not have been scheduled), so a
+stall counts as a block only by the CPU time the loop's own thread spent during it: starvation
+costs the loop thread no CPU, a regex or a parse on the loop does. Waits that burn no CPU (a
+`time.sleep` on the loop) are therefore not caught; CPU-bound work, the usual culprit, is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+# Ping the loop this often while it answers promptly.
+PING_INTERVAL_S = 0.02
+# A stall this long (wall clock) is worth sampling the loop thread's stack for.
+SAMPLE_AFTER_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One stall: loop-thread CPU spent in it, its wall-clock length, where the loop was."""
+
+    cpu_s: float
+    wall_s: float
+    stack: str
+
+    def describe(self) -> str:
+        """A readable account for a test failure."""
+        return (
+            f"event loop blocked: {self.cpu_s * 1000:.0f} ms of CPU on the loop thread "
+            f"({self.wall_s * 1000:.0f} ms wall)\n{self.stack}"
+        )
+
+
+class LoopWatchdog:
+    """Watch `loop` (whose thread must be the caller's) for blocks of `threshold_s` CPU or more."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold_s: float = 0.1) -> None:
+        self.loop = loop
+        self.threshold_s = threshold_s
+        self.blocks: list[Block] = []
+        self._loop_thread = threading.get_ident()
+        self._cpu_clock = time.pthread_getcpuclockid(self._loop_thread)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop-watchdog", daemon=True)
+
+    def start(self) -> None:
+        """Begin watching."""
+        self._thread.start()
+
+    def stop(self) -> list[Block]:
+        """Stop watching; returns the blocks seen."""
+        self._stop.set()
+        self._thread.join()
+        return self.blocks
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            answered = threading.Event()
+            wall_start = time.perf_counter()
+            cpu_start = time.clock_gettime(self._cpu_clock)
+            try:
+                self.loop.call_soon_threadsafe(answered.set)
+            except RuntimeError:  # the loop closed
+                return
+            stack = ""
+            if not answered.wait(SAMPLE_AFTER_S):
+                stack = self._loop_stack()
+                while not answered.wait(PING_INTERVAL_S):
+                    if self._stop.is_set() or self.loop.is_closed():
+                        return
+                    if not stack:
+                        stack = self._loop_stack()
+            cpu = time.clock_gettime(self._cpu_clock) - cpu_start
+            if cpu >= self.threshold_s:
+                wall = time.perf_counter() - wall_start
+                self.blocks.append(Block(cpu, wall, stack))
+            self._stop.wait(PING_INTERVAL_S)
+
+    def _loop_stack(self) -> str:
+        frame = sys._current_frames().get(self._loop_thread)  # noqa: SLF001 - the only way in
+        if frame is None:
+            return ""
+        return "".join(traceback.format_stack(frame, limit=12))

@@ -1,0 +1,41 @@
+"""The suite's event-loop watchdog: it must catch a blocked loop and leave a waiting one alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.loop_watchdog import LoopWatchdog
+
+
+def _spin(seconds: float) -> None:
+    """Burn CPU on the calling thread (what a catastrophic regex does)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.allow_loop_block("this test blocks its loop to see the watchdog catch it")
+async def test_cpu_work_on_the_loop_is_reported_with_its_stack() -> None:
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), threshold_s=0.1)
+    watchdog.start()
+    await asyncio.sleep(0.05)
+    _spin(0.3)
+    await asyncio.sleep(0.05)
+    blocks = await asyncio.to_thread(watchdog.stop)
+    assert len(blocks) == 1
+    assert blocks[0].cpu_s >= 0.25
+    assert "_spin" in blocks[0].stack
+
+
+async def test_work_in_a_thread_and_waiting_are_not_blocks() -> None:
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), threshold_s=0.1)
+    watchdog.start()
+    await asyncio.to_thread(_spin, 0.3)
+    await asyncio.sleep(0.2)
+    for _ in range(20):  # many short callbacks are not a block either
+        _spin(0.005)
+        await asyncio.sleep(0)
+    assert await asyncio.to_thread(watchdog.stop) == []

@@ -5,11 +5,16 @@ ping alone proves nothing on a loaded host (the process may simply not have been
 stall counts as a block only by the CPU time the loop's own thread spent during it: starvation
 costs the loop thread no CPU, a regex or a parse on the loop does. Waits that burn no CPU (a
 `time.sleep` on the loop) are therefore not caught; CPU-bound work, the usual culprit, is.
+
+Garbage collection on the loop thread is not counted: the test process's heap (hypothesis,
+schemathesis, openapi-core) is far larger than the daemon's, so its collections say nothing
+about the code under test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -49,22 +54,35 @@ class LoopWatchdog:
         self._cpu_clock = time.pthread_getcpuclockid(self._loop_thread)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loop-watchdog", daemon=True)
+        self._gc_cpu_s = 0.0
+        self._gc_started: float | None = None
 
     def start(self) -> None:
         """Begin watching."""
+        gc.callbacks.append(self._on_gc)
         self._thread.start()
 
     def stop(self) -> list[Block]:
         """Stop watching; returns the blocks seen."""
         self._stop.set()
         self._thread.join()
+        gc.callbacks.remove(self._on_gc)
         return self.blocks
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        if threading.get_ident() != self._loop_thread:
+            return
+        if phase == "start":
+            self._gc_started = time.thread_time()
+        elif self._gc_started is not None:
+            self._gc_cpu_s += time.thread_time() - self._gc_started
+            self._gc_started = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
             answered = threading.Event()
             wall_start = time.perf_counter()
-            cpu_start = time.clock_gettime(self._cpu_clock)
+            cpu_start = time.clock_gettime(self._cpu_clock) - self._gc_cpu_s
             try:
                 self.loop.call_soon_threadsafe(answered.set)
             except RuntimeError:  # the loop closed
@@ -77,7 +95,7 @@ class LoopWatchdog:
                         return
                     if not stack:
                         stack = self._loop_stack()
-            cpu = time.clock_gettime(self._cpu_clock) - cpu_start
+            cpu = time.clock_gettime(self._cpu_clock) - self._gc_cpu_s - cpu_start
             if cpu >= self.threshold_s:
                 wall = time.perf_counter() - wall_start
                 self.blocks.append(Block(cpu, wall, stack))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -38,4 +39,15 @@ async def test_work_in_a_thread_and_waiting_are_not_blocks() -> None:
     for _ in range(20):  # many short callbacks are not a block either
         _spin(0.005)
         await asyncio.sleep(0)
+    assert await asyncio.to_thread(watchdog.stop) == []
+
+
+async def test_garbage_collection_is_not_counted() -> None:
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), threshold_s=0.1)
+    watchdog.start()
+    junk = [[index] for index in range(300_000)]
+    await asyncio.sleep(0.05)
+    for _ in range(5):
+        gc.collect()
+    del junk
     assert await asyncio.to_thread(watchdog.stop) == []

@@ -10,7 +10,11 @@ import pydantic_core
 import structlog
 from aiohttp import web
 
+from agent.log_limits import RepeatLimiter
+
 log = structlog.get_logger(__name__)
+# Unexpected failures can repeat for every request (a full disk, no file descriptors left).
+_failures_logged = RepeatLimiter(times=5, interval_s=60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -146,7 +150,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return drf_json({"detail": err.reason}, status=err.status)
     except Exception as err:
-        log.exception("request_failed", method=request.method, path=request.path)
+        fields = _failures_logged.check((type(err), str(err)))
+        if fields is not None:
+            log.exception("request_failed", method=request.method, path=request.path, **fields)
         return drf_json(
             {
                 "error": type(err).__name__,

@@ -458,7 +458,10 @@ def _user_schemas() -> dict[str, Schema]:
             "An API token (`Authorization: Token <token>`) and when it expires.",
         ),
         "Login": _object(
-            {"username": _string(), "password": {**_string(), "writeOnly": True}},
+            {
+                "username": _string(minLength=1),
+                "password": {**_string(minLength=1), "writeOnly": True},
+            },
             "Credentials to log in with.",
         ),
         "MeUser": _object(

@@ -125,7 +125,13 @@ class Login(ApiView):
         """`{"username", "password"}` -> `{"key": token}` plus session cookies."""
         data = expect_object((await self.read_data()).value)
         username, password = data.get("username"), data.get("password")
-        if not isinstance(username, str) or not isinstance(password, str) or not username:
+        # dj-rest-auth refuses a blank username or password before it tries them.
+        if (
+            not isinstance(username, str)
+            or not isinstance(password, str)
+            or not username
+            or not password
+        ):
             raise ValidationFailed(
                 {"non_field_errors": ['Must include "username" and "password".']}
             )

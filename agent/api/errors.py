@@ -127,6 +127,18 @@ class PayloadTooLarge(ApiError):
         super().__init__({"detail": f"Request body is larger than the limit of {limit} bytes."})
 
 
+class Throttled(ApiError):
+    """429 as DRF's throttling answers it, with `Retry-After`."""
+
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            {"detail": f"Request was throttled. Expected available in {retry_after_s} seconds."},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 class UnsupportedMediaType(ApiError):
     """415."""
 

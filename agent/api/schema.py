@@ -207,7 +207,7 @@ def _user_paths() -> Paths:
                 tag="auth",
                 body="Login",
                 responses=json_response(ref("Token")),
-                errors=(400, 408, 413, 415),
+                errors=(400, 408, 413, 415, 429),
                 security=[{}],
             )
         },

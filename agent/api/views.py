@@ -25,11 +25,13 @@ from agent.api.errors import (
     ParseError,
     PermissionDenied,
     RequestTimeout,
+    Throttled,
     UnsupportedMediaType,
     drf_json,
 )
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import AuthenticationFailed, Identity, User, csrf_failure
+from agent.login_limits import LoginThrottled
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 RENDERS = ["application/json"]
@@ -82,7 +84,9 @@ async def identify(request: web.Request) -> Identity | None:
     header = request.headers.get("Authorization")
     if header:
         try:
-            identity = await authenticator.from_authorization(header)
+            identity = await authenticator.from_authorization(header, request.remote)
+        except LoginThrottled as err:
+            raise Throttled(err.retry_after_s) from err
         except AuthenticationFailed as err:
             raise NotAuthenticated(str(err)) from err
     if identity is None:

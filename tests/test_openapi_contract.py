@@ -23,6 +23,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 from PIL import Image, ImageDraw
 
+from agent.api.schema import openapi_document
 from agent.appkeys import REGISTRY
 from agent.config import HttpConfig, Settings
 from drivers.base import MachineProperty
@@ -670,3 +671,15 @@ def _template(document: dict[str, Any], path: str) -> str:
         ):
             return template
     raise AssertionError(path)
+
+
+def test_readme_names_every_endpoint_that_needs_no_credentials() -> None:
+    """InvenTree serves `/api/schema/` to anyone (drf-spectacular's AllowAny); so does the agent,
+    and the README must say which endpoints answer without credentials."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = next(p for p in readme.split("\n\n") if p.startswith("Authentication:"))
+    document = openapi_document()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if {} in operation["security"]:
+                assert f"`{method.upper()} {path}`" in paragraph, (method, path)

@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from agent.api import listing, views
-from agent.appkeys import SETTINGS
+from agent.appkeys import REGISTRY, SETTINGS
+from drivers.base import LabelPrinterStatus, MachineProperty
 from tests.conftest import Headers, create_machine
 
 MACHINE_FIELDS = [
@@ -531,3 +532,34 @@ async def test_stalled_request_body_is_dropped_with_408(
     assert status_line.startswith(b"HTTP/1.1 408")
     assert b"application/json" in head
     assert _rows(client, "SELECT count(*) FROM machine") == [(0,)]
+
+
+async def test_list_follows_every_change_despite_its_caches(client: Client, admin: Headers) -> None:
+    """Orders and machine JSON are cached; renames, deletes and polled status still show at once."""
+    pks = {}
+    for name in ("b", "c", "a"):
+        pks[name] = (await create_machine(client, admin, name=name))["pk"]
+
+    async def page(query: str = "") -> dict[str, Any]:
+        resp = await client.get(f"/api/machine/?limit=2&ordering=name{query}", headers=admin)
+        assert resp.status == 200
+        result: dict[str, Any] = await resp.json()
+        return result
+
+    first = await page()
+    assert [m["name"] for m in first["results"]] == ["a", "b"]
+    assert first["count"] == 3
+    await client.patch(f"/api/machine/{pks['a']}/", json={"name": "z"}, headers=admin)
+    assert [m["name"] for m in (await page())["results"]] == ["b", "c"]
+    await client.delete(f"/api/machine/{pks['b']}/", headers=admin)
+    assert [m["name"] for m in (await page())["results"]] == ["c", "z"]
+    machine = client.app[REGISTRY].get(pks["c"])
+    machine.set_status(LabelPrinterStatus.PAPER_JAM)
+    machine.set_status_text("Jammed")
+    machine.set_properties([MachineProperty("Model", "X1")])
+    shown = (await page())["results"][0]
+    assert (shown["status"], shown["status_text"]) == (302, "Jammed")
+    assert shown["properties"][0]["value"] == "X1"
+    await client.patch(f"/api/machine/{pks['c']}/", json={"active": False}, headers=admin)
+    body = await (await client.get("/api/machine/?limit=5", headers=admin)).json()
+    assert [(m["name"], m["active"]) for m in body["results"]] == [("z", True), ("c", False)]

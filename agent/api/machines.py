@@ -114,22 +114,26 @@ def _representation_key(machine: Machine) -> tuple[object, ...]:
 
 
 _MACHINE_BYTES = _MachineBytes()
-_SORTED: OrderedDict[tuple[int, int, tuple[str, ...]], list[Machine]] = OrderedDict()
+# Per registry: sorted listings by (listing version, ordering), the most recent few.
+_SORTED: weakref.WeakKeyDictionary[
+    Registry, OrderedDict[tuple[int, tuple[str, ...]], list[Machine]]
+] = weakref.WeakKeyDictionary()
 
 
 def _sorted_machines(registry: Registry, ordering: str | None) -> list[Machine]:
     """The registry's machines in `ordering`, sorted once per change of the listing."""
     fields = tuple(f.strip() for f in (ordering or "").split(",") if f.strip())
     valid = tuple(f for f in fields if f.lstrip("-") in _ORDERING_KEYS) or _DEFAULT_ORDERING
-    key = (id(registry), registry.listing_version, valid)
-    cached = _SORTED.get(key)
+    cache = _SORTED.setdefault(registry, OrderedDict())
+    key = (registry.listing_version, valid)
+    cached = cache.get(key)
     if cached is not None:
-        _SORTED.move_to_end(key)
+        cache.move_to_end(key)
         return cached
     result = order_by(list(registry.machines.values()), ",".join(valid), _ORDERING_KEYS, ())
-    _SORTED[key] = result
-    while len(_SORTED) > _SORTED_CACHE_SIZE:
-        _SORTED.popitem(last=False)
+    cache[key] = result
+    while len(cache) > _SORTED_CACHE_SIZE:
+        cache.popitem(last=False)
     return result
 
 

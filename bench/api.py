@@ -112,6 +112,8 @@ async def _bench_list_sizes(args: argparse.Namespace, sizes: Sequence[int], work
         f"{args.warmup:g} s warm-up; idle CPU over {IDLE_CPU_WINDOW_S:g} s"
     )
     print(f"NOTE: client and server share this host's {os.cpu_count()} CPU cores.")
+    interval = args.poll_interval if args.poll_interval is not None else "driver default (5)"
+    print(f"virtual printers' status poll interval: {interval} s")
     figures = []
     for size in sizes:
         run_dir = workdir / f"list-{size}"
@@ -135,7 +137,7 @@ async def _bench_list_sizes(args: argparse.Namespace, sizes: Sequence[int], work
 async def _list_at_size(args: argparse.Namespace, size: int, workdir: Path) -> ListFigures:
     port = free_port()
     config = workdir / "config.toml"
-    config.write_text(_config_toml(port, workdir / "data", size))
+    config.write_text(_config_toml(port, workdir / "data", size, args.poll_interval))
     env: dict[str, str | None] = {
         "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN_USER,
         "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -169,7 +171,7 @@ async def _list_at_size(args: argparse.Namespace, size: int, workdir: Path) -> L
 async def _bench(args: argparse.Namespace, workdir: Path) -> None:
     port = free_port()
     config = workdir / "config.toml"
-    config.write_text(_config_toml(port, workdir / "data", args.machines))
+    config.write_text(_config_toml(port, workdir / "data", args.machines, args.poll_interval))
     env: dict[str, str | None] = {
         "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN_USER,
         "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -367,7 +369,7 @@ def _per_request_us(result: EndpointResult) -> float:
     return result.server_cpu_s / result.requests * 1e6 if result.requests else 0.0
 
 
-def _config_toml(port: int, data_dir: Path, machines: int) -> str:
+def _config_toml(port: int, data_dir: Path, machines: int, poll_interval: int | None) -> str:
     lines = [
         "[http]",
         f'host = "{HOST}"',
@@ -384,6 +386,8 @@ def _config_toml(port: int, data_dir: Path, machines: int) -> str:
             "[machines.driver_settings]",
             "DPI = 300",
         ]
+        if poll_interval is not None:
+            lines.append(f"POLL_INTERVAL = {poll_interval}")
     return "\n".join(lines) + "\n"
 
 
@@ -393,6 +397,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per endpoint")
     parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients")
     parser.add_argument("--machines", type=int, default=100, help="virtual machines configured")
+    parser.add_argument(
+        "--poll-interval",
+        type=int,
+        default=None,
+        help="status poll interval of the virtual printers in s (default: the driver's, 5)",
+    )
     parser.add_argument(
         "--list-sizes",
         default="",

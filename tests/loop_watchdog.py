@@ -2,9 +2,11 @@
 
 A helper thread pings the loop with `call_soon_threadsafe` and waits for the ping to run. A late
 ping alone proves nothing on a loaded host (the process may simply not have been scheduled), so a
-stall counts as a block only by the CPU time the loop's own thread spent during it: starvation
-costs the loop thread no CPU, a regex or a parse on the loop does. Waits that burn no CPU (a
-`time.sleep` on the loop) are therefore not caught; CPU-bound work, the usual culprit, is.
+stall counts as a block only by what the loop's own thread did during it:
+
+- CPU time it spent (a regex or a parse on the loop); starvation costs it no CPU;
+- or time it slept, outside the selector, in one place (a `time.sleep`, a lock held by another
+  thread, blocking I/O): sampled from the kernel's thread state and the thread's Python frame.
 
 Garbage collection on the loop thread is not counted: the test process's heap (hypothesis,
 schemathesis, openapi-core) is far larger than the daemon's, so its collections say nothing
@@ -29,16 +31,18 @@ SAMPLE_AFTER_S = 0.05
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One stall: loop-thread CPU spent in it, its wall-clock length, where the loop was."""
+    """One stall: loop-thread CPU and sleep in it, its wall-clock length, where the loop was."""
 
     cpu_s: float
     wall_s: float
     stack: str
+    slept_s: float = 0.0
 
     def describe(self) -> str:
         """A readable account for a test failure."""
         return (
-            f"event loop blocked: {self.cpu_s * 1000:.0f} ms of CPU on the loop thread "
+            f"event loop blocked: {self.cpu_s * 1000:.0f} ms of CPU and "
+            f"{self.slept_s * 1000:.0f} ms asleep in one place on the loop thread "
             f"({self.wall_s * 1000:.0f} ms wall)\n{self.stack}"
         )
 
@@ -51,6 +55,7 @@ class LoopWatchdog:
         self.threshold_s = threshold_s
         self.blocks: list[Block] = []
         self._loop_thread = threading.get_ident()
+        self._stat_path = f"/proc/self/task/{threading.get_native_id()}/stat"
         self._cpu_clock = time.pthread_getcpuclockid(self._loop_thread)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loop-watchdog", daemon=True)
@@ -88,18 +93,42 @@ class LoopWatchdog:
             except RuntimeError:  # the loop closed
                 return
             stack = ""
+            slept = longest_sleep = 0.0
+            last: tuple[object, int] | None = None
+            last_at = time.perf_counter()
             if not answered.wait(SAMPLE_AFTER_S):
                 stack = self._loop_stack()
                 while not answered.wait(PING_INTERVAL_S):
                     if self._stop.is_set() or self.loop.is_closed():
                         return
-                    if not stack:
-                        stack = self._loop_stack()
+                    now = time.perf_counter()
+                    place = self._sleeping_at()
+                    if place is not None and place == last:
+                        slept += now - last_at
+                        longest_sleep = max(longest_sleep, slept)
+                        stack = self._loop_stack() or stack
+                    else:
+                        slept = 0.0
+                    last, last_at = place, now
             cpu = time.clock_gettime(self._cpu_clock) - self._gc_cpu_s - cpu_start
-            if cpu >= self.threshold_s:
+            if cpu >= self.threshold_s or longest_sleep >= self.threshold_s:
                 wall = time.perf_counter() - wall_start
-                self.blocks.append(Block(cpu, wall, stack))
+                self.blocks.append(Block(cpu, wall, stack, longest_sleep))
             self._stop.wait(PING_INTERVAL_S)
+
+    def _sleeping_at(self) -> tuple[object, int] | None:
+        """Where the loop thread sleeps outside the selector (frame, instruction), else None."""
+        try:
+            with open(self._stat_path) as stat:  # noqa: PTH123 - a /proc read, not a file
+                state = stat.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return None
+        if state not in ("S", "D"):
+            return None
+        frame = sys._current_frames().get(self._loop_thread)  # noqa: SLF001 - the only way in
+        if frame is None or frame.f_code.co_filename.endswith("selectors.py"):
+            return None
+        return frame, frame.f_lasti
 
     def _loop_stack(self) -> str:
         frame = sys._current_frames().get(self._loop_thread)  # noqa: SLF001 - the only way in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 
 import pytest
@@ -51,3 +52,23 @@ async def test_garbage_collection_is_not_counted() -> None:
         gc.collect()
     del junk
     assert await asyncio.to_thread(watchdog.stop) == []
+
+
+@pytest.mark.allow_loop_block("this test blocks its loop to see the watchdog catch it")
+async def test_sleeping_or_waiting_for_a_lock_on_the_loop_is_reported() -> None:
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), threshold_s=0.1)
+    watchdog.start()
+    await asyncio.sleep(0.05)
+    time.sleep(0.3)  # noqa: ASYNC251 - the block under test
+    await asyncio.sleep(0.05)
+    lock = threading.Lock()
+    lock.acquire()
+    threading.Timer(0.3, lock.release).start()
+    with lock:  # waits on the loop for another thread
+        pass
+    await asyncio.sleep(0.05)
+    blocks = await asyncio.to_thread(watchdog.stop)
+    assert len(blocks) == 2
+    assert all(block.slept_s >= 0.15 for block in blocks)
+    assert "time.sleep" in blocks[0].stack
+    assert "with lock" in blocks[1].stack

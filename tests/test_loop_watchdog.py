@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 import threading
 import time
 
@@ -13,10 +14,14 @@ from tests.loop_watchdog import LoopWatchdog
 
 
 def _spin(seconds: float) -> None:
-    """Burn CPU on the calling thread (what a catastrophic regex does)."""
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        pass
+    """Burn user-mode CPU on the calling thread (what a catastrophic regex does)."""
+    end = _user_time() + seconds
+    while _user_time() < end:
+        sum(i * i for i in range(20_000))
+
+
+def _user_time() -> float:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_utime
 
 
 @pytest.mark.allow_loop_block("this test blocks its loop to see the watchdog catch it")

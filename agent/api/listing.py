@@ -159,19 +159,22 @@ def order_by(
     return result
 
 
-def page_bounds(request: web.Request) -> tuple[int | None, int]:
-    """`(limit, offset)` of a request: limit None (no pagination) unless a positive integer."""
+def limit_offset(request: web.Request) -> tuple[int, int] | None:
+    """The page asked for: (limit, offset) with a positive `limit`, else None (a bare list).
+
+    A `limit` or `offset` that is not an integer, or is given twice, is a 400.
+    """
     limit = integer_param(request.query, "limit")
     offset = integer_param(request.query, "offset")
     if limit is None or limit <= 0:
-        return None, 0
+        return None
     return limit, max(offset or 0, 0)
 
 
-def page_json(
-    request: web.Request, count: int, limit: int, offset: int, results: list[Any]
+def page_body(
+    request: web.Request, count: int, results: list[Any], limit: int, offset: int
 ) -> dict[str, Any]:
-    """A DRF LimitOffset page of `results` (already cut to `limit` from `offset`)."""
+    """DRF's LimitOffset page object for `results`, the items `offset..offset+limit` of `count`."""
     url = str(request.url)
     next_url = None
     if offset + limit < count:
@@ -187,10 +190,11 @@ def page_json(
 
 def paginate(request: web.Request, items: Sequence[Any]) -> tuple[bool, Any]:
     """Apply `limit`/`offset`: (True, page object) with a valid limit, else (False, the items)."""
-    limit, offset = page_bounds(request)
-    if limit is None:
+    window = limit_offset(request)
+    if window is None:
         return False, list(items)
-    return True, page_json(request, len(items), limit, offset, list(items[offset : offset + limit]))
+    limit, offset = window
+    return True, page_body(request, len(items), list(items[offset : offset + limit]), limit, offset)
 
 
 def _replace_query(url: str, **changes: str | None) -> str:

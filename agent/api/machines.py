@@ -20,9 +20,9 @@ from agent.api.fields import (
 )
 from agent.api.listing import (
     boolean_param,
+    limit_offset,
     order_by,
-    page_bounds,
-    page_json,
+    page_body,
     search,
     single_value,
 )
@@ -159,7 +159,7 @@ class MachineList(ApiView):
         """
         registry: Registry = self.request.app[REGISTRY]
         query = self.request.query
-        limit, offset = page_bounds(self.request)
+        window = limit_offset(self.request)
         active = boolean_param(query, "active")
         driver = single_value(query, "driver")
         machine_type = single_value(query, "machine_type")
@@ -176,15 +176,15 @@ class MachineList(ApiView):
             # Still refuse malformed search flags when there is nothing to search for.
             boolean_param(query, "search_regex")
             boolean_param(query, "search_whole")
-        if limit is None:
+        if window is None:
             body = _json_list([_MACHINE_BYTES.get(m) for m in machines])
         else:
-            window = machines[offset : offset + limit]
-            page = page_json(self.request, len(machines), limit, offset, [])
-            head = pydantic_core.to_json(page)
+            limit, offset = window
+            head = pydantic_core.to_json(page_body(self.request, len(machines), [], limit, offset))
             # `results` is last: splice the cached machines into its empty list.
             cut = head.rindex(_ENCODED_RESULTS) + len(_ENCODED_RESULTS)
-            body = head[:cut] + b",".join(_MACHINE_BYTES.get(m) for m in window) + head[cut:]
+            parts = (_MACHINE_BYTES.get(m) for m in machines[offset : offset + limit])
+            body = head[:cut] + b",".join(parts) + head[cut:]
         return web.Response(body=body, content_type="application/json")
 
     async def post(self) -> web.StreamResponse:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import structlog
 
+from agent.log_limits import limit_repeated_events
+
 LogFormat = Literal["auto", "console", "json"]
 
 _listener: logging.handlers.QueueListener | None = None
@@ -96,6 +98,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             *shared,
+            limit_repeated_events,
             timestamper,
             structlog.processors.StackInfoRenderer(),
             # Tracebacks are taken here, in the thread that caught the exception: the writer

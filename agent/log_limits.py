@@ -11,6 +11,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict
 
 # Distinct events remembered; the least recently seen is forgotten first.
 MAX_KEYS = 1024
@@ -79,6 +83,31 @@ class RepeatFilter(logging.Filter):
             )
             record.args = None
         return True
+
+
+# Fields that tell one repeated event from another (a different machine's error is news).
+_EVENT_KEY_FIELDS = ("machine", "error", "reason", "path")
+_EVENTS = RepeatLimiter()
+
+
+def limit_repeated_events(_logger: Any, method: str, event_dict: EventDict) -> EventDict:
+    """A structlog processor: a warning or error repeated with the same key is rate-limited.
+
+    Raises structlog's DropEvent for a suppressed one; the next one logged carries `suppressed`.
+    """
+    if method not in ("warning", "warn", "error", "exception", "critical"):
+        return event_dict
+    key = (
+        method,
+        event_dict.get("logger") or "",
+        str(event_dict.get("event")),
+        *(str(event_dict.get(name, "")) for name in _EVENT_KEY_FIELDS),
+    )
+    fields = _EVENTS.check(key)
+    if fields is None:
+        raise structlog.DropEvent
+    event_dict.update(fields)
+    return event_dict
 
 
 # Loggers of the libraries under the HTTP server, which log per connection or per failure.

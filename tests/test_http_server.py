@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 from aiohttp import web
 
 from agent.app import create_app
 from agent.config import HttpConfig, Settings
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
+from agent.log import configure_logging, stop_logging
 from agent.log_limits import RepeatFilter, RepeatLimiter
 from tests.conftest import closed_by_peer
 
@@ -141,3 +145,37 @@ def test_library_log_flood_is_cut_to_a_few_lines(caplog: pytest.LogCaptureFixtur
     finally:
         logger.removeFilter(limit)
     assert len(caplog.records) == 2
+
+
+@pytest.fixture
+def json_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The daemon's JSON logging into a buffer; the process's logging restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("info", "json")
+    try:
+        yield stream
+    finally:
+        stop_logging()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+def test_a_repeated_warning_is_logged_a_few_times_then_held_back(json_log: io.StringIO) -> None:
+    log = structlog.get_logger("agent.poller")
+    for _ in range(200):
+        log.warning("poll_failed_in_test", machine="Desk", error="Too many open files")
+    log.warning("poll_failed_in_test", machine="Shelf", error="Too many open files")
+    for _ in range(20):
+        log.info("job_queued_in_test", machine="Desk")
+    stop_logging()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    warned = [line["machine"] for line in lines if line["event"] == "poll_failed_in_test"]
+    assert warned == ["Desk"] * RepeatLimiter().times + ["Shelf"]
+    assert sum(line["event"] == "job_queued_in_test" for line in lines) == 20

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import structlog
 
-from agent.log_limits import limit_repeated_events
+from agent.log_limits import RepeatedEvents
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -98,7 +98,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             *shared,
-            limit_repeated_events,
+            RepeatedEvents(),
             timestamper,
             structlog.processors.StackInfoRenderer(),
             # Tracebacks are taken here, in the thread that caught the exception: the writer

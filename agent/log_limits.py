@@ -87,27 +87,33 @@ class RepeatFilter(logging.Filter):
 
 # Fields that tell one repeated event from another (a different machine's error is news).
 _EVENT_KEY_FIELDS = ("machine", "error", "reason", "path")
-_EVENTS = RepeatLimiter()
 
 
-def limit_repeated_events(_logger: Any, method: str, event_dict: EventDict) -> EventDict:
+class RepeatedEvents:
     """A structlog processor: a warning or error repeated with the same key is rate-limited.
 
     Raises structlog's DropEvent for a suppressed one; the next one logged carries `suppressed`.
+    One instance per logging configuration.
     """
-    if method not in ("warning", "warn", "error", "exception", "critical"):
+
+    def __init__(self, limiter: RepeatLimiter | None = None) -> None:
+        self.limiter = limiter or RepeatLimiter()
+
+    def __call__(self, _logger: Any, method: str, event_dict: EventDict) -> EventDict:
+        """Pass, annotate or drop one event."""
+        if method not in ("warning", "warn", "error", "exception", "critical"):
+            return event_dict
+        key = (
+            method,
+            event_dict.get("logger") or "",
+            str(event_dict.get("event")),
+            *(str(event_dict.get(name, "")) for name in _EVENT_KEY_FIELDS),
+        )
+        fields = self.limiter.check(key)
+        if fields is None:
+            raise structlog.DropEvent
+        event_dict.update(fields)
         return event_dict
-    key = (
-        method,
-        event_dict.get("logger") or "",
-        str(event_dict.get("event")),
-        *(str(event_dict.get(name, "")) for name in _EVENT_KEY_FIELDS),
-    )
-    fields = _EVENTS.check(key)
-    if fields is None:
-        raise structlog.DropEvent
-    event_dict.update(fields)
-    return event_dict
 
 
 # Loggers of the libraries under the HTTP server, which log per connection or per failure.

@@ -406,7 +406,7 @@ def _timespan_seconds(value: str) -> float:
 def test_daemon_times_out_idle_connections_and_caps_open_ones(tmp_path: Path) -> None:
     """The daemon serves with the idle timeout and the connection cap (sync sockets, bounded)."""
     env = {
-        "INVENTREE_EDGE_HTTP__IDLE_TIMEOUT_S": "0.5",
+        "INVENTREE_EDGE_HTTP__IDLE_TIMEOUT_S": "2",
         "INVENTREE_EDGE_HTTP__MAX_CONNECTIONS": "3",
     }
     with running_daemon(tmp_path / "data", env=env) as running:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -21,16 +22,17 @@ from tests.conftest import closed_by_peer
 
 _EMFILE = OSError(24, "Too many open files")
 IDLE_TIMEOUT_S = 0.3
+PATIENT_IDLE_TIMEOUT_S = 60.0
 CAP = 5
 # Far above the idle timeout: only a connection that is never closed reaches it.
 CLOSE_DEADLINE_S = 5.0
 REQUEST = b"GET /api/ HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[CappedTCPSite]:
-    """The app served the way the daemon serves it, with a short idle timeout and a small cap."""
-    http = HttpConfig(idle_timeout_s=IDLE_TIMEOUT_S, max_connections=CAP)
+@contextlib.asynccontextmanager
+async def _serving(settings: Settings, idle_timeout_s: float) -> AsyncIterator[CappedTCPSite]:
+    """The app served the way the daemon serves it, with a small connection cap."""
+    http = HttpConfig(idle_timeout_s=idle_timeout_s, max_connections=CAP)
     app = create_app(settings.model_copy(update={"http": http}))
     runner = web.AppRunner(app, access_log=None, **runner_options(http))
     await runner.setup()
@@ -40,6 +42,20 @@ async def server(settings: Settings) -> AsyncIterator[CappedTCPSite]:
         yield site
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[CappedTCPSite]:
+    """A short idle timeout, so idle connections are seen to close."""
+    async with _serving(settings, IDLE_TIMEOUT_S) as site:
+        yield site
+
+
+@pytest.fixture
+async def patient_server(settings: Settings) -> AsyncIterator[CappedTCPSite]:
+    """An idle timeout far above the test's length: held connections stay until closed."""
+    async with _serving(settings, PATIENT_IDLE_TIMEOUT_S) as site:
+        yield site
 
 
 async def _connect(site: CappedTCPSite) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -88,8 +104,9 @@ async def test_idle_keep_alive_connection_is_closed_after_its_answer(
 
 
 async def test_connections_over_the_cap_get_503_and_room_comes_back(
-    server: CappedTCPSite,
+    patient_server: CappedTCPSite,
 ) -> None:
+    server = patient_server
     held = [await _connect(server) for _ in range(CAP)]
     try:
         async with asyncio.timeout(CLOSE_DEADLINE_S):

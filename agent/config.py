@@ -41,6 +41,11 @@ class HttpConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     # Largest request body accepted; larger ones get 413. Label PDFs are small.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # A connection is closed when it has not sent a complete request header this long after
+    # opening or after its previous answer (slow or idle clients hold no descriptor for ever).
+    idle_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+    # Connections open at once; more get 503. Lowered at start to fit the descriptor limit.
+    max_connections: int = Field(default=256, ge=1, le=65536)
 
 
 class StorageConfig(_Section):

@@ -15,6 +15,8 @@ from aiohttp import web
 from agent.app import create_app
 from agent.config import Settings
 from agent.datadir import DataDirError, check_data_dir
+from agent.http_server import CappedTCPSite, connection_cap, runner_options
+from agent.log_limits import limit_library_logs
 from agent.registry import ConfigMachineError
 from agent.store import StoreError
 from agent.tasks import TaskSet
@@ -48,8 +50,13 @@ async def serve(settings: Settings) -> int:
         return EXIT_DATA_DIR
     app = create_app(settings)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+        **runner_options(settings.http),
     )
+    limit_library_logs()
     try:
         await runner.setup()
     except StoreError as err:
@@ -59,7 +66,12 @@ async def serve(settings: Settings) -> int:
         log.critical("startup_failed", reason=f"bad [[machines]] entry: {err}")
         await _cleanup(runner)
         return EXIT_CONFIG
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = CappedTCPSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        max_connections=connection_cap(settings.http),
+    )
     try:
         await site.start()
     except OSError as err:
@@ -68,7 +80,7 @@ async def serve(settings: Settings) -> int:
         await _cleanup(runner)
         return code
     host, port = _bound_address(site, settings)
-    log.info("listening", url=f"http://{host}:{port}/api/")
+    log.info("listening", url=f"http://{host}:{port}/api/", max_connections=site.max_connections)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     tasks = TaskSet("daemon")
@@ -145,7 +157,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-def _bound_address(site: web.TCPSite, settings: Settings) -> tuple[str, int]:
+def _bound_address(site: CappedTCPSite, settings: Settings) -> tuple[str, int]:
     server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
     if isinstance(server, asyncio.base_events.Server) and server.sockets:
         sockname = server.sockets[0].getsockname()

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import structlog
 
+from agent.log_limits import RepeatedEvents
+
 LogFormat = Literal["auto", "console", "json"]
 
 _listener: logging.handlers.QueueListener | None = None
@@ -138,6 +140,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             *shared,
+            RepeatedEvents(),
             timestamper,
             structlog.processors.StackInfoRenderer(),
             # Tracebacks are taken here, in the thread that caught the exception: the writer

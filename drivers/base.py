@@ -72,6 +72,9 @@ class SettingDef(TypedDict, total=False):
     protected: bool
     model: str
     hidden: bool
+    # Bounds of an int- or float-validated setting; a value outside is refused with 400.
+    min_value: int | float
+    max_value: int | float
 
 
 PropertyType = Literal["str", "bool", "progress", "int", "float"]

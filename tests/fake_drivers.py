@@ -40,6 +40,8 @@ class RecordingDriver(LabelPrinterDriver):
             "description": "Default copies",
             "default": 1,
             "validator": int,
+            "min_value": 1,
+            "max_value": 99,
         },
         "CUT": {
             "name": "Cut",

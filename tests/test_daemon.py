@@ -563,3 +563,27 @@ def _timespan_seconds(value: str) -> float:
     for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value):
         total += float(number) * units[unit]
     return total
+
+
+def test_daemon_times_out_idle_connections_and_caps_open_ones(tmp_path: Path) -> None:
+    """The daemon serves with the idle timeout and the connection cap (sync sockets, bounded)."""
+    env = {
+        "INVENTREE_EDGE_HTTP__IDLE_TIMEOUT_S": "2",
+        "INVENTREE_EDGE_HTTP__MAX_CONNECTIONS": "3",
+    }
+    with running_daemon(tmp_path / "data", env=env) as running:
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 5
+            refused = b""
+            while b"503" not in refused and time.monotonic() < deadline:
+                with socket.create_connection(("127.0.0.1", running.port), timeout=5) as extra:
+                    refused = extra.recv(4096)
+            assert refused.startswith(b"HTTP/1.1 503")
+            # Idle connections are closed by the daemon: recv sees the end of the stream.
+            for sock in held:
+                assert sock.recv(1) == b""
+        finally:
+            for sock in held:
+                sock.close()
+        assert running.request("GET", "/api/").status == 200

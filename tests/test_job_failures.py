@@ -209,5 +209,5 @@ async def test_a_job_keeps_its_last_errors_and_counts_them_all(
     done = await wait_for_job(client, admin, pk, ("complete",))
     assert len(done["errors"]) == 5
     assert done["error_count"] >= 9
-    output = client.app[SETTINGS].storage.path / "virtual" / "away"
+    (output,) = (client.app[SETTINGS].storage.path / "virtual").glob("away-*")
     assert [p.name for p in output.glob(f"{pk}-*.png")] == [f"{pk}-1.png"]

@@ -18,8 +18,9 @@ Client = TestClient[Any, Any]
 
 
 def _printed(client: Client, machine: str) -> Counter[tuple[str, int]]:
-    log = client.app[SETTINGS].storage.path / "virtual" / machine / "printed.log"
-    lines = log.read_text().splitlines() if log.exists() else []
+    # The virtual printer's folder is `<name>-<machine pk>`.
+    logs = list((client.app[SETTINGS].storage.path / "virtual").glob(f"{machine}-*/printed.log"))
+    lines = [line for log in logs for line in log.read_text().splitlines()]
     return Counter((job, int(label)) for job, label in (line.split() for line in lines))
 
 

@@ -27,6 +27,8 @@ from schemathesis.specs.openapi import checks as openapi_checks
 from agent.api.schema import openapi_document
 from agent.api.schema_components import UUID_PATTERN
 from agent.app import create_app
+from agent.appkeys import AUTHENTICATOR, STORE
+from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, TEST_DRIVERS
@@ -101,15 +103,19 @@ class LoopbackServer:
             self.loop.close()
 
     def token(self, name: str) -> dict[str, str]:
-        """Token headers of the superuser, got with Basic auth as a client would."""
-        resp = requests.get(
-            f"{self.base_url}/api/user/token/",
-            params={"name": name},
-            auth=(ADMIN_USER, ADMIN_PASSWORD),
-            timeout=REQUEST_TIMEOUT_S,
-        )
-        assert resp.status_code == 200
-        return {"Authorization": f"Token {resp.json()['token']}"}
+        """Token headers of the superuser, issued by the app itself.
+
+        Not with Basic credentials: the fuzzed requests' failed logins use up this address's
+        password attempts (the login limits), which would then refuse the test's own.
+        """
+        future = asyncio.run_coroutine_threadsafe(self._issue(name), self.loop)
+        return {"Authorization": f"Token {future.result(SERVER_TIMEOUT_S)}"}
+
+    async def _issue(self, name: str) -> str:
+        app = self.runner.app
+        row = await app[STORE].get_user(username=ADMIN_USER)
+        assert row is not None
+        return await app[AUTHENTICATOR].token_for(User.from_row(row), name)
 
     async def _start(self) -> None:
         await self.runner.setup()

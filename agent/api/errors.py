@@ -10,7 +10,11 @@ import pydantic_core
 import structlog
 from aiohttp import web
 
+from agent.log_limits import RepeatLimiter
+
 log = structlog.get_logger(__name__)
+# Unexpected failures can repeat for every request (a full disk, no file descriptors left).
+_failures_logged = RepeatLimiter(times=5, interval_s=60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -123,6 +127,18 @@ class PayloadTooLarge(ApiError):
         super().__init__({"detail": f"Request body is larger than the limit of {limit} bytes."})
 
 
+class Throttled(ApiError):
+    """429 as DRF's throttling answers it, with `Retry-After`."""
+
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            {"detail": f"Request was throttled. Expected available in {retry_after_s} seconds."},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 class UnsupportedMediaType(ApiError):
     """415."""
 
@@ -146,7 +162,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return drf_json({"detail": err.reason}, status=err.status)
     except Exception as err:
-        log.exception("request_failed", method=request.method, path=request.path)
+        fields = _failures_logged.check((type(err), str(err)))
+        if fields is not None:
+            log.exception("request_failed", method=request.method, path=request.path, **fields)
         return drf_json(
             {
                 "error": type(err).__name__,

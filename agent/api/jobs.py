@@ -71,9 +71,15 @@ class PrintView(ApiView):
         document, content_type, fields = await self._document()
         options = _options(self.request.query, fields)
         key = self.request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
+        if key is not None and not (
+            0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()
+        ):
             raise ValidationFailed(
-                {"Idempotency-Key": [f"Must be 1 to {IDEMPOTENCY_KEY_MAX} characters."]}
+                {
+                    "Idempotency-Key": [
+                        f"Must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters."
+                    ]
+                }
             )
         copies = options.pop("copies")
         try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from agent.cli import main
+try:
+    from agent.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the interpreter is still importing
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

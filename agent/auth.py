@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from agent.login_limits import LoginLimiter
 from agent.store import SessionRow, Store, StoreRefused, TokenRow, UserRow
 
 T = TypeVar("T")
@@ -102,6 +103,14 @@ class User:
     def admin_permissions(self) -> list[str]:
         """Granted permissions on the `admin` ruleset, in InvenTree's order."""
         return [p for p in PERMISSION_ORDER if self.has_admin_permission(p)]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token key handed to a client and its expiry date (ISO), as stored."""
+
+    key: str
+    expiry: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +219,13 @@ class Authenticator:
         # Set at start when the clock is behind stored dates: new tokens date from here instead.
         self.not_before: dt.date | None = None
         self._token_cache: dict[str, tuple[float, TokenRow, User]] = {}
+        self.login_limiter = LoginLimiter()
 
-    async def from_authorization(self, header: str) -> Identity | None:
-        """The identity for an `Authorization` header, None if it is neither Token nor Basic."""
+    async def from_authorization(self, header: str, source: str | None = None) -> Identity | None:
+        """The identity for an `Authorization` header, None if it is neither Token nor Basic.
+
+        `source` is the client's address, for the limits on failed password attempts.
+        """
         parts = header.split()
         if not parts:
             return None
@@ -233,7 +246,7 @@ class Authenticator:
                     "Invalid basic header. Credentials string should not contain spaces."
                 )
             username, password = _decode_basic(parts[1])
-            return Identity(await self.user_for_password(username, password), "basic")
+            return Identity(await self.user_for_password(username, password, source), "basic")
         return None
 
     async def user_for_token(self, key: str) -> User:
@@ -260,8 +273,19 @@ class Authenticator:
         self._token_cache[key_hash] = (now + TOKEN_CACHE_SECONDS, token, user)
         return user
 
-    async def user_for_password(self, username: str, password: str) -> User:
-        """The active user with these credentials."""
+    async def user_for_password(
+        self, username: str, password: str, source: str | None = None
+    ) -> User:
+        """The active user with these credentials.
+
+        Raises LoginThrottled, before any hashing, when `source` or the user has failed too often.
+        """
+        per_user = self.login_limiter.begin(source, username)
+        user = await self._check_password(username, password)
+        self.login_limiter.succeeded(source, username, per_user=per_user)
+        return user
+
+    async def _check_password(self, username: str, password: str) -> User:
         row = await self.store.get_user(username=username)
         if row is None:
             # Spend the same time as a real check, so usernames cannot be probed by timing.
@@ -305,6 +329,10 @@ class Authenticator:
 
     async def token_for(self, user: User, name: str, *, reuse: bool = True) -> str:
         """A token key for `user`: as InvenTree, the live one of this name if any, else a new one."""
+        return (await self.issue_token(user, name, reuse=reuse)).key
+
+    async def issue_token(self, user: User, name: str, *, reuse: bool = True) -> IssuedToken:
+        """`token_for`, with the expiry date stored for the token handed out."""
         secret = await self._secret()
         today = dt.date.today()  # noqa: DTZ011 - local dates, as InvenTree
         if self.not_before is not None and today < self.not_before:
@@ -315,9 +343,10 @@ class Authenticator:
                 key = derive_token_key(secret, existing.salt)
                 # A replaced secret.key derives other keys: then make a new token instead.
                 if hmac.compare_digest(digest(key), existing.key_hash):
-                    return key
+                    return IssuedToken(key, existing.expiry)
         salt = f"{secrets.token_hex(16)}-{today.strftime('%Y%m%d')}"
         key = derive_token_key(secret, salt)
+        expiry = (today + TOKEN_LIFETIME).isoformat()
         await self.store.insert_token(
             TokenRow(
                 pk=0,
@@ -325,14 +354,14 @@ class Authenticator:
                 name=name,
                 key_hash=digest(key),
                 key_hint=f"{key[:8]}...{key[-12:]}",
-                expiry=(today + TOKEN_LIFETIME).isoformat(),
+                expiry=expiry,
                 revoked=False,
                 created=_now_iso(),
                 last_seen=None,
                 salt=salt,
             )
         )
-        return key
+        return IssuedToken(key, expiry)
 
     async def prune(self) -> int:
         """Forget tokens expired or revoked more than `TOKEN_PRUNE_AFTER` ago, and old sessions."""

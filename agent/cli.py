@@ -9,17 +9,35 @@ import json
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.config import ConfigError, Settings, load_settings, masked_dump, resolve_config_path
-from agent.store import Store, StoreError
 
+if TYPE_CHECKING:
+    from agent.config import Settings
+    from agent.store import Store
+
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
+# 128 + SIGINT, as a shell reports a command stopped with Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m agent`."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before the daemon's own signal handling is in place (imports, start-up).
+        print("inventree-edge: interrupted", file=sys.stderr)  # noqa: T201
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    # The configuration (pydantic) and everything heavier load only here, after argument parsing:
+    # `--help` stays fast, and an interrupt during the imports is caught by `main`.
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -27,18 +45,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "simulate":
         return _simulate(args)
+    from agent.config import ConfigError, load_settings, resolve_config_path  # noqa: PLC0415
+
+    config_path = resolve_config_path(args.config)
     try:
-        settings = load_settings(resolve_config_path(args.config))
+        settings = load_settings(config_path)
     except ConfigError as err:
-        print(f"inventree-edge: configuration error: {err}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
-    handler = {
-        "run": _run,
-        "check-config": _check_config,
-        "user": _user_create,
-        "token": _token_create,
-    }[args.command]
-    return handler(settings, args)
+        return _fail(f"configuration error: {err}", EXIT_CONFIG)
+    if args.command == "run":
+        return _run(settings, args)
+    if args.command == "check-config":
+        return _check_config(settings, config_path)
+    from agent.datadir import DataDirError, check_data_dir  # noqa: PLC0415
+    from agent.store import StoreError  # noqa: PLC0415
+
+    try:
+        # The CLI adds to the data the service uses; it never starts a database of its own.
+        check_data_dir(
+            settings.storage.path, settings.database_path, settings.secret_path, create=False
+        )
+        if args.command == "user":
+            return _user_create(settings, args)
+        return _token_create(settings, args)
+    except DataDirError as err:
+        where = f" (configuration: {config_path})" if config_path else " (no --config given)"
+        return _fail(f"{err}{where}", EXIT_FAILURE)
+    except StoreError as err:
+        return _fail(str(err), EXIT_FAILURE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"inventree-edge: {message}", file=sys.stderr)  # noqa: T201
+    return code
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -54,21 +92,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from agent.log import configure_logging, stop_logging  # noqa: PLC0415
-    from drivers.sim.run import SIMULATORS, run_simulator  # noqa: PLC0415 - only this command
+    from drivers.sim.run import run_simulator  # noqa: PLC0415 - only this command
 
-    faults = SIMULATORS[args.language].FAULTS
-    if args.fault is not None and args.fault not in faults:
-        known = ", ".join(sorted(faults))
-        print(
-            f"inventree-edge: unknown {args.language} fault '{args.fault}'; known: {known}",
-            file=sys.stderr,
-        )  # noqa: T201
-        return EXIT_USAGE
     # The simulator prints one line per label on stdout; only problems go to the log.
     configure_logging("warning", "auto")
     try:
         asyncio.run(
-            run_simulator(args.language, args.port, args.pty, args.fault, sys.stdout, args.host)
+            run_simulator(
+                args.language, args.port, args.pty, args.fault, sys.stdout, args.host, args.save
+            )
         )
     except KeyboardInterrupt:
         return 0
@@ -80,7 +112,68 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`simulate escpos|zpl [options]`: each language's help lists its own faults."""
+    from pathlib import Path  # noqa: PLC0415 - keeps this block self-contained
+
+    from drivers.sim.faults import COMMON_FAULTS, FAULTS_BY_LANGUAGE  # noqa: PLC0415 - plain data
+
+    titles = {"escpos": "an ESC/POS receipt or label printer", "zpl": "a Zebra ZPL printer"}
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware",
+        description="Run a printer simulator; `simulate LANGUAGE --help` lists its faults.",
+    )
+    languages = simulate.add_subparsers(dest="language", metavar="LANGUAGE", required=True)
+    for language, own in FAULTS_BY_LANGUAGE.items():
+        faults = {**own, **COMMON_FAULTS}
+        width = max(map(len, faults))
+        listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in faults.items())
+        parser = languages.add_parser(
+            language,
+            help=f"simulate {titles[language]}",
+            description=f"Simulate {titles[language]} on TCP (default port 9100) or a pty.",
+            epilog=f"faults of the {language} simulator (--fault):\n{listing}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument(
+            "--port", type=int, default=None, help="TCP port on --host (default 9100)"
+        )
+        where.add_argument(
+            "--pty", action="store_true", help="serve a pseudo-terminal (serial) instead"
+        )
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        )
+        parser.add_argument(
+            "--fault", choices=sorted(faults), metavar="FAULT", help="start in this fault (below)"
+        )
+        parser.add_argument(
+            "--save",
+            type=Path,
+            metavar="DIR",
+            help="also write each printed label to DIR as label-NNNN.png",
+        )
+
+
+def _check_config(settings: Settings, config_path: Path | None) -> int:
+    """Refuse what `run` would refuse, `[[machines]]` settings included; print the result."""
+    from agent.discovery import discover  # noqa: PLC0415 - loads every driver
+    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
+    from agent.registry import ConfigMachineError, check_config_machines  # noqa: PLC0415
+
+    # Drivers that fail to load are logged (stderr); stdout is the configuration alone.
+    configure_logging("warning", settings.log.format)
+    try:
+        check_config_machines(discover(), settings.machines)
+    except ConfigMachineError as err:
+        where = config_path if config_path is not None else "the environment"
+        return _fail(f"configuration error: bad [[machines]] entry in {where}: {err}", EXIT_CONFIG)
+    finally:
+        stop_logging()
+    from agent.config import masked_dump  # noqa: PLC0415
+
     print(json.dumps(masked_dump(settings), indent=2))  # noqa: T201
     return 0
 
@@ -88,10 +181,17 @@ def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.auth import create_user  # noqa: PLC0415
 
+    database = settings.database_path.absolute()
+    if not args.password_stdin and not sys.stdin.isatty():
+        return _fail(
+            "no terminal to ask for the password on: pass it on stdin with --password-stdin",
+            EXIT_USAGE,
+        )
     password = _read_password(args.password_stdin)
+    if password is None:
+        return _fail("the passwords do not match", EXIT_USAGE)
     if not password:
-        print("inventree-edge: the password must not be empty", file=sys.stderr)  # noqa: T201
-        return EXIT_USAGE
+        return _fail("the password must not be empty", EXIT_USAGE)
 
     async def create() -> None:
         store = await _open_store(settings)
@@ -110,15 +210,9 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(create())
     except sqlite3.IntegrityError:
-        print(f"inventree-edge: user '{args.name}' already exists", file=sys.stderr)  # noqa: T201
-        return 1
-    except StoreError as err:
-        print(f"inventree-edge: {err}", file=sys.stderr)  # noqa: T201
-        return 1
-    print(
-        f"created user '{args.name}'"
-        + (" (superuser)" if args.superuser else f" (role {args.role})")
-    )  # noqa: T201
+        return _fail(f"user '{args.name}' already exists in {database}", EXIT_FAILURE)
+    kind = " (superuser)" if args.superuser else f" (role {args.role})"
+    print(f"created user '{args.name}'{kind} in {database}")  # noqa: T201
     return 0
 
 
@@ -138,34 +232,32 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    try:
-        key = asyncio.run(create())
-    except StoreError as err:
-        print(f"inventree-edge: {err}", file=sys.stderr)  # noqa: T201
-        return 1
+    key = asyncio.run(create())
     if key is None:
-        print(f"inventree-edge: no user '{args.user}'", file=sys.stderr)  # noqa: T201
-        return 1
+        return _fail(f"no user '{args.user}' in {settings.database_path.absolute()}", EXIT_FAILURE)
     print(key)  # noqa: T201
     return 0
 
 
 async def _open_store(settings: Settings) -> Store:
+    from agent.store import Store  # noqa: PLC0415
 
-    # The same refusals as the daemon: a user created here must not hide a lost database.
+    # The daemon's refusals too: an emptied database next to secret.key is not a new install.
     store = Store(settings.database_path, secret_path=settings.secret_path)
     await store.open()
     return store
 
 
-def _read_password(from_stdin: bool) -> str:
+def _read_password(from_stdin: bool) -> str | None:
+    """The password (empty if none was given); None when the two typed on a terminal differ."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Password (again): ") != first:
-        print("inventree-edge: the passwords do not match", file=sys.stderr)  # noqa: T201
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Password (again): ")
+    except EOFError:
         return ""
-    return first
+    return first if again == first else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,21 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("user")
     token_create.add_argument("--name", default="", help="a label for the token")
 
-    simulate = commands.add_parser(
-        "simulate", help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware"
-    )
-    simulate.add_argument("language", choices=("escpos", "zpl"))
-    where = simulate.add_mutually_exclusive_group()
-    where.add_argument("--port", type=int, default=None, help="TCP port on --host (default 9100)")
-    where.add_argument(
-        "--pty", action="store_true", help="serve a pseudo-terminal (serial) instead"
-    )
-    simulate.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    simulate.add_argument(
-        "--fault", help="start in a fault: paper-out, cover-open, head-open, paused, offline, ..."
-    )
+    _add_simulate(commands)
     return parser
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,12 +16,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.documents import DEFAULT_RENDER_LIMITS, RenderLimits
+
 CONFIG_ENV = "INVENTREE_EDGE_CONFIG"
 ENV_PREFIX = "INVENTREE_EDGE_"
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "inventree_edge_config_file", default=None
 )
+
+
+_MIB = 1024 * 1024
+_DEFAULT_RENDER_MIB = (DEFAULT_RENDER_LIMITS.max_memory_bytes or 0) // _MIB
 
 
 class _Section(BaseModel):
@@ -34,6 +41,11 @@ class HttpConfig(_Section):
     port: int = Field(default=8000, ge=0, le=65535)
     # Largest request body accepted; larger ones get 413. Label PDFs are small.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # A connection is closed when it has not sent a complete request header this long after
+    # opening or after its previous answer (slow or idle clients hold no descriptor for ever).
+    idle_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+    # Connections open at once; more get 503. Lowered at start to fit the descriptor limit.
+    max_connections: int = Field(default=256, ge=1, le=65536)
 
 
 class StorageConfig(_Section):
@@ -47,6 +59,12 @@ class LogConfig(_Section):
 
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """`DEBUG` as well as `debug`: log levels are written both ways."""
+        return value.lower() if isinstance(value, str) else value
 
 
 class AuthConfig(_Section):
@@ -64,7 +82,7 @@ class InstanceConfig(_Section):
 
 
 class JobsConfig(_Section):
-    """The print queue: how long a job may wait for its printer, how long history is kept."""
+    """The print queue: how long a job may wait and retry, how large it may be, history kept."""
 
     # A job that could not be printed within this time fails with an error.
     expiry_hours: float = Field(default=24.0, gt=0)
@@ -73,6 +91,32 @@ class JobsConfig(_Section):
     # Waits between attempts on an unreachable printer: doubling from base up to max, with jitter.
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
+    # A job whose printer takes no byte and prints no label for this long is stopped and retried.
+    stall_seconds: float = Field(default=60.0, gt=0)
+    # A job fails after this many failed attempts in a row without a label printed (the printer
+    # saying it is offline or out of paper does not count: then the job waits until it expires).
+    max_attempts: int = Field(default=5, ge=1)
+    # Most labels (pages x copies) one job may print; a larger job is refused with 400.
+    max_labels: int = Field(default=10_000, ge=1)
+    # What one document may hold; more is refused with 400 before anything is rendered.
+    max_pages: int = Field(default=DEFAULT_RENDER_LIMITS.max_pages, ge=1)
+    max_page_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_pixels, ge=1)
+    max_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_image_pixels, ge=1)
+    max_page_image_pixels: int = Field(default=DEFAULT_RENDER_LIMITS.max_page_image_pixels, ge=1)
+    # Memory (MiB) and time (per document opened, per page) of the render worker process.
+    render_memory_mib: int = Field(default=_DEFAULT_RENDER_MIB, ge=64)
+    render_timeout_seconds: float = Field(default=DEFAULT_RENDER_LIMITS.max_seconds, gt=0)
+
+    def render_limits(self) -> RenderLimits:
+        """The limits on one document to print."""
+        return RenderLimits(
+            max_pages=self.max_pages,
+            max_page_pixels=self.max_page_pixels,
+            max_image_pixels=self.max_image_pixels,
+            max_page_image_pixels=self.max_page_image_pixels,
+            max_memory_bytes=self.render_memory_mib * _MIB,
+            max_seconds=self.render_timeout_seconds,
+        )
 
 
 class MachineEntry(_Section):
@@ -153,6 +197,8 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(_describe(err, path)) from None
     except ValueError as err:  # a TOML syntax error surfaces as tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
     finally:
         _config_file.reset(token)
 
@@ -164,13 +210,45 @@ def _check_environment() -> None:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
             continue
-        section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if section not in sections:
-            hint = upper[len(ENV_PREFIX) :].lower().replace("_", "__", 1).upper()
-            raise ConfigError(
-                f"unknown environment variable {name} (sections: {', '.join(sorted(sections))}; "
-                f"did you mean {ENV_PREFIX}{hint}?)"
-            )
+        rest = upper[len(ENV_PREFIX) :].lower()
+        if rest.split("__", 1)[0] in sections:
+            continue
+        hint = _closest_variable(rest)
+        raise ConfigError(
+            f"unknown environment variable {name} (sections: {', '.join(sorted(sections))}"
+            + (f"; did you mean {ENV_PREFIX}{hint.upper()}?)" if hint else ")")
+        )
+
+
+def _section_keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            keys[section] = set(model.model_fields)
+    return keys
+
+
+def _closest_variable(rest: str) -> str | None:
+    """`section__key` for a variable name (lower case, prefix removed) that names no section.
+
+    `https__port` (misspelt section), `http_port` (one underscore) and `port` (no section) all
+    become `http__port`; None when no known key is close.
+    """
+    keys = _section_keys()
+    section, separator, key = rest.partition("__")
+    if separator:
+        close = difflib.get_close_matches(section, list(keys), n=1, cutoff=0.6)
+        if close and (key in keys[close[0]] or not key):
+            return f"{close[0]}__{key}"
+        rest = key
+    for name, names in keys.items():
+        if rest.startswith(name + "_") and rest[len(name) + 1 :] in names:
+            return f"{name}__{rest[len(name) + 1 :]}"
+    owners = [name for name, names in keys.items() if rest in names]
+    if len(owners) == 1:
+        return f"{owners[0]}__{rest}"
+    return None
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

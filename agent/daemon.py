@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -13,6 +14,9 @@ from aiohttp import web
 
 from agent.app import create_app
 from agent.config import Settings
+from agent.datadir import DataDirError, check_data_dir
+from agent.http_server import CappedTCPSite, connection_cap, runner_options
+from agent.log_limits import limit_library_logs
 from agent.registry import ConfigMachineError
 from agent.store import StoreError, StoreRefused
 from agent.tasks import TaskSet
@@ -26,23 +30,40 @@ CORE_SHUTDOWN_TIMEOUT_S = 15.0  # drivers release printers, the store closes
 TASKS_SHUTDOWN_TIMEOUT_S = 2.0  # watchdog and other helpers
 SHUTDOWN_BUDGET_S = HTTP_SHUTDOWN_TIMEOUT_S + CORE_SHUTDOWN_TIMEOUT_S + TASKS_SHUTDOWN_TIMEOUT_S
 
+# Exit codes. Those that need a person to act are in the unit's RestartPreventExitStatus, so that
+# systemd does not restart into the same failure every RestartSec (a test checks the unit).
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from looping
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the port is taken by another program
+EXIT_DATA_DIR = 77  # EX_NOPERM: the data directory is another user's, read-only or not a directory
+EXIT_CONFIG = 78  # EX_CONFIG: the configuration is wrong
+EXIT_DATA = 65  # EX_DATAERR: the database or secret.key is lost, damaged or cannot be written
 
 
 async def serve(settings: Settings, *, reset_database: bool = False) -> int:
     """Run the daemon; returns the process exit code."""
+    try:
+        check_data_dir(
+            settings.storage.path, settings.database_path, settings.secret_path, create=True
+        )
+    except DataDirError as err:
+        log.critical("startup_failed", reason=str(err))
+        return EXIT_DATA_DIR
     app = create_app(settings, reset_database=reset_database)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S,
+        **runner_options(settings.http),
     )
+    limit_library_logs()
     try:
         await runner.setup()
     except StoreRefused as err:
         # Data would be lost: a person decides; restarting would only refuse again.
         log.critical("startup_failed", reason=str(err))
-        return EXIT_CONFIG
+        return EXIT_DATA
     except StoreError as err:
         log.critical("startup_failed", reason=str(err))
         return EXIT_FAILURE
@@ -50,18 +71,21 @@ async def serve(settings: Settings, *, reset_database: bool = False) -> int:
         log.critical("startup_failed", reason=f"bad [[machines]] entry: {err}")
         await _cleanup(runner)
         return EXIT_CONFIG
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = CappedTCPSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        max_connections=connection_cap(settings.http),
+    )
     try:
         await site.start()
     except OSError as err:
-        log.critical(
-            "startup_failed",
-            reason=f"cannot listen on {settings.http.host}:{settings.http.port}: {err.strerror or err}",
-        )
+        reason, code = _listen_failure(settings, err)
+        log.critical("startup_failed", reason=reason)
         await _cleanup(runner)
-        return EXIT_FAILURE
+        return code
     host, port = _bound_address(site, settings)
-    log.info("listening", url=f"http://{host}:{port}/api/")
+    log.info("listening", url=f"http://{host}:{port}/api/", max_connections=site.max_connections)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     tasks = TaskSet("daemon")
@@ -76,6 +100,23 @@ async def serve(settings: Settings, *, reset_database: bool = False) -> int:
     await _cleanup(runner)
     log.info("stopped")
     return EXIT_OK
+
+
+def _listen_failure(settings: Settings, err: OSError) -> tuple[str, int]:
+    """What to tell the person who must fix a failed listen, and the exit code."""
+    where = f"cannot listen on {settings.http.host}:{settings.http.port}: {err.strerror or err}"
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: another program uses this port; stop it, or choose another [http] port",
+            EXIT_UNAVAILABLE,
+        )
+    if err.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need privileges; choose [http] port 1024 or above", (
+            EXIT_CONFIG
+        )
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
+        return f"{where}: this host has no such address; check [http] host", EXIT_CONFIG
+    return where, EXIT_FAILURE
 
 
 def sd_notify(message: str) -> None:
@@ -121,7 +162,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-def _bound_address(site: web.TCPSite, settings: Settings) -> tuple[str, int]:
+def _bound_address(site: CappedTCPSite, settings: Settings) -> tuple[str, int]:
     server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
     if isinstance(server, asyncio.base_events.Server) and server.sockets:
         sockname = server.sockets[0].getsockname()

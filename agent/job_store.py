@@ -25,6 +25,9 @@ INTERRUPTED_TWICE = (
     "The agent stopped twice while sending the same label of this job; it is not sent a third "
     "time so that no label prints more than twice"
 )
+# A job keeps its last few errors, and counts them all: a printer that is away for a day must not
+# grow a job by one entry per retry.
+KEPT_ERRORS = 5
 
 _COLUMNS = (
     "pk, seq, machine, status, copies, pages, progress, attempts, interruptions, errors, warnings, "
@@ -44,6 +47,7 @@ class JobRow:
     attempts: int
     interruptions: int
     errors: tuple[str, ...]
+    error_count: int
     warnings: tuple[str, ...]
     content_type: str
     size: int
@@ -57,6 +61,7 @@ class JobRow:
     @classmethod
     def from_row(cls, r: tuple[Any, ...]) -> JobRow:
         """Build from a SELECT of `_COLUMNS`."""
+        errors, error_count = _decode_errors(r[9])
         return cls(
             pk=r[0],
             seq=r[1],
@@ -67,7 +72,8 @@ class JobRow:
             progress=r[6],
             attempts=r[7],
             interruptions=r[8],
-            errors=tuple(json.loads(r[9])),
+            errors=errors,
+            error_count=error_count,
             warnings=tuple(json.loads(r[10])),
             content_type=r[11],
             size=r[12],
@@ -222,30 +228,54 @@ class JobStore:
             "UPDATE job SET progress = ? WHERE pk = ?", (progress, pk), durable=False
         )
 
-    async def requeue(self, pk: str, progress: int, error: str) -> None:
-        """The printer failed: back to the queue with the error recorded."""
-        await self._execute(
-            "UPDATE job SET status = ?, progress = ?, errors = json_insert(errors, '$[#]', ?) "
-            "WHERE pk = ?",
-            (QUEUED, progress, error, pk),
-            durable=False,
-        )
+    async def requeue(self, pk: str, progress: int, error: str | None) -> None:
+        """Back to the queue with the progress made (and why, if the attempt failed)."""
+
+        def requeue(conn: sqlite3.Connection) -> None:
+            # A job cancelled meanwhile stays cancelled.
+            updated = conn.execute(
+                "UPDATE job SET status = ?, progress = ? WHERE pk = ? AND status IN (?, ?)",
+                (QUEUED, progress, pk, QUEUED, PRINTING),
+            ).rowcount
+            if updated and error is not None:
+                _append_error(conn, pk, error)
+
+        # Lost in a power cut, the job is still `printing` and is requeued at the next start.
+        await self.store.call(requeue, durable=False)
 
     async def finish(
         self, pk: str, status: str, finished: str, progress: int, error: str | None
     ) -> None:
         """Record the end of a job: complete, failed or cancelled."""
-        if error is None:
-            await self._execute(
-                "UPDATE job SET status = ?, finished = ?, progress = ? WHERE pk = ?",
-                (status, finished, progress, pk),
-            )
-        else:
-            await self._execute(
-                "UPDATE job SET status = ?, finished = ?, progress = ?, "
-                "errors = json_insert(errors, '$[#]', ?) WHERE pk = ?",
-                (status, finished, progress, error, pk),
-            )
+
+        def finish(conn: sqlite3.Connection) -> None:
+            # Only an unfinished job ends: a job cancelled meanwhile stays cancelled.
+            updated = conn.execute(
+                "UPDATE job SET status = ?, finished = ?, progress = ? "
+                "WHERE pk = ? AND status IN (?, ?)",
+                (status, finished, progress, pk, QUEUED, PRINTING),
+            ).rowcount
+            if updated and error is not None:
+                _append_error(conn, pk, error)
+
+        await self.store.call(finish)
+
+    async def shift_expiry(self, seconds: float) -> int:
+        """Move the expiry of unfinished jobs by `seconds` (the wall clock stepped); how many."""
+
+        def shift(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT pk, expires FROM job WHERE status IN (?, ?)", (QUEUED, PRINTING)
+            ).fetchall()
+            step = dt.timedelta(seconds=seconds)
+            for pk, expires in rows:
+                conn.execute(
+                    "UPDATE job SET expires = ? WHERE pk = ?",
+                    ((dt.datetime.fromisoformat(expires) + step).isoformat(), pk),
+                )
+            return len(rows)
+
+        return await self.store.call(shift)
 
     async def cancel(self, pk: str, finished: str) -> bool:
         """Cancel a job that has not started printing; False if it is past that point."""
@@ -294,7 +324,7 @@ def _values(row: JobRow) -> tuple[Any, ...]:
         row.progress,
         row.attempts,
         row.interruptions,
-        json.dumps(list(row.errors)),
+        _encode_errors(row.errors, row.error_count),
         json.dumps(list(row.warnings)),
         row.content_type,
         row.size,
@@ -304,4 +334,33 @@ def _values(row: JobRow) -> tuple[Any, ...]:
         row.started,
         row.finished,
         row.expires,
+    )
+
+
+def _decode_errors(text: str) -> tuple[tuple[str, ...], int]:
+    """The last `KEPT_ERRORS` errors and how many there were in all.
+
+    Stored as a JSON list of the kept errors, oldest first, led by the number of older errors
+    dropped when there are any (a list, so SQL can still append with `json_insert`).
+    """
+    items = json.loads(text)
+    dropped = items[0] if items and isinstance(items[0], int) else 0
+    errors = [item for item in items if isinstance(item, str)]
+    return tuple(errors[-KEPT_ERRORS:]), dropped + len(errors)
+
+
+def _encode_errors(errors: tuple[str, ...], count: int) -> str:
+    kept = list(errors[-KEPT_ERRORS:])
+    dropped = count - len(kept)
+    return json.dumps([dropped, *kept] if dropped > 0 else kept)
+
+
+def _append_error(conn: sqlite3.Connection, pk: str, error: str) -> None:
+    row = conn.execute("SELECT errors FROM job WHERE pk = ?", (pk,)).fetchone()
+    if row is None:
+        return
+    errors, count = _decode_errors(row[0])
+    conn.execute(
+        "UPDATE job SET errors = ? WHERE pk = ?",
+        (_encode_errors((*errors, error), count + 1), pk),
     )

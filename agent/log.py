@@ -9,11 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 from typing import Any, Literal
 
 import structlog
+
+from agent.log_limits import RepeatedEvents
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -53,6 +56,47 @@ def _record_timestamp(_logger: Any, _name: str, event_dict: Any) -> Any:
     return event_dict
 
 
+# syslog priorities, which journald reads from a `<N>` at the start of each line it is given.
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class _JournalPriorityFormatter(logging.Formatter):
+    """Prefix every line of a record with its syslog priority, so `journalctl -p` can filter."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(
+            record.levelno, 6 if record.levelno < logging.WARNING else 3
+        )
+        prefix = f"<{priority}>"
+        return "\n".join(prefix + line for line in self._inner.format(record).split("\n"))
+
+
+def _stderr_is_journal() -> bool:
+    """True when stderr is the journald stream systemd connected (JOURNAL_STREAM names it).
+
+    A process whose stderr was redirected elsewhere inherits the variable, so the device and
+    inode must match, as systemd's documentation asks.
+    """
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a file descriptor
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Set up structlog and the stdlib root logger once for the process."""
     global _listener  # noqa: PLW0603 - one listener per process
@@ -79,7 +123,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         ],
     )
     output = logging.StreamHandler(sys.stderr)
-    output.setFormatter(formatter)
+    output.setFormatter(_JournalPriorityFormatter(formatter) if _stderr_is_journal() else formatter)
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     _listener = logging.handlers.QueueListener(records, output, respect_handler_level=False)
     _listener.start()
@@ -96,6 +140,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             *shared,
+            RepeatedEvents(),
             timestamper,
             structlog.processors.StackInfoRenderer(),
             # Tracebacks are taken here, in the thread that caught the exception: the writer

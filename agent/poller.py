@@ -10,15 +10,21 @@ import structlog
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
+from drivers.base import MachineProperty
 
 log = structlog.get_logger(__name__)
 
-# A status query is a few bytes each way; a printer that has not answered in this time is not
-# going to (Zebra printers stay silent to ~HS in some faults, which the driver reads as such).
-POLL_TIMEOUT_S = 10.0
+# A status query is a few bytes each way and drivers time out a silent printer within seconds;
+# this only bounds a slow line that keeps answering (ZPL's ~HQES, ~HS, ~HI and odometer are
+# ~300 bytes: 30 s at 10 bytes/s) and a driver that hangs.
+POLL_TIMEOUT_S = 60.0
 # Bounds on the poll interval a driver setting may ask for.
 MIN_POLL_INTERVAL_S = 1.0
 MAX_POLL_INTERVAL_S = 3600.0
+# Properties in this group describe the printer's live state (paper, cover, online...): they are
+# shown as "unknown" while it cannot be reached, instead of what was last seen.
+LIVE_PROPERTY_GROUP = "Printer status"
+UNKNOWN = "unknown"
 
 
 class Poller:
@@ -33,6 +39,11 @@ class Poller:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._failing: set[str] = set()
+        # Consecutive failed polls, and when to try again, per failing machine.
+        self._failures: dict[str, int] = {}
+        self._retry_in: dict[str, float] = {}
+        # Machines whose poll is running: their own connection changes need no extra poll.
+        self._polling: set[str] = set()
 
     # registry events
 
@@ -42,12 +53,22 @@ class Poller:
             return
         self._wake[machine.pk] = asyncio.Event()
         self._loops[machine.pk] = self._tasks.create(self._run(machine), name=machine.pk)
+        # Drivers with a connection tell when it fails (a job's attempt) or comes back: poll then.
+        watch = getattr(machine.driver, "watch_connection", None)
+        if callable(watch):
+            pk = machine.pk
+            watch(machine, lambda: self._connection_changed(pk))
 
     def machine_stopped(self, machine: Machine) -> None:
         """Stop polling a machine that was deactivated or deleted."""
         task = self._loops.pop(machine.pk, None)
         self._wake.pop(machine.pk, None)
+        watch = getattr(machine.driver, "watch_connection", None)
+        if callable(watch):
+            watch(machine, None)
         self._failing.discard(machine.pk)
+        self._failures.pop(machine.pk, None)
+        self._retry_in.pop(machine.pk, None)
         if task is not None:
             task.cancel()
 
@@ -68,12 +89,17 @@ class Poller:
         self._loops.clear()
         await self._tasks.close(timeout)
 
-    async def poll_once(self, machine: Machine) -> bool:
-        """Ask the driver for the printer's state; False (and DISCONNECTED) if it fails."""
+    async def poll_once(self, machine: Machine, *, wait_for_lock: bool = False) -> bool:
+        """Ask the driver for the printer's state; False (and DISCONNECTED) if it fails.
+
+        While a job holds the printer the poll is skipped, unless `wait_for_lock` (it then runs
+        once the job lets go).
+        """
         driver = machine.driver
-        if driver is None or machine.io_lock.locked():
+        if driver is None or (machine.io_lock.locked() and not wait_for_lock):
             return True
         async with machine.io_lock:
+            self._polling.add(machine.pk)
             try:
                 async with asyncio.timeout(POLL_TIMEOUT_S):
                     await driver.poll(machine)
@@ -81,6 +107,10 @@ class Poller:
                 self._failed(machine, err)
                 await self.registry.persist_state(machine)
                 return False
+            finally:
+                self._polling.discard(machine.pk)
+        self._failures.pop(machine.pk, None)
+        self._retry_in.pop(machine.pk, None)
         if machine.pk in self._failing:
             self._failing.discard(machine.pk)
             log.info("printer_reachable_again", machine=machine.name)
@@ -92,21 +122,34 @@ class Poller:
 
     # internals
 
+    def _connection_changed(self, pk: str) -> None:
+        if pk not in self._polling:
+            self.poll_soon(pk)
+
     async def _run(self, machine: Machine) -> None:
         # Every log line of this task (drivers and transports included) names the machine.
         structlog.contextvars.bind_contextvars(machine=machine.name, driver=machine.driver_slug)
         wake = self._wake[machine.pk]
+        woken = False
         while True:
             wake.clear()
             try:
-                await self.poll_once(machine)
+                # Asked for (a setting changed, the connection failed in a job): poll even if a
+                # job holds the printer, once it lets go. On the interval a printing job is
+                # status enough.
+                await self.poll_once(machine, wait_for_lock=woken)
             except Exception:  # noqa: BLE001 - the loop must outlive a failing database
                 log.exception("poll_loop_error", machine=machine.name)
+            interval = self._interval(machine)
+            retry_in = self._retry_in.get(machine.pk)
+            if retry_in is not None:
+                interval = min(interval, retry_in)
             try:
-                async with asyncio.timeout(self._interval(machine)):
+                async with asyncio.timeout(interval):
                     await wake.wait()
+                woken = True
             except TimeoutError:
-                pass
+                woken = False
 
     def _interval(self, machine: Machine) -> float:
         driver = machine.driver
@@ -124,8 +167,32 @@ class Poller:
         if disconnected is not None:
             machine.set_status(disconnected)
         machine.set_status_text(reason)
+        machine.set_properties(_unknown_live_properties(machine.properties))
+        # Ask again soon, not after the full interval, so a printer that comes back (perhaps in a
+        # fault) shows it at once: after 1 s, then twice as long after each further failure, up
+        # to the interval; or right when the link's next connect attempt is due.
+        failures = self._failures.get(machine.pk, 0) + 1
+        self._failures[machine.pk] = failures
+        retry_in = MIN_POLL_INTERVAL_S * 2 ** min(failures - 1, 16)
+        # The link's own backoff (PrinterUnreachable.retry_in): poll right when it reconnects.
+        link_retry = getattr(err, "retry_in", None)
+        if isinstance(link_retry, int | float) and link_retry > 0:
+            retry_in = float(link_retry) + 0.01
+        self._retry_in[machine.pk] = min(retry_in, self._interval(machine))
         if machine.pk in self._failing:
             log.debug("poll_failed", machine=machine.name, error=reason)
         else:
             self._failing.add(machine.pk)
             log.warning("poll_failed", machine=machine.name, error=reason)
+
+
+def _unknown_live_properties(
+    properties: tuple[MachineProperty, ...],
+) -> tuple[MachineProperty, ...]:
+    """The properties with every live-state one (paper, cover, online...) set to "unknown"."""
+    return tuple(
+        MachineProperty(p.key, UNKNOWN, group=p.group, type="str")
+        if p.group == LIVE_PROPERTY_GROUP
+        else p
+        for p in properties
+    )

@@ -71,6 +71,9 @@ class Registry:
         self.drivers: dict[str, BaseDriver] = {}
         self.machines: dict[str, Machine] = {}
         self.listeners: list[MachineListener] = []
+        # Bumped whenever a machine is added or removed or its name or `active` changes: what a
+        # listing's order depends on (the API keeps sorted orders until this moves).
+        self.listing_version = 0
 
     # start and stop
 
@@ -155,6 +158,7 @@ class Registry:
             except sqlite3.IntegrityError as err:
                 raise DuplicateName(new_name) from err
             machine.name, machine.active = new_name, new_active
+            self.listing_version += 1
             await self._after_change(machine, old_state)
 
     async def save_setting(
@@ -171,6 +175,7 @@ class Registry:
         """Remove a machine from the registry and the store."""
         async with machine.lock:
             self.machines.pop(machine.pk, None)
+            self.listing_version += 1
             for listener in self.listeners:
                 listener.machine_stopped(machine)
             if machine.initialized:
@@ -259,6 +264,7 @@ class Registry:
             active=row.active,
         )
         self.machines[row.pk] = machine
+        self.listing_version += 1
         machine_type = self.machine_types.get(row.machine_type)
         if machine_type is None:
             self.registry_errors.append(f"Machine type '{row.machine_type}' not found")
@@ -391,6 +397,25 @@ def _take_state(machine: Machine) -> StateRow | None:
         properties=json.dumps([p.as_json() for p in machine.properties]),
         read_at=read_at.isoformat(),
     )
+
+
+def check_config_machines(discovered: Discovered, entries: Iterable[MachineEntry]) -> None:
+    """Validate `[[machines]]` settings as `Registry.apply_config` will, without a database.
+
+    Raises ConfigMachineError for the first entry `run` would refuse (`check-config` uses this).
+    """
+    for entry in entries:
+        machine_type = discovered.machine_types.get(entry.machine_type)
+        driver = discovered.drivers.get(entry.driver)
+        scopes: tuple[
+            tuple[ConfigType, Mapping[str, SettingDef] | None, Mapping[str, object]], ...
+        ] = (
+            ("M", machine_type.MACHINE_SETTINGS if machine_type else None, entry.machine_settings),
+            ("D", driver.MACHINE_SETTINGS if driver else None, entry.driver_settings),
+        )
+        for config_type, definitions, values in scopes:
+            for key, value in values.items():
+                _config_setting_text(entry.name, definitions, config_type, key.upper(), value)
 
 
 def _config_setting_text(

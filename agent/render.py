@@ -10,31 +10,97 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, DocumentError
+from agent.documents import (
+    DEFAULT_RENDER_LIMITS,
+    IMAGE_CONTENT_TYPES,
+    PDF_CONTENT_TYPE,
+    DocumentError,
+    PageSource,
+    RenderLimits,
+)
+from agent.render_worker import IsolatedPages
 from drivers.base import PageFormat, RenderOptions
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DocumentError",
+    "PageSource",
+    "RenderLimits",
+    "RenderResult",
+    "open_document",
+    "open_in_process",
+    "render_document",
+]
 
 Image.init()
 # A Pillow built without one of the decoders (WEBP is optional) refuses that type, not all of them.
 _PILLOW_FORMATS = sorted({name for name in IMAGE_CONTENT_TYPES.values() if name in Image.OPEN})
 
 
-@dataclass(frozen=True, slots=True)
-class RenderLimits:
-    """Hard caps that keep one document from exhausting a small host's memory and time."""
-
-    max_pages: int = 1000
-    # Pillow holds a mode "1" pixel in one byte: 40 M is a 62 mm label 4.6 m long at 300 dpi.
-    max_page_pixels: int = 40_000_000
-    # Every rendered page is held until the job is printed; 1000 labels of 62 x 29 mm are 250 M.
-    max_document_pixels: int = 256_000_000
+DEFAULT_LIMITS = DEFAULT_RENDER_LIMITS
 
 
-DEFAULT_LIMITS = RenderLimits()
+def open_document(
+    document: bytes,
+    content_type: str,
+    page_format: PageFormat,
+    options: RenderOptions,
+    limits: RenderLimits | None = None,
+) -> PageSource:
+    """Open and check a PDF or image without rendering its pages; blocking, so call it in a thread.
+
+    The document is opened in the render worker, a child process whose memory is capped by
+    `limits.max_memory_bytes` (see `agent.render_worker`); in this process when that is None.
+
+    Raises DocumentError for an empty, damaged or unsupported document, and for one past `limits`:
+    too many pages, a page too large, an image (file, or inside a PDF page, its form XObjects or
+    annotations) with too many pixels. Warnings (pages scaled down) are known on return.
+
+    Each page is rotated clockwise by `options.rotation`, composited onto white, scaled down (with a
+    warning, never cropped) if larger than the printable area, centred on a canvas exactly
+    `width_dots` wide (and `height_dots` high when set), then thresholded (grey darker than
+    `threshold` prints black) or Floyd-Steinberg dithered. PDF pages are sized by their page box
+    at `page_format.dpi`, a partial dot at the edge dropped. An image is taken pixel for pixel
+    unless it states a DPI that differs from the printer's: then it is resampled to keep its
+    physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+    """
+    limits = DEFAULT_LIMITS if limits is None else limits
+    _check_type(document, content_type)
+    if limits.max_memory_bytes is None:
+        return open_in_process(document, content_type, page_format, options, limits)
+    return IsolatedPages(document, content_type, page_format, options, limits)
+
+
+def open_in_process(
+    document: bytes,
+    content_type: str,
+    page_format: PageFormat,
+    options: RenderOptions,
+    limits: RenderLimits,
+) -> PageSource:
+    """`open_document` in this process: its memory is not capped (the render worker uses it)."""
+    kind = _check_type(document, content_type)
+    layout = _Layouter(page_format, options, limits)
+    if kind == PDF_CONTENT_TYPE:
+        return _PdfPages(document, layout)
+    return _ImagePage(document, layout)
+
+
+def _check_type(document: bytes, content_type: str) -> str:
+    """The document's media type, if it is one rendered here; DocumentError otherwise."""
+    if not document:
+        raise DocumentError("the document is empty")
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind != PDF_CONTENT_TYPE and kind not in IMAGE_CONTENT_TYPES:
+        supported = ", ".join([PDF_CONTENT_TYPE, *sorted(IMAGE_CONTENT_TYPES)])
+        raise DocumentError(f"unsupported content type {content_type!r}; send one of: {supported}")
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,34 +119,30 @@ def render_document(
     *,
     limits: RenderLimits = DEFAULT_LIMITS,
 ) -> RenderResult:
-    """Render every page of a PDF, or one image, to 1-bit pages; blocking, so call it in a thread.
+    """Render every page of a document at once (see `open_document`) and keep them all.
 
-    Each page is rotated clockwise by `options.rotation`, composited onto white, scaled down (with a
-    warning, never cropped) if larger than the printable area, centred on a canvas exactly
-    `width_dots` wide (and `height_dots` high when set), then thresholded (grey darker than
-    `threshold` prints black) or Floyd-Steinberg dithered. PDF pages are sized by their page box
-    at `page_format.dpi`, a partial dot at the edge dropped. An image is taken pixel for pixel
-    unless it states a DPI that differs from the printer's: then it is resampled to keep its
-    physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+    All pages stay in memory, so their total is capped by `limits.max_document_pixels` too.
     """
-    if not data:
-        raise DocumentError("the document is empty")
-    kind = content_type.split(";", 1)[0].strip().lower()
-    pages = _Pages(page_format, options, limits)
-    if kind == PDF_CONTENT_TYPE:
-        _render_pdf(data, pages)
-    elif kind in IMAGE_CONTENT_TYPES:
-        _render_image(data, pages)
-    else:
-        supported = ", ".join([PDF_CONTENT_TYPE, *sorted(IMAGE_CONTENT_TYPES)])
-        raise DocumentError(f"unsupported content type {content_type!r}; send one of: {supported}")
-    return pages.result()
+    with open_document(data, content_type, page_format, options, limits) as source:
+        pages: list[Image.Image] = []
+        total = 0
+        for index in range(source.page_count):
+            page = source.render_page(index)
+            total += page.width * page.height
+            if total > limits.max_document_pixels:
+                raise DocumentError(
+                    f"the document is too large: page {index + 1} takes it past the limit of "
+                    f"{limits.max_document_pixels} pixels"
+                )
+            pages.append(page)
+        return RenderResult(pages=tuple(pages), warnings=source.warnings)
 
 
-# pdfium keeps global state and is not thread-safe, even across separate documents; jobs for
-# several printers render in parallel threads, so every pdfium call in the process holds this.
+# pdfium keeps global state and is not thread-safe, even across separate documents. The agent
+# renders on one thread, but tests and benchmarks call in from several: every pdfium call holds this.
 _PDFIUM_LOCK = threading.Lock()
 _PDFIUM_WHITE = 0xFFFFFFFF
+_WHITE = 255
 _PDFIUM_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
 _POINTS_PER_INCH = 72
 # PDF writers round page boxes to a few decimals: 731.9999 dots is a whole 732-dot page.
@@ -107,6 +169,8 @@ _EXIF_TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
     }
 )
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Drawing objects inspected on one PDF page (nested forms included) before it is refused as a bomb.
+_MAX_PAGE_OBJECTS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +182,8 @@ class _Layout:
     canvas: tuple[int, int]
 
 
-class _Pages:
-    """Lays out pages, enforces the limits, and collects finished pages and warnings."""
+class _Layouter:
+    """Lays out and finishes pages for one page format and set of options; enforces the limits."""
 
     def __init__(self, page_format: PageFormat, options: RenderOptions, limits: RenderLimits):
         if options.rotation not in _ROTATIONS:
@@ -127,9 +191,7 @@ class _Pages:
         self.format = page_format
         self.options = options
         self.limits = limits
-        self._pages: list[Image.Image] = []
-        self._warnings: list[str] = []
-        self._pixels = 0
+        self.warnings: list[str] = []
 
     def check_count(self, count: int) -> None:
         if count > self.limits.max_pages:
@@ -137,11 +199,16 @@ class _Pages:
                 f"the document has {count} pages, more than the limit of {self.limits.max_pages}"
             )
 
-    def warn(self, message: str) -> None:
-        self._warnings.append(message)
+    def check_image(self, what: str, width: int, height: int) -> None:
+        """Refuse an image whose decoded pixels would pass the limit."""
+        if width * height > self.limits.max_image_pixels:
+            raise DocumentError(
+                f"{what} is too large: {width} x {height} pixels is more than the limit of "
+                f"{self.limits.max_image_pixels} pixels"
+            )
 
     def layout(self, number: int, width: float, height: float) -> _Layout:
-        """Fit a page of `width` x `height` dots (before rotation); reserve its pixels."""
+        """Fit a page of `width` x `height` dots (before rotation); warn when it is scaled down."""
         page_w, page_h = _dots(width), _dots(height)
         if self.options.rotation in (90, 270):
             page_w, page_h = page_h, page_w
@@ -151,11 +218,6 @@ class _Pages:
         if factor < 1.0:
             draw_w = max(1, min(max_w, round(page_w * factor)))
             draw_h = max(1, round(page_h * factor))
-            printable = f"{max_w} x {max_h} dots" if max_h else f"{max_w} dots wide"
-            self.warn(
-                f"page {number} is {page_w} x {page_h} dots, larger than the printable "
-                f"{printable}; scaled down to {draw_w} x {draw_h} dots"
-            )
         canvas = (max_w, max(draw_h, max_h or 0))
         pixels = canvas[0] * canvas[1]
         if pixels > self.limits.max_page_pixels:
@@ -163,17 +225,17 @@ class _Pages:
                 f"page {number} is too large: {canvas[0]} x {canvas[1]} dots is more than "
                 f"the limit of {self.limits.max_page_pixels} pixels"
             )
-        if self._pixels + pixels > self.limits.max_document_pixels:
-            raise DocumentError(
-                f"the document is too large: page {number} takes it past the limit of "
-                f"{self.limits.max_document_pixels} pixels"
+        if factor < 1.0:
+            printable = f"{max_w} x {max_h} dots" if max_h else f"{max_w} dots wide"
+            self.warnings.append(
+                f"page {number} is {page_w} x {page_h} dots, larger than the printable "
+                f"{printable}; scaled down to {draw_w} x {draw_h} dots"
             )
-        self._pixels += pixels
         if self.options.rotation in (90, 270):
             draw_w, draw_h = draw_h, draw_w
         return _Layout(draw_size=(draw_w, draw_h), factor=factor, canvas=canvas)
 
-    def add(self, grey: Image.Image, layout: _Layout) -> None:
+    def finish(self, grey: Image.Image, layout: _Layout) -> Image.Image:
         """Finish a greyscale page drawn at `layout.draw_size`: rotate, 1-bit, centre."""
         transpose = _ROTATIONS[self.options.rotation]
         if transpose is not None:
@@ -184,33 +246,54 @@ class _Pages:
             threshold = self.options.threshold
             page = grey.point([0 if value < threshold else 255 for value in range(256)], "1")
         if page.size != layout.canvas:
-            canvas = Image.new("1", layout.canvas, 1)
+            # Mode "1" white is 255: any other non-zero value is read back as ink by encoders.
+            canvas = Image.new("1", layout.canvas, _WHITE)
             canvas.paste(
                 page,
                 ((layout.canvas[0] - page.width) // 2, (layout.canvas[1] - page.height) // 2),
             )
             page = canvas
-        self._pages.append(page)
-
-    def result(self) -> RenderResult:
-        return RenderResult(pages=tuple(self._pages), warnings=tuple(self._warnings))
+        return page
 
 
-def _render_pdf(data: bytes, pages: _Pages) -> None:
-    with _PDFIUM_LOCK:
-        pdf = _open_pdf(data)
-    try:
+class _PdfPages(PageSource):
+    """A PDF held open in pdfium; every page checked and laid out at open, rendered on demand."""
+
+    def __init__(self, data: bytes, layouter: _Layouter) -> None:
+        self._layouter = layouter
         with _PDFIUM_LOCK:
-            count = len(pdf)
-        pages.check_count(count)
-        for index in range(count):
-            # One page at a time, with the lock released between pages so other jobs interleave.
+            self._pdf: pdfium.PdfDocument | None = _open_pdf(data)
+        try:
             with _PDFIUM_LOCK:
-                grey, layout = _render_pdf_page(pdf, index, pages)
-            pages.add(grey, layout)
-    finally:
+                count = len(self._pdf)
+            layouter.check_count(count)
+            layouts = []
+            for index in range(count):
+                # One page at a time, with the lock released between pages so other jobs interleave.
+                with _PDFIUM_LOCK:
+                    layouts.append(_check_pdf_page(self._pdf, index, layouter))
+        except BaseException:
+            self.close()
+            raise
+        self._layouts: tuple[_Layout, ...] = tuple(layouts)
+        self.page_count = count
+        self.warnings = tuple(layouter.warnings)
+
+    def render_page(self, index: int) -> Image.Image:
+        if not 0 <= index < self.page_count:
+            raise IndexError(f"page index {index} is outside the document's {self.page_count}")
+        layout = self._layouts[index]
+        if self._pdf is None:
+            raise ValueError("the document is closed")
         with _PDFIUM_LOCK:
-            pdf.close()
+            grey = _render_pdf_page(self._pdf, index, layout, self._layouter.format.dpi)
+        return self._layouter.finish(grey, layout)
+
+    def close(self) -> None:
+        pdf, self._pdf = self._pdf, None
+        if pdf is not None:
+            with _PDFIUM_LOCK:
+                pdf.close()
 
 
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
@@ -227,22 +310,87 @@ def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     raise DocumentError(f"the PDF cannot be read: {failure}") from failure
 
 
-def _render_pdf_page(
-    pdf: pdfium.PdfDocument, index: int, pages: _Pages
-) -> tuple[Image.Image, _Layout]:
+def _load_page(pdf: pdfium.PdfDocument, index: int) -> pdfium.PdfPage:
     try:
-        page = pdf.get_page(index)
+        return pdf.get_page(index)
     except pdfium.PdfiumError as err:
         raise DocumentError(f"page {index + 1} of the PDF cannot be read") from err
+
+
+def _check_pdf_page(pdf: pdfium.PdfDocument, index: int, layouter: _Layouter) -> _Layout:
+    """Lay out one page and refuse it if its images are too large, without decoding them."""
+    page = _load_page(pdf, index)
     try:
         # The size includes the page's own /Rotate, which rendering applies too.
         width_pt, height_pt = page.get_size()
-        scale = pages.format.dpi / _POINTS_PER_INCH
-        layout = pages.layout(index + 1, width_pt * scale, height_pt * scale)
+        scale = layouter.format.dpi / _POINTS_PER_INCH
+        layout = layouter.layout(index + 1, width_pt * scale, height_pt * scale)
+        total = 0
+        for width, height in _page_image_sizes(page):
+            layouter.check_image(f"an image on page {index + 1}", width, height)
+            total += width * height
+            if total > layouter.limits.max_page_image_pixels:
+                raise DocumentError(
+                    f"page {index + 1} is too large: its images have more than the limit of "
+                    f"{layouter.limits.max_page_image_pixels} pixels together"
+                )
+    finally:
+        page.close()
+    return layout
+
+
+def _page_image_sizes(page: pdfium.PdfPage) -> list[tuple[int, int]]:
+    """Pixel sizes of the images a page draws: in its content, form XObjects and annotations.
+
+    pdfium decodes an image whole when it draws it, so this is what rendering will allocate.
+    """
+    sizes: list[tuple[int, int]] = []
+    budget = [_MAX_PAGE_OBJECTS]
+    count = pdfium_c.FPDFPage_CountObjects(page.raw)
+    _image_sizes([pdfium_c.FPDFPage_GetObject(page.raw, i) for i in range(count)], sizes, budget)
+    for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
+        if not annot:
+            continue
+        # An annotation's objects live in its appearance form, which closing the annotation frees.
+        try:
+            count = pdfium_c.FPDFAnnot_GetObjectCount(annot)
+            _image_sizes(
+                [pdfium_c.FPDFAnnot_GetObject(annot, i) for i in range(count)], sizes, budget
+            )
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return sizes
+
+
+def _image_sizes(objects: list[Any], sizes: list[tuple[int, int]], budget: list[int]) -> None:
+    """Append the pixel sizes of the image objects among `objects`, forms searched through."""
+    width, height = ctypes.c_uint(), ctypes.c_uint()
+    stack = [obj for obj in objects if obj]
+    while stack:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DocumentError(f"a page has more than {_MAX_PAGE_OBJECTS} drawing objects")
+        obj = stack.pop()
+        kind = pdfium_c.FPDFPageObj_GetType(obj)
+        if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            if pdfium_c.FPDFImageObj_GetImagePixelSize(
+                obj, ctypes.byref(width), ctypes.byref(height)
+            ):
+                sizes.append((width.value, height.value))
+        elif kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+            count = pdfium_c.FPDFFormObj_CountObjects(obj)
+            children = (pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(count))
+            stack.extend(child for child in children if child)
+
+
+def _render_pdf_page(pdf: pdfium.PdfDocument, index: int, layout: _Layout, dpi: int) -> Image.Image:
+    page = _load_page(pdf, index)
+    try:
         # Rendering straight at the fitted size keeps oversized vector pages sharp. The exact
         # scale goes in as a matrix: fitting the page box to a whole number of dots instead
         # stretches it by a hair, and pdfium then doubles or drops a column of image pixels.
-        scale *= layout.factor
+        scale = dpi / _POINTS_PER_INCH * layout.factor
         width, height = layout.draw_size
         matrix = pdfium_c.FS_MATRIX(scale, 0, 0, scale, 0, 0)
         clip = pdfium_c.FS_RECTF(0, 0, width, height)
@@ -258,10 +406,32 @@ def _render_pdf_page(
             bitmap.close()
     finally:
         page.close()
-    return grey, layout
+    return grey
 
 
-def _render_image(data: bytes, pages: _Pages) -> None:
+class _ImagePage(PageSource):
+    """An image file: its size checked from the header, then decoded and finished at open.
+
+    It is one page, so it is done at once: a damaged image is refused before the job is accepted.
+    """
+
+    def __init__(self, data: bytes, layouter: _Layouter) -> None:
+        self._page: Image.Image | None = _render_image(data, layouter)
+        self.page_count = 1
+        self.warnings = tuple(layouter.warnings)
+
+    def render_page(self, index: int) -> Image.Image:
+        if index != 0:
+            raise IndexError(f"page index {index} is outside the image's one page")
+        if self._page is None:
+            raise ValueError("the document is closed")
+        return self._page.copy()
+
+    def close(self) -> None:
+        self._page = None
+
+
+def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as err:
@@ -272,11 +442,8 @@ def _render_image(data: bytes, pages: _Pages) -> None:
     except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
         raise DocumentError(f"the image cannot be read: {err}") from err
     with image:
-        if image.width * image.height > pages.limits.max_page_pixels:
-            raise DocumentError(
-                f"the image is too large: {image.width} x {image.height} pixels is more than "
-                f"the limit of {pages.limits.max_page_pixels} pixels"
-            )
+        # Opening read only the header: the size is known before a pixel is decoded.
+        layouter.check_image("the image", image.width, image.height)
         try:
             frames: int = getattr(image, "n_frames", 1)
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
@@ -284,19 +451,18 @@ def _render_image(data: bytes, pages: _Pages) -> None:
         except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
             raise DocumentError(f"the image cannot be read: {err}") from err
         if frames > 1:
-            pages.warn(f"the image has {frames} frames; only the first is printed")
-        dpi_x, dpi_y = _image_dpi(image, pages.format.dpi)
+            layouter.warnings.append(f"the image has {frames} frames; only the first is printed")
+        dpi_x, dpi_y = _image_dpi(image, layouter.format.dpi)
     exif_transpose = _EXIF_TRANSPOSE.get(orientation)
     if exif_transpose is not None:
         grey = grey.transpose(exif_transpose)
         if orientation >= 5:
             dpi_x, dpi_y = dpi_y, dpi_x
-    layout = pages.layout(
-        1, grey.width * pages.format.dpi / dpi_x, grey.height * pages.format.dpi / dpi_y
-    )
+    dpi = layouter.format.dpi
+    layout = layouter.layout(1, grey.width * dpi / dpi_x, grey.height * dpi / dpi_y)
     if grey.size != layout.draw_size:
         grey = grey.resize(layout.draw_size, _resample(grey.size, layout.draw_size))
-    pages.add(grey, layout)
+    return layouter.finish(grey, layout)
 
 
 def _to_grey(image: Image.Image) -> Image.Image:

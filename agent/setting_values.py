@@ -1,11 +1,14 @@
 """Setting values: InvenTree's rules for typing, showing and validating machine settings.
 
-Values are stored as strings. Bool-validated settings accept any string (unknown ones become
-"False", as in InvenTree); int-validated ones fall back to the default when unparseable.
+Values are stored as strings. A value sent for a bool-, int- or float-validated setting must be
+one (InvenTree 303 silently stores "False" or the default instead; the agent refuses it), and
+within the `min_value`/`max_value` a driver declares. Stored values that do not parse (written
+by an older version) still read as the default.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +17,8 @@ from drivers.base import SettingDef, SettingValidationError, SettingValue
 MAX_VALUE_LENGTH = 2000
 PROTECTED_MASK = "***"
 _TRUE_STRINGS = frozenset({"1", "y", "yes", "t", "true", "ok", "on"})
+# Accepted as False when a client sends them; anything neither true nor false is refused.
+_FALSE_STRINGS = frozenset({"", "0", "n", "no", "f", "false", "off"})
 
 # API list URLs of the models a setting may point to (InvenTree's `model` key).
 _MODEL_URLS: Mapping[str, str] = {
@@ -137,13 +142,20 @@ def clean_value(definition: SettingDef, value: object) -> str:
         )
     coerced: object = text
     if is_bool(definition):
-        coerced = str2bool(text)
+        lowered = text.strip().lower()
+        if lowered not in _TRUE_STRINGS and lowered not in _FALSE_STRINGS:
+            raise SettingInvalid("value", "Must be a valid boolean.")
+        coerced = lowered in _TRUE_STRINGS
     elif is_int(definition):
-        parsed = _parse_int(text)
-        coerced = parsed if parsed is not None else definition.get("default", "")
+        coerced = _parse_int(text.strip())
+        if coerced is None:
+            raise SettingInvalid("value", "Value must be an integer value")
     elif is_float(definition):
-        number = _parse_float(text)
-        coerced = number if number is not None else definition.get("default", "")
+        coerced = _parse_float(text.strip())
+        if coerced is None:
+            raise SettingInvalid("value", "Value must be a valid number")
+    if isinstance(coerced, int | float) and not isinstance(coerced, bool):
+        _check_range(definition, coerced)
     for validator in validators_of(definition):
         _run_validator(validator, coerced)
     choices = [str(choice) for choice, _label in _choices(definition)]
@@ -164,6 +176,14 @@ def missing_required(definitions: Mapping[str, SettingDef], values: Mapping[str,
         if value == "":
             missing.append(key)
     return missing
+
+
+def _check_range(definition: SettingDef, value: float) -> None:
+    low, high = definition.get("min_value"), definition.get("max_value")
+    if low is not None and value < low:
+        raise SettingInvalid("value", f"Ensure this value is greater than or equal to {low}.")
+    if high is not None and value > high:
+        raise SettingInvalid("value", f"Ensure this value is less than or equal to {high}.")
 
 
 def _run_validator(validator: Any, value: object) -> None:
@@ -198,6 +218,7 @@ def _parse_int(value: str) -> int | None:
 
 def _parse_float(value: str) -> float | None:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None

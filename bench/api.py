@@ -2,6 +2,9 @@
 
 Run from the repository root: `.venv/bin/python -m bench.api [--seconds 5]`. Prints figures and
 targets (PASS/MISS); it never fails on a missed target. All traffic stays on 127.0.0.1.
+
+`--list-sizes 100,10000` instead measures only `GET /api/machine/?limit=25` with that many
+machines each (a daemon per size): latency, requests/s, daemon CPU per request, RSS and idle CPU.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ REQUEST_TIMEOUT_S = 10.0
 FIRST_START_TIMEOUT_S = 30.0
 # Settle time after readiness before the idle RSS reading: lets start-up garbage be collected.
 IDLE_SETTLE_S = 0.5
+# Window over which the daemon's CPU use without requests is measured.
+IDLE_CPU_WINDOW_S = 3.0
 
 
 @dataclass(slots=True)
@@ -80,15 +85,93 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="inventree-edge-bench-"))
     try:
-        asyncio.run(_bench(args, workdir))
+        if args.list_sizes:
+            sizes = [int(size) for size in args.list_sizes.split(",")]
+            asyncio.run(_bench_list_sizes(args, sizes, workdir))
+        else:
+            asyncio.run(_bench(args, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class ListFigures:
+    """The list endpoint at one registry size."""
+
+    machines: int
+    result: EndpointResult
+    rss_idle_kib: int
+    rss_after_kib: int
+    idle_cpu: float
+
+
+async def _bench_list_sizes(args: argparse.Namespace, sizes: Sequence[int], workdir: Path) -> None:
+    print(
+        f"inventree-edge list benchmark: GET {LIST_PATH} at {', '.join(map(str, sizes))} "
+        f"virtual machines, {args.clients} clients, {args.seconds:g} s each after "
+        f"{args.warmup:g} s warm-up; idle CPU over {IDLE_CPU_WINDOW_S:g} s"
+    )
+    print(f"NOTE: client and server share this host's {os.cpu_count()} CPU cores.")
+    interval = args.poll_interval if args.poll_interval is not None else "driver default (5)"
+    print(f"virtual printers' status poll interval: {interval} s")
+    figures = []
+    for size in sizes:
+        run_dir = workdir / f"list-{size}"
+        run_dir.mkdir()
+        figures.append(await _list_at_size(args, size, run_dir))
+    print()
+    print(
+        f"{'machines':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'us CPU/req':>10} {'RSS idle MiB':>12} {'RSS after MiB':>13} {'idle CPU':>8}"
+    )
+    for f in figures:
+        r = f.result
+        print(
+            f"{f.machines:8d} {r.rps:7.0f} {percentile(r.latencies_ms, 50):7.2f} "
+            f"{percentile(r.latencies_ms, 99):7.2f} {r.errors:6d} {_per_request_us(r):10.0f} "
+            f"{mib(f.rss_idle_kib):12.1f} {mib(f.rss_after_kib):13.1f} {f.idle_cpu:8.1%}"
+        )
+    print("(idle CPU: daemon CPU time over wall time while no request is made; 100% = one core)")
+
+
+async def _list_at_size(args: argparse.Namespace, size: int, workdir: Path) -> ListFigures:
+    port = free_port()
+    config = workdir / "config.toml"
+    config.write_text(_config_toml(port, workdir / "data", size, args.poll_interval))
+    env: dict[str, str | None] = {
+        "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN_USER,
+        "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "PYTHONDONTWRITEBYTECODE": None,
+        "PYTHONPYCACHEPREFIX": str(workdir.parent / "pycache"),
+    }
+    daemon = start_daemon(config, port, workdir / "daemon.log", env)
+    try:
+        daemon.wait_ready(timeout=FIRST_START_TIMEOUT_S + size / 100)
+        connector = aiohttp.TCPConnector(limit=args.clients)
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        async with aiohttp.ClientSession(
+            daemon.base_url, connector=connector, timeout=timeout
+        ) as session:
+            token = await _token(session)
+            headers = {"Authorization": f"Token {token}"}
+            await asyncio.sleep(IDLE_SETTLE_S)
+            cpu_before = cpu_seconds(daemon.pid)
+            await asyncio.sleep(IDLE_CPU_WINDOW_S)
+            idle_cpu = (cpu_seconds(daemon.pid) - cpu_before) / IDLE_CPU_WINDOW_S
+            rss_idle = rss_kib(daemon.pid)
+            label = f"GET {LIST_PATH} ({size})"
+            await _drive(session, headers, [LIST_PATH], args, args.warmup, label)
+            result = await _drive(session, headers, [LIST_PATH], args, args.seconds, label, daemon)
+            rss_after = rss_kib(daemon.pid)
+    finally:
+        daemon.stop()
+    return ListFigures(size, result, rss_idle, rss_after, idle_cpu)
 
 
 async def _bench(args: argparse.Namespace, workdir: Path) -> None:
     port = free_port()
     config = workdir / "config.toml"
-    config.write_text(_config_toml(port, workdir / "data", args.machines))
+    config.write_text(_config_toml(port, workdir / "data", args.machines, args.poll_interval))
     env: dict[str, str | None] = {
         "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN_USER,
         "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -286,7 +369,7 @@ def _per_request_us(result: EndpointResult) -> float:
     return result.server_cpu_s / result.requests * 1e6 if result.requests else 0.0
 
 
-def _config_toml(port: int, data_dir: Path, machines: int) -> str:
+def _config_toml(port: int, data_dir: Path, machines: int, poll_interval: int | None) -> str:
     lines = [
         "[http]",
         f'host = "{HOST}"',
@@ -303,6 +386,8 @@ def _config_toml(port: int, data_dir: Path, machines: int) -> str:
             "[machines.driver_settings]",
             "DPI = 300",
         ]
+        if poll_interval is not None:
+            lines.append(f"POLL_INTERVAL = {poll_interval}")
     return "\n".join(lines) + "\n"
 
 
@@ -312,6 +397,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time per endpoint")
     parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients")
     parser.add_argument("--machines", type=int, default=100, help="virtual machines configured")
+    parser.add_argument(
+        "--poll-interval",
+        type=int,
+        default=None,
+        help="status poll interval of the virtual printers in s (default: the driver's, 5)",
+    )
+    parser.add_argument(
+        "--list-sizes",
+        default="",
+        help="comma-separated machine counts: measure only the machine list at each",
+    )
     parser.add_argument(
         "--max-requests",
         type=int,

@@ -1,5 +1,8 @@
 """Time `render_document` on a 62 x 29 mm label at 300 dpi; prints ms per label (p50/p99).
 
+Each case runs in the render worker (the daemon's way: a child process with capped memory) and in
+this process, so the cost of the worker's round trip shows.
+
 Run from the repository root: `.venv/bin/python -m bench.render [N]`.
 """
 
@@ -13,7 +16,7 @@ import time
 
 from PIL import Image
 
-from agent.render import render_document
+from agent.render import DEFAULT_LIMITS, RenderLimits, render_document
 from drivers.base import PageFormat, RenderOptions
 from tests.handmade_pdf import assemble_pdf
 
@@ -30,22 +33,26 @@ def main() -> None:
         "image PDF (732 x 342)": ("application/pdf", _image_pdf()),
         "PNG (732 x 342)": ("image/png", _png()),
     }
+    where = {"worker": DEFAULT_LIMITS, "in process": RenderLimits(max_memory_bytes=None)}
     for name, (content_type, data) in cases.items():
         for options in (RenderOptions(), RenderOptions(dither=True)):
-            times = _time(data, content_type, options, runs)
-            mode = "dither" if options.dither else "threshold"
-            print(
-                f"{name:32} {mode:9} p50 {statistics.median(times):6.2f} ms  "
-                f"p99 {_p99(times):6.2f} ms  ({runs} runs)"
-            )
+            for place, limits in where.items():
+                times = _time(data, content_type, options, limits, runs)
+                mode = "dither" if options.dither else "threshold"
+                print(
+                    f"{name:32} {mode:9} {place:10} p50 {statistics.median(times):6.2f} ms  "
+                    f"p99 {_p99(times):6.2f} ms  ({runs} runs)"
+                )
 
 
-def _time(data: bytes, content_type: str, options: RenderOptions, runs: int) -> list[float]:
-    render_document(data, content_type, PAGE_FORMAT, options)  # warm-up: fonts, caches
+def _time(
+    data: bytes, content_type: str, options: RenderOptions, limits: RenderLimits, runs: int
+) -> list[float]:
+    render_document(data, content_type, PAGE_FORMAT, options, limits=limits)  # warm-up
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        render_document(data, content_type, PAGE_FORMAT, options)
+        render_document(data, content_type, PAGE_FORMAT, options, limits=limits)
         times.append((time.perf_counter() - start) * 1000)
     return times
 

@@ -14,6 +14,7 @@ from drivers.base import (
     Machine,
     MachineProperty,
     MachineSnapshot,
+    PrinterUnavailable,
     SettingDef,
     SettingValidationError,
     SettingValue,
@@ -33,11 +34,11 @@ log = structlog.get_logger(__name__)
 StateT = TypeVar("StateT")
 
 
-class PrinterNotReady(Exception):
+class PrinterNotReady(PrinterUnavailable):
     """The printer reports a state in which it cannot print (paper out, cover open): the job waits."""
 
 
-class PrinterSilent(TransportTimeout):
+class PrinterSilent(TransportTimeout, PrinterUnavailable):
     """The printer answered none of the status queries (off, unplugged, or a write-only link)."""
 
 
@@ -141,11 +142,28 @@ class StatusReport:
             machine.set_properties(self.properties)
 
     def raise_if_blocking(self, machine: Machine) -> None:
-        """When the printer cannot print: show why and raise `PrinterNotReady` (the job waits)."""
+        """When the printer cannot print: show why and raise `PrinterNotReady` (the job waits).
+
+        When it can, the text and properties are brought up to date (a "Paper out" left from
+        the last attempt goes); the status is the job runner's (PRINTING) and stays.
+        """
         if self.blocking:
-            self.apply(machine)
+            machine.set_status(self.status)
+            machine.set_status_text(self.text)
+            self._update_properties(machine)
             log.info("printer_not_ready", machine=machine.name, status=self.text)
             raise PrinterNotReady(self.text)
+        machine.set_status_text(self.text)
+        self._update_properties(machine)
+
+    def _update_properties(self, machine: Machine) -> None:
+        """Replace the properties this report has; keep the others (a job reads no model)."""
+        if not self.properties:
+            return
+        fresh = {p.key: p for p in self.properties}
+        current: tuple[MachineProperty, ...] = getattr(machine, "properties", ())
+        kept = [fresh.pop(p.key, p) for p in current]
+        machine.set_properties((*kept, *fresh.values()))
 
 
 @dataclass(slots=True)
@@ -163,11 +181,23 @@ class Connections(Generic[StateT]):
     def __init__(self, new_state: Callable[[], StateT]) -> None:
         self._new_state = new_state
         self._by_pk: dict[str, MachineConnection[StateT]] = {}
+        self._watchers: dict[str, Callable[[], None]] = {}
+
+    def watch(self, machine: Machine, callback: Callable[[], None] | None) -> None:
+        """Call `callback` when the machine's link fails or reconnects (None: stop), new links too."""
+        if callback is None:
+            self._watchers.pop(machine.pk, None)
+        else:
+            self._watchers[machine.pk] = callback
+        connection = self._by_pk.get(machine.pk)
+        if connection is not None:
+            connection.link.on_change = callback
 
     async def open(self, machine: Machine) -> MachineConnection[StateT]:
         """Make the link from `CONNECTION` without touching the printer; a bad URI raises."""
         uri = connection_uri(machine)
         link = link_for(uri, name=machine.name)
+        link.on_change = self._watchers.get(machine.pk)
         await self.close(machine)
         connection = MachineConnection(uri, link, self._new_state())
         self._by_pk[machine.pk] = connection
@@ -233,6 +263,13 @@ class ConnectedDriver(LabelPrinterDriver, Generic[StateT]):
             connection = self._connections.find(machine)
             if connection is not None:
                 self.forget_printer(connection.state)
+
+    def watch_connection(self, machine: Machine, callback: Callable[[], None] | None) -> None:
+        """Have `callback` called when the machine's connection fails or comes back (None: stop).
+
+        The poller uses it to read the printer at once after a failed job or a reconnect.
+        """
+        self._connections.watch(machine, callback)
 
     async def restart_machine(self, machine: Machine) -> None:
         """Connect again without waiting out the reconnect backoff, and ask the printer afresh."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
@@ -72,6 +72,9 @@ class SettingDef(TypedDict, total=False):
     protected: bool
     model: str
     hidden: bool
+    # Bounds of an int- or float-validated setting; a value outside is refused with 400.
+    min_value: int | float
+    max_value: int | float
 
 
 PropertyType = Literal["str", "bool", "progress", "int", "float"]
@@ -161,7 +164,16 @@ class RenderOptions:
 
 
 class PrintJob(Protocol):
-    """A job handed to `LabelPrinterDriver.print`: 1-bit pages, or raw printer-language bytes."""
+    """A job handed to `LabelPrinterDriver.print`: 1-bit pages, or raw printer-language bytes.
+
+    Pages are rendered on demand (the next one while the current one is sent), so a driver asks
+    for them one at a time, best through `labels(job)`. The agent watches the job's progress:
+    a driver reports every label printed (`report_progress`) and every sign of life from the
+    printer (`report_activity`, which `drivers.activity.reporting` does for each chunk written and
+    each reply read); a job that shows none for the agent's stall time is stopped and retried.
+    When the agent asks the job to stop (it was cancelled, or the agent is stopping),
+    `stop_requested` turns true: finish the label being sent, confirm it, and return.
+    """
 
     @property
     def pk(self) -> str: ...
@@ -173,8 +185,15 @@ class PrintJob(Protocol):
     def content_type(self) -> str: ...
 
     @property
-    def pages(self) -> Sequence[Image]:
-        """Rendered 1-bit pages (mode "1", black = 0) at the driver's `PageFormat`; empty for raw jobs."""
+    def page_count(self) -> int:
+        """Pages in the document (labels per copy); 0 for raw jobs."""
+        ...
+
+    async def page(self, index: int) -> Image:
+        """Page `index` (0-based), mode "1" (black = 0) at the driver's `PageFormat`.
+
+        Raises `PrintFailed` if the page cannot be drawn.
+        """
         ...
 
     @property
@@ -190,8 +209,17 @@ class PrintJob(Protocol):
         """Labels an earlier, interrupted attempt already printed: start at this label (0-based)."""
         ...
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once the agent wants the job to end after the label being sent."""
+        ...
+
     def report_progress(self, labels_printed: int) -> None:
         """Tell the agent how many labels (pages x copies) the printer has printed so far."""
+        ...
+
+    def report_activity(self) -> None:
+        """Tell the agent the printer is taking the job (bytes written, a reply read)."""
         ...
 
 
@@ -199,11 +227,31 @@ class PrintFailed(Exception):
     """A job that can never print on this printer (retrying will not help): it fails at once."""
 
 
-def iter_labels(job: PrintJob) -> Iterator[tuple[int, Image]]:
-    """(label number, page) for every label still to print: pages in order, `copies` times over."""
-    pages = job.pages
-    for number in range(job.first_label, len(pages) * job.copies):
-        yield number, pages[number % len(pages)]
+class PrinterUnavailable(Exception):
+    """The printer cannot take a job now and says why (paper out, cover open, offline).
+
+    The job waits and is tried again until it expires; such attempts are not counted against it.
+    """
+
+
+async def labels(job: PrintJob) -> AsyncIterator[tuple[int, Image]]:
+    """(label number, page) for every label still to print: pages in order, `copies` times over.
+
+    Ends early, between labels, once the agent asked the job to stop.
+    """
+    count = job.page_count
+    for number in range(job.first_label, count * job.copies):
+        if job.stop_requested:
+            return
+        yield number, await job.page(number % count)
+
+
+def raw_copies(job: PrintJob) -> Iterator[int]:
+    """Copy numbers (0-based) of a raw job still to send; ends early once asked to stop."""
+    for copy in range(job.first_label, job.copies):
+        if job.stop_requested:
+            return
+        yield copy
 
 
 class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add abstract ones

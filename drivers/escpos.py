@@ -8,6 +8,7 @@ paper ran out may be printed again when the job resumes (never left out).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -23,6 +24,7 @@ from drivers._connection import (
     poll_interval_setting,
     threshold_settings,
 )
+from drivers.activity import reporting
 from drivers.base import (
     LabelPrinterStatus,
     Machine,
@@ -34,7 +36,8 @@ from drivers.base import (
     SettingDef,
     SettingValidationError,
     SettingValue,
-    iter_labels,
+    labels,
+    raw_copies,
 )
 from drivers.escpos_profiles import DEFAULT_PROFILE
 from drivers.escpos_protocol import (
@@ -46,13 +49,14 @@ from drivers.escpos_protocol import (
     EscposStatus,
     decode_status,
     encode_label,
+    is_valid_status_byte,
 )
 from drivers.transport import (
     Transport,
     TransportError,
     TransportTimeout,
     discard_received,
-    read_exactly,
+    drain_input,
 )
 
 if TYPE_CHECKING:
@@ -64,8 +68,15 @@ STATUS_TIMEOUT = 2.0
 # After a label the query queues behind the label's bytes in the printer's receive buffer, which
 # drains only as fast as the printer prints: a few seconds for a long label.
 LABEL_STATUS_TIMEOUT = 10.0
+# Once the printer has started answering, each further reply byte comes within this time, even
+# on a slow line (a 1200-baud link or a congested Wi-Fi bridge answers a byte in ~10-100 ms).
+REPLY_BYTE_GAP = 1.0
 # All four real-time status queries in one write; the printer answers one byte each, in order.
 STATUS_QUERY = b"".join(STATUS_QUERIES[n] for n in (1, 2, 3, 4))
+STATUS_REPLY_BYTES = 4
+# Epson printers run `DLE EOT n` the moment its bytes arrive, even inside image data, so every
+# such triple sent before a status query adds one reply byte ahead of the query's own.
+_REALTIME_STATUS_REQUEST = re.compile(rb"\x10\x04[\x01-\x04]")
 MM_PER_INCH = 25.4
 _CUT_MODES: Mapping[str, CutMode] = {"full": "full", "partial": "partial", "none": "none"}
 # Printable width in dots by paper width (mm) and resolution: 72 mm of 80 mm paper, 48 mm of 58 mm
@@ -182,12 +193,6 @@ class EscposDriver(ConnectedDriver[None]):
             report = await query_status(transport, STATUS_TIMEOUT)
         report.apply(machine)
 
-    async def init_machine(self, machine: Machine) -> None:
-        """As every connected driver; a model profile starts loading in the background."""
-        await super().init_machine(machine)
-        if machine.get_setting("PROFILE", "D") != DEFAULT_PROFILE:
-            escpos_profiles.warm(self.state_dir)
-
     def page_format(self, machine: Machine) -> PageFormat:
         """The printable width in dots at the head's resolution; paper is continuous.
 
@@ -220,32 +225,44 @@ class EscposDriver(ConnectedDriver[None]):
             raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
         options = _job_options(machine)
         link = self._connections.get(machine).link
-        async with link.exchange() as transport:
+        async with link.exchange() as link_transport:
+            transport = reporting(link_transport, job)
             if options.status:
                 await discard_received(transport)
                 (await query_status(transport, STATUS_TIMEOUT)).raise_if_blocking(machine)
             if job.raw is not None:
-                for copy in range(job.first_label, job.copies):
+                for copy in raw_copies(job):
                     await transport.write(job.raw)
-                    await _accepted(machine, transport, job, copy + 1, options)
+                    await _accepted(machine, transport, job, copy + 1, options, job.raw)
                 return
             await transport.write(INIT)
-            for number, page in iter_labels(job):
+            async for number, page in labels(job):
                 data = await asyncio.to_thread(_encode, page, options)
                 await transport.write(data)
-                await _accepted(machine, transport, job, number + 1, options)
+                await _accepted(machine, transport, job, number + 1, options, data)
 
 
-async def query_status(transport: Transport, timeout: float) -> StatusReport:  # noqa: ASYNC109 - per-call timeout is the contract
-    """Send `DLE EOT 1..4` and read the four reply bytes; `PrinterSilent` if they do not come."""
-    await transport.write(STATUS_QUERY)
-    try:
-        reply = await read_exactly(transport, 4, timeout)
-    except TransportTimeout as err:
-        raise PrinterSilent(
-            f"no answer to the status query (DLE EOT) within {timeout:g} s: the printer is off, "
-            "or cannot send status on this connection (then turn STATUS_QUERY off)"
-        ) from err
+def realtime_requests(sent: bytes) -> int:
+    """How many `DLE EOT 1..4` an Epson printer finds in `sent` (each gets a one-byte reply)."""
+    return len(_REALTIME_STATUS_REQUEST.findall(sent))
+
+
+async def query_status(
+    transport: Transport,
+    timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
+    sent: bytes = b"",
+) -> StatusReport:
+    """Send `DLE EOT 1..4` and read the four reply bytes; `PrinterSilent` if they do not come.
+
+    `sent` is what was written since the last complete reply: status requests hidden in it
+    (image bytes that happen to read `10 04 n`) may be answered first, and those bytes are
+    skipped. A reply whose bytes lack the fixed bits is out of step: the line is drained and the
+    printer asked once more, so a misread reply never counts as a fault.
+    """
+    reply = await _exchange(transport, timeout, realtime_requests(sent))
+    if not all(map(is_valid_status_byte, reply)):
+        await drain_input(transport)
+        reply = await _exchange(transport, timeout, 0)
     try:
         status = decode_status(dict(zip((1, 2, 3, 4), reply, strict=True)))
     except ValueError as err:
@@ -253,6 +270,43 @@ async def query_status(transport: Transport, timeout: float) -> StatusReport:  #
             f"unexpected status reply {reply.hex(' ')}: is this an ESC/POS printer? ({err})"
         ) from err
     return status_report(status)
+
+
+async def _exchange(transport: Transport, timeout: float, unsolicited: int) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
+    await transport.write(STATUS_QUERY)
+    try:
+        return await _read_reply(transport, timeout, unsolicited)
+    except TransportTimeout as err:
+        raise PrinterSilent(
+            f"no answer to the status query (DLE EOT) within {timeout:g} s: the printer is off, "
+            "or cannot send status on this connection (then turn STATUS_QUERY off)"
+        ) from err
+
+
+async def _read_reply(transport: Transport, timeout: float, unsolicited: int) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
+    """The query's four reply bytes, after up to `unsolicited` replies to hidden requests.
+
+    Until the query's own reply has begun, a byte may take the whole `timeout` (the printer
+    may first have to print what its buffer holds); after that, each further byte comes within
+    `REPLY_BYTE_GAP`. A printer that skips requests inside image data (some clones) sends fewer
+    bytes: once the line goes quiet with four or more, the last four are the reply.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    want = unsolicited + STATUS_REPLY_BYTES
+    buf = bytearray()
+    while len(buf) < want:
+        wait = REPLY_BYTE_GAP if len(buf) > unsolicited else deadline - loop.time()
+        try:
+            buf += await transport.read(want - len(buf), max(wait, 0.001))
+        except TransportTimeout as err:
+            if len(buf) >= STATUS_REPLY_BYTES:
+                break
+            transport.unread(bytes(buf))
+            raise TransportTimeout(
+                f"{transport.name}: got {len(buf)} of {STATUS_REPLY_BYTES} status bytes"
+            ) from err
+    return bytes(buf[-STATUS_REPLY_BYTES:])
 
 
 def status_report(status: EscposStatus) -> StatusReport:
@@ -273,12 +327,22 @@ def status_report(status: EscposStatus) -> StatusReport:
         conditions.append(Condition(LabelPrinterStatus.NO_MEDIA, "Paper out"))
     elif status.paper_near_end:
         conditions.append(Condition(LabelPrinterStatus.WARNING, "Paper near end", False))
+    if status.presenter_waiting:
+        # The presenter holds the last label until someone takes it; the next one waits.
+        text = "Label waiting in the presenter"
+        conditions.append(Condition(LabelPrinterStatus.WARNING, text, False))
     if status.cover_open:
         conditions.append(Condition(error, "Cover open"))
-    if status.feed_button:
+    if status.feed_button or status.feed_button_pressed:
         # The printer is offline only while the button feeds paper; what it receives meanwhile
         # waits in its buffer.
         conditions.append(Condition(LabelPrinterStatus.WARNING, "Feed button pressed", False))
+    if status.waiting_for_recovery and not conditions:
+        if status.offline:
+            conditions.append(Condition(error, "Offline, waiting to go back online"))
+        else:
+            text = "Waiting to go back online"
+            conditions.append(Condition(LabelPrinterStatus.WARNING, text, False))
     if status.offline and not conditions:
         conditions.append(Condition(error, "Printer offline"))
     return StatusReport(tuple(conditions), _properties(status))
@@ -299,12 +363,22 @@ def _properties(status: EscposStatus) -> tuple[MachineProperty, ...]:
 
 
 async def _accepted(
-    machine: Machine, transport: Transport, job: PrintJob, printed: int, options: _JobOptions
+    machine: Machine,
+    transport: Transport,
+    job: PrintJob,
+    printed: int,
+    options: _JobOptions,
+    sent: bytes,
 ) -> None:
-    """Count a label as printed once the status after it says the printer can go on."""
-    # No drain here: within one exchange every reply so far has been read, so input is in step.
+    """Count a label as printed once the status after it says the printer can go on.
+
+    `sent` is the label's bytes: status requests hidden in them are answered ahead of ours.
+    """
+    # No drain here: replies to requests hidden in the label may still be on their way, and
+    # `query_status` skips exactly those.
     if options.status:
-        (await query_status(transport, LABEL_STATUS_TIMEOUT)).raise_if_blocking(machine)
+        report = await query_status(transport, LABEL_STATUS_TIMEOUT, sent)
+        report.raise_if_blocking(machine)
     job.report_progress(printed)
 
 

@@ -1,20 +1,26 @@
 """python-escpos capability profiles: what a printer model prints (width in dots, resolution, raster).
 
-python-escpos loads its capability database at import: about 0.2 s, a cache file written to a
-temporary directory, and `logging.basicConfig()`. So it is imported once, on first use (in a
-background thread when a machine names a model), with its cache in the driver's state directory.
+The profiles come from python-escpos's `capabilities.json`, read here as JSON: about 1 ms for
+the 35 models, so it may run on the event loop (setting validation does). Importing
+python-escpos's own `escpos.capabilities` instead parses the file with PyYAML (0.3-0.4 s), writes
+a cache to a temporary directory and calls `logging.basicConfig()`; it is never imported.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 # The profile that assumes nothing about the model.
 DEFAULT_PROFILE = "default"
+_CAPABILITIES = ("escpos", "capabilities.json")
 
 _lock = threading.Lock()
 _profiles: dict[str, ModelProfile] | None = None
@@ -31,26 +37,27 @@ class ModelProfile:
     raster: bool
 
 
-def profiles(cache_dir: Path | None = None) -> dict[str, ModelProfile]:
-    """Every capability profile by name (loads python-escpos on the first call; blocking)."""
+def profiles() -> dict[str, ModelProfile]:
+    """Every capability profile by name (read once; empty if python-escpos's file is missing)."""
     global _profiles  # noqa: PLW0603 - one database per process, loaded once
     with _lock:
         if _profiles is None:
-            if cache_dir is not None:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(cache_dir))
-            from escpos import capabilities  # noqa: PLC0415 - heavy import with side effects
-
-            data: dict[str, Any] = capabilities.CAPABILITIES.get("profiles", {})
-            _profiles = {name: _profile(name, entry) for name, entry in data.items()}
+            _profiles = {name: _profile(name, entry) for name, entry in _load().items()}
         return _profiles
 
 
-def warm(cache_dir: Path) -> None:
-    """Load the profiles in a background thread, so the first use does not wait."""
-    threading.Thread(
-        target=profiles, args=(cache_dir,), name="escpos-profiles", daemon=True
-    ).start()
+def _load() -> dict[str, Any]:
+    package, name = _CAPABILITIES
+    try:
+        text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, ModuleNotFoundError, ValueError) as err:
+        log.warning("escpos_profiles_unavailable", error=str(err))
+        return {}
+    found = data.get("profiles") if isinstance(data, dict) else None
+    return (
+        {k: v for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else {}
+    )
 
 
 def _profile(name: str, entry: dict[str, Any]) -> ModelProfile:

@@ -26,8 +26,9 @@ CUTS: Mapping[str, bytes] = MappingProxyType(
 STATUS_QUERIES: Mapping[int, bytes] = MappingProxyType(
     {n: DLE + b"\x04" + bytes((n,)) for n in (1, 2, 3, 4)}
 )
-# `GS v 0` takes at most 4095 rows (yH <= 15) and 65535 bytes per row.
-MAX_RASTER_ROWS = 4095
+# `GS v 0` takes at most 2303 rows on Epson TM printers (yH <= 8; the command itself allows
+# 4095) and 65535 bytes per row.
+MAX_RASTER_ROWS = 2303
 MAX_RASTER_ROW_BYTES = 0xFFFF
 # `ESC J n` feeds at most 255 motion units; longer feeds are split.
 MAX_FEED_PER_COMMAND = 255
@@ -69,9 +70,11 @@ PROFILES: Mapping[str, EscposProfile] = MappingProxyType(
 class EscposStatus:
     """Flags from `DLE EOT 1..4` replies; a flag is None when its query was not asked."""
 
-    # DLE EOT 1
+    # DLE EOT 1 (bits 5 and 6 are undefined on older models, which send them as 0)
     offline: bool | None = None
     drawer_pin3_high: bool | None = None
+    waiting_for_recovery: bool | None = None
+    feed_button_pressed: bool | None = None
     # DLE EOT 2
     cover_open: bool | None = None
     feed_button: bool | None = None
@@ -85,6 +88,7 @@ class EscposStatus:
     # DLE EOT 4
     paper_near_end: bool | None = None
     paper_out: bool | None = None
+    presenter_waiting: bool | None = None
 
     @property
     def online(self) -> bool | None:
@@ -169,6 +173,10 @@ def decode_status(replies: Mapping[int, int]) -> EscposStatus:
             raise ValueError(f"invalid DLE EOT {n} reply {value:#04x}: not of the form 0xx1xx10")
         for name, mask in _STATUS_BITS[n]:
             flags[name] = bool(value & mask)
+        if n == 4:
+            # Epson sets bits 5 and 6 for paper end; Citizen presenter printers use bit 5 for
+            # paper end and bit 6 alone for a label waiting in the presenter.
+            flags["presenter_waiting"] = value & 0x60 == 0x40
     return EscposStatus(**flags)
 
 
@@ -185,10 +193,16 @@ def _feed(dots: int) -> bytes:
     return b"".join(parts)
 
 
-# Near end and paper out are each reported by a pair of bits (both set); either bit counts.
+# Near end is reported by a pair of bits (both set on Epson, one per sensor on Citizen); either
+# counts. Paper out is bit 5 (with bit 6 on Epson).
 _STATUS_BITS: Mapping[int, tuple[tuple[str, int], ...]] = MappingProxyType(
     {
-        1: (("drawer_pin3_high", 0x04), ("offline", 0x08)),
+        1: (
+            ("drawer_pin3_high", 0x04),
+            ("offline", 0x08),
+            ("waiting_for_recovery", 0x20),
+            ("feed_button_pressed", 0x40),
+        ),
         2: (
             ("cover_open", 0x04),
             ("feed_button", 0x08),
@@ -201,6 +215,6 @@ _STATUS_BITS: Mapping[int, tuple[tuple[str, int], ...]] = MappingProxyType(
             ("unrecoverable", 0x20),
             ("auto_recoverable", 0x40),
         ),
-        4: (("paper_near_end", 0x0C), ("paper_out", 0x60)),
+        4: (("paper_near_end", 0x0C), ("paper_out", 0x20)),
     }
 )

@@ -12,17 +12,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from drivers._connection import int_range
 from drivers.base import (
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
     MachineProperty,
     PageFormat,
+    PrinterUnavailable,
     PrintFailed,
     PrintJob,
     RenderOptions,
     SettingDef,
-    iter_labels,
+    labels,
 )
 
 if TYPE_CHECKING:
@@ -45,12 +47,16 @@ FAULTS: Mapping[str, tuple[LabelPrinterStatus, str]] = {
 _BLOCKING_FAULTS = frozenset({"paper-out", "paper-jam", "cover-open", "offline"})
 
 
-class VirtualPrinterFault(Exception):
+class VirtualPrinterFault(PrinterUnavailable):
     """The simulated printer cannot print right now."""
 
 
 class VirtualLabelPrinter(LabelPrinterDriver):
-    """Writes each label as a PNG under the data directory: `virtual/<machine>/<job>-<page>.png`."""
+    """Writes each label as a PNG under the data directory.
+
+    `virtual/<machine name>-<machine pk>/<job>-<page>.png`: the name makes the folder easy to find,
+    the pk keeps apart machines whose names differ only in characters a file name cannot hold.
+    """
 
     SLUG = "virtual"
     NAME = "Virtual label printer"
@@ -67,21 +73,21 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "name": "Label width",
             "description": "Printable width of the label in millimetres",
             "default": 62,
-            "validator": int,
+            "validator": [int, int_range(1, 1000)],
             "units": "mm",
         },
         "LABEL_HEIGHT_MM": {
             "name": "Label height",
             "description": "Label length in millimetres (0 for continuous media)",
             "default": 29,
-            "validator": int,
+            "validator": [int, int_range(0, 5000, " (0: continuous)")],
             "units": "mm",
         },
         "LABEL_DELAY_MS": {
             "name": "Print time per label",
             "description": "Simulated time the printer takes for one label (0: instant)",
             "default": 0,
-            "validator": int,
+            "validator": [int, int_range(0, 60000)],
             "units": "ms",
         },
         "FAULT": {
@@ -94,7 +100,7 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "name": "Status interval",
             "description": "Seconds between status reads",
             "default": 5,
-            "validator": int,
+            "validator": [int, int_range(1, 3600)],
             "units": "s",
         },
     }
@@ -143,7 +149,11 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         """Write every page of the job as PNG files; fails while a blocking fault is set."""
         fault = str(machine.get_setting("FAULT", "D"))
         if fault in _BLOCKING_FAULTS:
-            raise VirtualPrinterFault(FAULTS[fault][1])
+            status, text = FAULTS[fault]
+            # As a real printer's status query would: the cause is shown, not guessed.
+            machine.set_status(status)
+            machine.set_status_text(text)
+            raise VirtualPrinterFault(text)
         directory = self.output_dir(machine)
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         if job.raw is not None:
@@ -151,8 +161,8 @@ class VirtualLabelPrinter(LabelPrinterDriver):
                 "the virtual printer takes PDF or PNG documents, not printer language"
             )
         delay = max(int(machine.get_setting("LABEL_DELAY_MS", "D")), 0) / 1000
-        for label, page in iter_labels(job):
-            copy, number = divmod(label, len(job.pages))
+        async for label, page in labels(job):
+            copy, number = divmod(label, job.page_count)
             suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
             path = directory / f"{job.pk}-{number + 1}{suffix}.png"
             await asyncio.to_thread(
@@ -164,7 +174,7 @@ class VirtualLabelPrinter(LabelPrinterDriver):
 
     def output_dir(self, machine: Machine) -> Path:
         """Where this machine's pages go."""
-        return self.state_dir / _safe_name(machine.name)
+        return self.state_dir / output_folder_name(machine.name, machine.pk)
 
 
 def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None:
@@ -174,7 +184,7 @@ def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None
         log_file.write(log_line)
 
 
-def _safe_name(name: str) -> str:
-    """A machine name made safe as one path component."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "machine"
+def output_folder_name(name: str, pk: str) -> str:
+    """One path component per machine: its name made safe, then its pk (unique)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:64]
+    return f"{cleaned or 'machine'}-{pk}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
@@ -23,6 +23,7 @@ from drivers._connection import (
     poll_interval_setting,
     threshold_settings,
 )
+from drivers.activity import reporting
 from drivers.base import (
     LabelPrinterStatus,
     Machine,
@@ -33,9 +34,10 @@ from drivers.base import (
     SettingDef,
     SettingValidationError,
     SettingValue,
-    iter_labels,
+    labels,
+    raw_copies,
 )
-from drivers.transport import Transport, discard_received, drain_input
+from drivers.transport import Link, Transport, discard_received, drain_input
 from drivers.zpl_protocol import DPMM_TO_DPI, encode_page
 from drivers.zpl_status import (
     ZplState,
@@ -57,6 +59,9 @@ STALL_STATUS_AFTER = 1.0
 STALL_TIMEOUT = 20.0
 # Formats sent ahead of the odometer, so the printer always has the next label in its buffer.
 FORMATS_AHEAD = 2
+# Copies of a one-page document go out as one format (`^PQ`) of at most this many labels: a stop
+# request (cancel, shutdown) takes effect after the formats already sent.
+MAX_RUN = 10
 # Before resuming a job the printer may still be printing its earlier labels; wait this long.
 BUFFER_WAIT_TIMEOUT = 10.0
 BUFFER_POLL_INTERVAL = 0.2
@@ -146,6 +151,13 @@ class ZplDriver(ConnectedDriver[ZplState]):
             "default": "",
             "validator": validate_init,
         },
+        "STATUS_QUERY": {
+            "name": "Read status",
+            "description": "Ask the printer for its status and label count (off for write-only "
+            "links: file://, a one-way /dev/usb/lp0, serial without RX)",
+            "default": True,
+            "validator": bool,
+        },
         "POLL_INTERVAL": poll_interval_setting(15),
     }
 
@@ -161,6 +173,12 @@ class ZplDriver(ConnectedDriver[ZplState]):
         """Read ~HQES/~HS, ~HI and the odometer; show status, text and properties."""
         connection = self._connections.get(machine)
         state = connection.state
+        if not machine.get_setting("STATUS_QUERY", "D"):
+            await connection.link.ensure_connected()
+            machine.set_status(LabelPrinterStatus.CONNECTED)
+            machine.set_status_text("Connected; status queries are off")
+            machine.set_properties(())
+            return
         async with connection.link.exchange() as transport:
             await discard_received(transport)
             reading = await read_status(transport, state)
@@ -202,12 +220,16 @@ class ZplDriver(ConnectedDriver[ZplState]):
         """
         connection = self._connections.get(machine)
         state = connection.state
-        async with connection.link.exchange() as transport:
+        if not machine.get_setting("STATUS_QUERY", "D"):
+            await _print_blind(connection.link, job, _format_options(machine))
+            return
+        async with connection.link.exchange() as link_transport:
+            transport = reporting(link_transport, job)
             await discard_received(transport)
             reading = await read_status(transport, state)
             status_report(reading).raise_if_blocking(machine)
             if job.raw is not None:
-                for copy in range(job.first_label, job.copies):
+                for copy in raw_copies(job):
                     await transport.write(job.raw)
                     # A raw job may ask the printer things itself; drop its answers.
                     await drain_input(transport)
@@ -242,13 +264,17 @@ class ZplDriver(ConnectedDriver[ZplState]):
             job.report_progress(start)
         pending = state.start_job(job.pk, odometer, start)
         ends: list[int] = []
-        for index, run in enumerate(_runs(job, start)):
+        index = 0
+        async for run in _runs(job, start):
             if index >= FORMATS_AHEAD:
                 await _confirm(machine, transport, state, job, ends[index - FORMATS_AHEAD])
+                if job.stop_requested:
+                    break
             data = await asyncio.to_thread(_encode, run, options)
             pending.sent = run.end
             await transport.write(data)
             ends.append(run.end)
+            index += 1
         if ends:
             await _confirm(machine, transport, state, job, ends[-1])
         state.pending = None
@@ -261,9 +287,23 @@ class ZplDriver(ConnectedDriver[ZplState]):
         job: PrintJob,
         options: _FormatOptions,
     ) -> None:
-        for run in _runs(job, job.first_label):
+        async for run in _runs(job, job.first_label):
             await transport.write(await asyncio.to_thread(_encode, run, options))
             status_report(await read_status(transport, state)).raise_if_blocking(machine)
+            job.report_progress(run.end)
+
+
+async def _print_blind(link: Link, job: PrintJob, options: _FormatOptions) -> None:
+    """Without status: a label counts as printed once its format was written."""
+    async with link.exchange() as link_transport:
+        transport = reporting(link_transport, job)
+        if job.raw is not None:
+            for copy in raw_copies(job):
+                await transport.write(job.raw)
+                job.report_progress(copy + 1)
+            return
+        async for run in _runs(job, job.first_label):
+            await transport.write(await asyncio.to_thread(_encode, run, options))
             job.report_progress(run.end)
 
 
@@ -318,17 +358,24 @@ async def _require_odometer(transport: Transport) -> int:
     return odometer
 
 
-def _runs(job: PrintJob, start: int) -> list[_Run]:
-    """Labels from `start` in `iter_labels` order, repeats of one page merged into one run."""
-    runs: list[_Run] = []
-    for number, page in iter_labels(job):
+async def _runs(job: PrintJob, start: int) -> AsyncIterator[_Run]:
+    """Labels from `start` in `labels` order; repeats of a one-page document merged into runs.
+
+    A run is at most `MAX_RUN` labels, so a stop request ends a long job of copies soon.
+    """
+    run: _Run | None = None
+    async for number, page in labels(job):
         if number < start:
             continue
-        if runs and runs[-1].page is page and runs[-1].end == number:
-            runs[-1] = _Run(page, runs[-1].first, runs[-1].count + 1)
-        else:
-            runs.append(_Run(page, number, 1))
-    return runs
+        if run is not None and job.page_count == 1 and run.end == number and run.count < MAX_RUN:
+            run = _Run(page, run.first, run.count + 1)
+            continue
+        if run is not None:
+            yield run
+        run = _Run(page, number, 1)
+    if run is not None and not job.stop_requested:
+        # Stopped: the labels gathered since the last run was sent are left unsent.
+        yield run
 
 
 def _format_options(machine: Machine) -> _FormatOptions:

@@ -27,8 +27,10 @@ from drivers.zpl_protocol import (
 )
 
 # A Zebra answers host queries within tens of ms, even while printing; 2 s also covers a busy
-# 9600-baud serial line.
+# 9600-baud serial line. It bounds the wait for each byte, so a slow line that keeps sending
+# is not taken for a printer that is off; `REPLY_MAX_TIME` bounds a whole reply.
 QUERY_TIMEOUT = 2.0
+REPLY_MAX_TIME = 30.0
 ODOMETER_QUERY = sgd_getvar("odometer.total_label_count")
 
 
@@ -107,8 +109,8 @@ async def read_odometer(transport: Transport) -> int | None:
     """Read SGD `odometer.total_label_count`; None if the printer does not answer with a number."""
     await transport.write(ODOMETER_QUERY)
     try:
-        await read_until(transport, b'"', QUERY_TIMEOUT)
-        value = await read_until(transport, b'"', QUERY_TIMEOUT)
+        await _read_until(transport, b'"', REPLY_MAX_TIME)
+        value = await _read_until(transport, b'"', REPLY_MAX_TIME)
     except TransportTimeout:
         await drain_input(transport)
         return None
@@ -166,17 +168,22 @@ def status_report(
 _ParsedT = TypeVar("_ParsedT")
 
 
+async def _read_until(transport: Transport, terminator: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
+    """A reply up to `terminator`: each byte within `QUERY_TIMEOUT`, all within `timeout`."""
+    return await read_until(transport, terminator, timeout, idle_timeout=QUERY_TIMEOUT)
+
+
 async def _query(
     transport: Transport, query: bytes, frames: int, parse: Callable[[bytes], _ParsedT]
 ) -> _ParsedT | None:
     """Send a query and parse `frames` STX...ETX replies; None (input dropped) if they do not come."""
     await transport.write(query)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + QUERY_TIMEOUT
+    deadline = loop.time() + REPLY_MAX_TIME
     reply = bytearray()
     try:
         for _ in range(frames):
-            reply += await read_until(transport, ETX, max(deadline - loop.time(), 0.001))
+            reply += await _read_until(transport, ETX, max(deadline - loop.time(), 0.001))
     except TransportTimeout:
         await drain_input(transport)
         return None
@@ -216,6 +223,7 @@ def _properties(
         props += [
             MachineProperty("Formats in buffer", host.formats_in_buffer, group=group, type="int"),
             MachineProperty("Labels remaining", host.labels_remaining, group=group, type="int"),
+            MachineProperty("Label waiting", host.label_waiting, group=group, type="bool"),
         ]
     return tuple(props)
 
@@ -263,6 +271,9 @@ _HOST_FLAGS: tuple[tuple[str, LabelPrinterStatus, str, bool], ...] = (
     ("diagnostic_mode", _E, "Communications diagnostic mode is on", True),
     ("paused", LabelPrinterStatus.WARNING, "Paused", True),
     ("under_temperature", LabelPrinterStatus.WARNING, "Print head too cold", False),
+    # Peel-off and tear-off with a taken-label sensor: the next label waits until this one is
+    # taken, so it is shown but does not fail the job.
+    ("label_waiting", LabelPrinterStatus.WARNING, "Label waiting to be taken (peel-off)", False),
     ("buffer_full", LabelPrinterStatus.WARNING, "Receive buffer full", False),
     ("corrupt_ram", LabelPrinterStatus.WARNING, "Configuration lost (corrupt RAM)", False),
 )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import io
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image, ImageDraw
@@ -18,6 +21,7 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, STORE
 from agent.auth import User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
+from tests.loop_watchdog import LoopWatchdog
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -30,6 +34,63 @@ TEST_DRIVERS = (
 
 Headers = dict[str, str]
 MakeUser = Callable[..., Awaitable[Headers]]
+
+# A test fails when its event loop's thread spends this much CPU (or sleeps this long in one
+# place) without letting the loop run. LOOP_BLOCK_THRESHOLD_S lowers it to hunt smaller stalls.
+LOOP_BLOCK_THRESHOLD_S = float(os.environ.get("LOOP_BLOCK_THRESHOLD_S", "0.1"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers of this suite."""
+    config.addinivalue_line(
+        "markers",
+        "allow_loop_block(reason): the test blocks its event loop on purpose or because of a "
+        "known bug elsewhere; the loop watchdog does not fail it",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _plain_console_logs() -> None:
+    """structlog's default console output, but tracebacks without rich's highlighting.
+
+    The daemon renders logs on a thread of its own (agent/log.py); unconfigured, as in tests,
+    structlog renders on the caller's thread, and rich needs ~300 ms for one traceback.
+    """
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.processors.StackInfoRenderer(),
+                structlog.dev.set_exc_info,
+                structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+                structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+            ]
+        )
+
+
+@pytest.fixture(autouse=True)
+def _loop_block_guard(request: pytest.FixtureRequest) -> None:
+    """Every async test runs under the loop watchdog (see tests/loop_watchdog.py)."""
+    if inspect.iscoroutinefunction(request.node.obj) and not request.node.get_closest_marker(
+        "allow_loop_block"
+    ):
+        request.getfixturevalue("_loop_watchdog")
+
+
+@pytest.fixture
+async def _loop_watchdog() -> AsyncIterator[None]:
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), LOOP_BLOCK_THRESHOLD_S)
+    watchdog.start()
+    yield
+    blocks = await asyncio.to_thread(watchdog.stop)
+    if blocks:
+        worst = max(blocks, key=lambda block: block.cpu_s)
+        pytest.fail(
+            f"{len(blocks)} event-loop block(s) over {LOOP_BLOCK_THRESHOLD_S * 1000:.0f} ms; "
+            f"the worst: {worst.describe()}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,6 +182,83 @@ def run_until_exit(
     except subprocess.TimeoutExpired as err:
         raise DaemonStartError(f"daemon still running after {STARTUP_TIMEOUT_S} s") from err
     return Exited(done.returncode, done.stderr.decode(), done.stdout.decode())
+
+
+def run_cli(
+    *args: str,
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes = b"",
+    without_root_powers: bool = False,
+) -> Exited:
+    """Run `python -m agent ARGS` to the end, as a user runs the command.
+
+    `without_root_powers`: when the tests run as root, drop the capabilities that let root read
+    and write any file, so that file modes mean for this process what they mean for a service user.
+    """
+    command = [sys.executable, "-m", "agent", *args]
+    if without_root_powers and os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            import pytest  # noqa: PLC0415 - only this branch needs it
+
+            pytest.skip("running as root without setpriv: file modes cannot be tested")
+        command = [
+            setpriv,
+            "--inh-caps=-all",
+            "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown",
+            *command,
+        ]
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        command,
+        cwd=REPO_ROOT,
+        env=daemon_env(data_dir, 0, env),
+        input=stdin,
+        capture_output=True,
+        timeout=STARTUP_TIMEOUT_S,
+        check=False,
+        # No controlling terminal, as under systemd or cron: a password prompt cannot wait on one.
+        start_new_session=True,
+    )
+    return Exited(done.returncode, done.stderr.decode(), done.stdout.decode())
+
+
+# A user other than the one running the tests (nobody).
+OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
+
+
+def give_to_another_user(path: Path) -> None:
+    """Make `path` belong to another user, as `sudo` leaves files behind (needs root)."""
+    if os.geteuid() != 0:
+        import pytest  # noqa: PLC0415 - only this branch needs it
+
+        pytest.skip("only root can give a file to another user")
+    os.chown(path, OTHER_UID, OTHER_UID)
+
+
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Undo the logging set-up of a command run in this process (check-config configures it).
+
+    structlog caches loggers on first use once configured; left configured, later tests could
+    not capture log events.
+    """
+    import structlog  # noqa: PLC0415 - only in-process command tests need it
+
+    from agent.log import stop_logging  # noqa: PLC0415
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        stop_logging()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
 
 
 def http_request(

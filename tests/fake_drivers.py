@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -11,9 +13,12 @@ from drivers.base import (
     LabelPrinterStatus,
     Machine,
     MachineSnapshot,
+    PageFormat,
     PrintJob,
     SettingDef,
     SettingValidationError,
+    labels,
+    raw_copies,
 )
 
 
@@ -35,6 +40,8 @@ class RecordingDriver(LabelPrinterDriver):
             "description": "Default copies",
             "default": 1,
             "validator": int,
+            "min_value": 1,
+            "max_value": 99,
         },
         "CUT": {
             "name": "Cut",
@@ -154,3 +161,53 @@ class DuplicateSlugDriver(RecordingDriver):
     """Repeats the `recording` slug."""
 
     NAME = "Duplicate"
+
+
+class TroubledDriver(LabelPrinterDriver):
+    """A printer whose driver code fails where the `FAIL_IN` setting says; records what it prints."""
+
+    SLUG = "troubled"
+    NAME = "Troubled driver"
+    DESCRIPTION = "Fails in page_format, fails in print, or stalls"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "FAIL_IN": {
+            "name": "Fail in",
+            "description": "Where the driver fails",
+            "default": "none",
+            "choices": [(c, c) for c in ("none", "page_format", "print", "stall", "held")],
+        },
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.printed: list[tuple[str, int]] = []
+        # FAIL_IN "held": page_format waits (on the render thread) until `release` is set.
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def init_machine(self, machine: Machine) -> None:
+        machine.set_status(LabelPrinterStatus.CONNECTED)
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        fail_in = machine.get_setting("FAIL_IN", "D")
+        if fail_in == "held":
+            self.holding.set()
+            self.release.wait(timeout=10)
+        if fail_in in ("page_format", "held"):
+            raise RuntimeError("the label size setting is corrupt")
+        return PageFormat(dpi=300, width_dots=732, height_dots=342)
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        fail_in = machine.get_setting("FAIL_IN", "D")
+        if fail_in == "print":
+            raise KeyError("paper_width")
+        if fail_in == "stall":
+            await asyncio.Event().wait()  # took the job, then never another byte
+        if job.raw is not None:
+            for copy in raw_copies(job):
+                self.printed.append((job.pk, copy + 1))
+                job.report_progress(copy + 1)
+            return
+        async for number, _page in labels(job):
+            self.printed.append((job.pk, number + 1))
+            job.report_progress(number + 1)

@@ -273,3 +273,52 @@ def test_masked_dump_hides_the_password_only() -> None:
     assert dumped["http"]["port"] == 9000
     assert dumped["storage"]["path"] == "data"
     assert "s3cret" not in repr(dumped)
+
+
+# environment hints and letter case
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("INVENTREE_EDGE_HTTPS__PORT", "INVENTREE_EDGE_HTTP__PORT"),
+        ("INVENTREE_EDGE_PORT", "INVENTREE_EDGE_HTTP__PORT"),
+        ("INVENTREE_EDGE_HTTP_PORT", "INVENTREE_EDGE_HTTP__PORT"),
+        ("INVENTREE_EDGE_LOG_LEVEL", "INVENTREE_EDGE_LOG__LEVEL"),
+        ("INVENTREE_EDGE_STORAGE_PATH", "INVENTREE_EDGE_STORAGE__PATH"),
+        ("INVENTREE_EDGE_AUTH_ADMIN_PASSWORD", "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD"),
+    ],
+)
+def test_misspelt_variable_hints_at_a_name_that_exists(
+    monkeypatch: pytest.MonkeyPatch, name: str, hint: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    message = error_of(None)
+    assert f"unknown environment variable {name} " in message
+    assert f"did you mean {hint}?" in message
+    # The hint names a variable the agent accepts.
+    section, key = hint.removeprefix("INVENTREE_EDGE_").lower().split("__")
+    assert key in Settings.model_fields[section].annotation.model_fields  # type: ignore[union-attr]
+
+
+def test_variable_with_nothing_close_gets_no_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVENTREE_EDGE_ZZZ", "1")
+    message = error_of(None)
+    assert "INVENTREE_EDGE_ZZZ" in message
+    assert "did you mean" not in message
+
+
+@pytest.mark.parametrize(
+    ("level", "fmt"), [("DEBUG", "JSON"), ("Debug", "Json"), ("debug", "json")]
+)
+def test_log_level_and_format_accept_any_letter_case(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, level: str, fmt: str
+) -> None:
+    monkeypatch.setenv("INVENTREE_EDGE_LOG__LEVEL", level)
+    monkeypatch.setenv("INVENTREE_EDGE_LOG__FORMAT", fmt)
+    settings = load_settings(None)
+    assert (settings.log.level, settings.log.format) == ("debug", "json")
+    monkeypatch.delenv("INVENTREE_EDGE_LOG__LEVEL")
+    monkeypatch.delenv("INVENTREE_EDGE_LOG__FORMAT")
+    from_file = load_settings(write(tmp_path, '[log]\nlevel = "WARNING"\nformat = "Console"\n'))
+    assert (from_file.log.level, from_file.log.format) == ("warning", "console")

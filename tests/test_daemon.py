@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import pwd
 import re
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +20,19 @@ from typing import Any
 import pytest
 
 from agent import cli, daemon
+from agent.config import load_settings
 from tests.daemon_helpers import (
+    OTHER_UID,
     REPO_ROOT,
     STARTUP_TIMEOUT_S,
     Daemon,
     basic_auth,
+    daemon_env,
     free_port,
+    give_to_another_user,
+    logging_restored,
     parse_json_lines,
+    run_cli,
     run_until_exit,
     running_daemon,
     spawned_daemon,
@@ -143,6 +155,103 @@ def test_systemd_does_not_restart_after_a_configuration_error() -> None:
     codes = _unit_setting("RestartPreventExitStatus").split()
     assert str(daemon.EXIT_CONFIG) in codes
     assert str(cli.EXIT_CONFIG) in codes
+
+
+def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) -> None:
+    # As systemd starts the service: stderr is the journal stream, JOURNAL_STREAM names it.
+    stderr_path = tmp_path / "journal"
+    with stderr_path.open("wb") as stderr:
+        info = stderr_path.stat()
+        env = daemon_env(
+            tmp_path / "data", free_port(), {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        )
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "agent", "run"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while b'"listening"' not in stderr_path.read_bytes():
+                assert time.monotonic() < deadline, stderr_path.read_bytes()
+                assert proc.poll() is None, stderr_path.read_bytes()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    by_event = {}
+    for line in stderr_path.read_bytes().splitlines():
+        assert line[:1] == b"<", line
+        priority, _, text = line[1:].partition(b">")
+        by_event[json.loads(text)["event"]] = int(priority)
+    # No password given: the admin is not created, a warning (4); listening is info (6).
+    assert by_event["admin_user_not_created"] == 4
+    assert by_event["listening"] == 6
+    assert by_event["stopped"] == 6
+
+
+# the installed service and the command line use the same data
+
+
+HOST_CONFIG = REPO_ROOT / "systemd" / "config.toml"
+INSTALL_DOC = REPO_ROOT / "docs" / "install.md"
+INSTALLED_CONFIG = "/etc/inventree-edge/config.toml"
+
+
+def test_service_and_cli_find_the_data_directory_in_the_same_config_file() -> None:
+    # The data directory comes from the file both read, not from the unit's environment.
+    environment = " ".join(
+        line for line in UNIT_FILE.read_text().splitlines() if line.startswith("Environment")
+    )
+    assert "STORAGE__PATH" not in environment
+    assert f"--config {INSTALLED_CONFIG}" in _unit_setting("ExecStart")
+    host = load_settings(HOST_CONFIG)
+    assert host.storage.path == Path("/var/lib") / _unit_setting("StateDirectory")
+    install = INSTALL_DOC.read_text()
+    assert f"systemd/config.toml {INSTALLED_CONFIG}" in install
+    # Every documented CLI command reads that file, as the service's user.
+    commands = [line for line in install.splitlines() if "bin/inventree-edge " in line]
+    assert commands
+    for command in commands:
+        assert f"--config {INSTALLED_CONFIG}" in command, command
+        if " user " in command or " token " in command:
+            assert f"sudo -u {_unit_setting('User')} " in command, command
+
+
+def test_the_host_config_has_no_virtual_printer_and_passes_check_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert load_settings(HOST_CONFIG).machines == []
+    with logging_restored():
+        assert cli.main(["check-config", "--config", str(HOST_CONFIG)]) == 0
+    capsys.readouterr()
+
+
+def test_install_guide_never_shows_or_exposes_the_admin_password() -> None:
+    lines = INSTALL_DOC.read_text().splitlines()
+    secret_lines = [n for n, line in enumerate(lines) if "ADMIN_PASSWORD=" in line]
+    assert secret_lines
+    for number in secret_lines:
+        assert "echo" not in lines[number]
+        assert ">/dev/null" in lines[number]  # tee would print it back
+    # The file exists with mode 600 before the password goes in.
+    made_private = [n for n, line in enumerate(lines) if "install -m 600" in line]
+    assert made_private
+    assert min(made_private) < min(secret_lines)
+    # Typed without echo.
+    reads = [line for line in lines if line.startswith("read ")]
+    assert reads
+    assert all(" -rs " in line for line in reads)
+
+
+def test_open_files_limit_leaves_room_above_the_connection_cap() -> None:
+    assert int(_unit_setting("LimitNOFILE")) >= 4096
 
 
 # systemd notification
@@ -297,30 +406,84 @@ def test_configured_machines_are_created_once_and_their_settings_applied_each_st
 # failing to start
 
 
-def test_port_in_use_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+def test_port_in_use_exits_with_a_code_systemd_does_not_restart_and_says_what_to_do(
+    tmp_path: Path,
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
         result = run_until_exit(tmp_path / "data", port=port)
-    assert result.returncode == daemon.EXIT_FAILURE
+    assert result.returncode == daemon.EXIT_UNAVAILABLE
+    assert str(daemon.EXIT_UNAVAILABLE) in _unit_setting("RestartPreventExitStatus").split()
     failures = _failures(result.stderr)
     assert len(failures) == 1
     assert failures[0]["event"] == "startup_failed"
     assert f"127.0.0.1:{port}" in failures[0]["reason"]
     assert "address already in use" in failures[0]["reason"].lower()
+    assert "[http] port" in failures[0]["reason"]
 
 
-def test_unusable_data_directory_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+def test_unusable_data_directory_exits_with_a_code_systemd_does_not_restart(
+    tmp_path: Path,
+) -> None:
     regular_file = tmp_path / "a-file"
     regular_file.write_text("not a directory")
     result = run_until_exit(regular_file / "data")
-    assert result.returncode == daemon.EXIT_FAILURE
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    assert str(daemon.EXIT_DATA_DIR) in _unit_setting("RestartPreventExitStatus").split()
     failures = _failures(result.stderr)
     assert len(failures) == 1
     assert str(regular_file / "data") in failures[0]["reason"]
-    assert "Not a directory" in failures[0]["reason"]
+    assert "not a directory" in failures[0]["reason"]
     assert regular_file.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("owned", ["database", "data directory", "secret"])
+def test_data_of_another_user_is_refused_with_one_line_and_left_alone(
+    tmp_path: Path, owned: str
+) -> None:
+    # `sudo inventree-edge user create ...` before the first start left root's files behind.
+    data = tmp_path / "data"
+    with running_daemon(data) as first:
+        assert first.signal_and_wait() == 0
+    target = {
+        "database": data / "inventree-edge.sqlite3",
+        "data directory": data,
+        "secret": data / "secret.key",
+    }[owned]
+    target.touch()
+    give_to_another_user(target)
+    result = run_until_exit(data)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{target} belongs to user" in failure["reason"]
+    assert f"chown -R {pwd.getpwuid(os.geteuid()).pw_name}: {data}" in failure["reason"]
+    assert target.stat().st_uid == OTHER_UID
+
+
+@pytest.mark.parametrize("read_only", ["database", "data directory"])
+def test_read_only_data_is_refused_with_one_line(tmp_path: Path, read_only: str) -> None:
+    data = tmp_path / "data"
+    with running_daemon(data) as first:
+        assert first.signal_and_wait() == 0
+    target = data / "inventree-edge.sqlite3" if read_only == "database" else data
+    target.chmod(0o555 if target.is_dir() else 0o444)
+    result = run_cli("run", data_dir=data, without_root_powers=True)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{target} is not writable" in failure["reason"]
+
+
+def test_data_directory_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o555)
+    result = run_cli("run", data_dir=parent / "data", without_root_powers=True)
+    assert result.returncode == daemon.EXIT_DATA_DIR
+    (failure,) = _failures(result.stderr)
+    assert f"cannot create the data directory {parent / 'data'}" in failure["reason"]
 
 
 def test_database_from_a_newer_agent_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -400,3 +563,27 @@ def _timespan_seconds(value: str) -> float:
     for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value):
         total += float(number) * units[unit]
     return total
+
+
+def test_daemon_times_out_idle_connections_and_caps_open_ones(tmp_path: Path) -> None:
+    """The daemon serves with the idle timeout and the connection cap (sync sockets, bounded)."""
+    env = {
+        "INVENTREE_EDGE_HTTP__IDLE_TIMEOUT_S": "2",
+        "INVENTREE_EDGE_HTTP__MAX_CONNECTIONS": "3",
+    }
+    with running_daemon(tmp_path / "data", env=env) as running:
+        held = [socket.create_connection(("127.0.0.1", running.port), timeout=5) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 5
+            refused = b""
+            while b"503" not in refused and time.monotonic() < deadline:
+                with socket.create_connection(("127.0.0.1", running.port), timeout=5) as extra:
+                    refused = extra.recv(4096)
+            assert refused.startswith(b"HTTP/1.1 503")
+            # Idle connections are closed by the daemon: recv sees the end of the stream.
+            for sock in held:
+                assert sock.recv(1) == b""
+        finally:
+            for sock in held:
+                sock.close()
+        assert running.request("GET", "/api/").status == 200

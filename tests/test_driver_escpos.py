@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value, native_value
-from drivers import escpos
+from drivers import escpos, escpos_profiles
 from drivers._connection import PrinterNotReady, PrinterSilent
 from drivers.base import (
     LabelPrinterDriver,
@@ -84,9 +86,21 @@ class FakeJob:
     content_type: str = "application/pdf"
     options: dict[str, Any] = field(default_factory=dict)
     progress: list[int] = field(default_factory=list)
+    activity: int = 0
+    stop_requested: bool = False
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    async def page(self, index: int) -> Image.Image:
+        return self.pages[index]
 
     def report_progress(self, labels_printed: int) -> None:
         self.progress.append(labels_printed)
+
+    def report_activity(self) -> None:
+        self.activity += 1
 
 
 class Tap:
@@ -178,6 +192,7 @@ def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     # The simulator answers in microseconds; a silent one should fail the test quickly.
     monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
     monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
+    monkeypatch.setattr(escpos, "REPLY_BYTE_GAP", 0.3)
 
 
 async def test_golden_bytes_of_a_two_page_job_with_copies(
@@ -272,6 +287,15 @@ STATUS_BITS = [
     (3, 0x40, LabelPrinterStatus.ERROR, "Print head too hot; printing resumes when it cools", True),
     (4, 0x0C, LabelPrinterStatus.WARNING, "Paper near end", False),
     (4, 0x60, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+    # Citizen: near-end sensor 1 or 2; paper-end sensor alone.
+    (4, 0x04, LabelPrinterStatus.WARNING, "Paper near end", False),
+    (4, 0x20, LabelPrinterStatus.NO_MEDIA, "Paper out", True),
+    # Citizen presenter printers: bit 6 alone is a label in the presenter, not an empty roll.
+    (4, 0x40, LabelPrinterStatus.WARNING, "Label waiting in the presenter", False),
+    # DLE EOT 1 bit 6: the feed button is held; bit 5 alone: going back online shortly.
+    (1, 0x40, LabelPrinterStatus.WARNING, "Feed button pressed", False),
+    (1, 0x20, LabelPrinterStatus.WARNING, "Waiting to go back online", False),
+    (1, 0x28, LabelPrinterStatus.ERROR, "Offline, waiting to go back online", True),
 ]
 
 
@@ -299,6 +323,21 @@ def test_offline_with_a_cause_shows_the_cause_and_the_worst_status_first() -> No
         ("paper-out", LabelPrinterStatus.NO_MEDIA, "Paper out", "out", "closed"),
         ("cover-open", LabelPrinterStatus.ERROR, "Cover open", "ok", "open"),
         ("cutter-error", LabelPrinterStatus.ERROR, "Cutter error", "ok", "closed"),
+        (
+            "presenter-waiting",
+            LabelPrinterStatus.WARNING,
+            "Label waiting in the presenter",
+            "ok",
+            "closed",
+        ),
+        ("feed-button", LabelPrinterStatus.WARNING, "Feed button pressed", "ok", "closed"),
+        (
+            "recovery-wait",
+            LabelPrinterStatus.ERROR,
+            "Offline, waiting to go back online",
+            "ok",
+            "closed",
+        ),
     ],
 )
 async def test_poll_reports_each_simulated_fault(
@@ -315,7 +354,8 @@ async def test_poll_reports_each_simulated_fault(
     await driver_of(machine).poll(machine)
     assert (machine.status, machine.status_text) == (status, text)
     assert (machine.prop("Paper"), machine.prop("Cover")) == (paper, cover)
-    assert machine.prop("Online") is (fault in (None, "paper-near-end"))
+    online = fault in (None, "paper-near-end", "presenter-waiting")
+    assert machine.prop("Online") is online
 
 
 async def test_poll_of_a_printer_that_answers_nothing_raises(
@@ -353,6 +393,20 @@ async def test_paper_out_before_the_job_sends_nothing_and_shows_no_media(
     assert tap.received == QUERY
     assert (machine.status, machine.status_text) == (LabelPrinterStatus.NO_MEDIA, "Paper out")
     assert job.progress == []
+
+
+async def test_after_the_paper_is_refilled_a_job_clears_the_paper_out_text(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    sim.set_fault("paper-out")
+    with pytest.raises(PrinterNotReady):
+        await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status_text, machine.prop("Paper")) == ("Paper out", "out")
+    sim.clear_fault()
+    machine.status = LabelPrinterStatus.PRINTING  # as the job runner sets it
+    await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.PRINTING, "")
+    assert (machine.prop("Paper"), machine.prop("Online")) == ("ok", True)
 
 
 async def test_paper_out_between_labels_then_resume_prints_each_label_once(
@@ -496,3 +550,110 @@ async def test_a_model_without_raster_support_fails_the_job_at_once() -> None:
     machine = FakeMachine(driver, {"PROFILE": "AF-240", "CONNECTION": "tcp://127.0.0.1:9"})
     with pytest.raises(PrintFailed, match="cannot print images"):
         await driver.print(machine, FakeJob([Image.new("1", (8, 8), 1)]))
+
+
+def page_with_status_requests(width: int = 64, height: int = 20) -> Image.Image:
+    """A random page whose raster holds `10 04 01` and `10 04 04` (DLE EOT 1 and 4) in row 3."""
+    page = random_page(width, height, seed=7)
+    row_bytes = (width + 7) // 8
+    data = bytearray(ImageChops.invert(page).tobytes())
+    data[3 * row_bytes + 1 : 3 * row_bytes + 7] = bytes.fromhex("100401 100404")
+    return ImageChops.invert(Image.frombytes("1", (width, height), bytes(data)))
+
+
+@pytest.mark.parametrize("answers_in_raster", [True, False])
+async def test_status_requests_inside_image_data_never_reprint_a_label(
+    sim: EscposSimulator, answers_in_raster: bool
+) -> None:
+    # Epson answers `10 04 n` found in image data; with paper near end a reply shifted by those
+    # answers reads the roll sensor's 0x1e as "offline", which made the label print again.
+    sim.realtime_status_in_raster = answers_in_raster
+    sim.set_fault("paper-near-end")
+    tricky = page_with_status_requests()
+    assert escpos.realtime_requests(escpos.encode_label(tricky)) == 2
+    plain = random_page(64, 20, seed=8)
+    async with await serve_tcp(sim) as server:
+        driver = EscposDriver()
+        machine = FakeMachine(driver, {"CONNECTION": server.url})
+        await driver.init_machine(machine)
+        try:
+            job = FakeJob([tricky, plain, tricky], copies=2)
+            await driver.print(machine, job)
+            assert job.progress == [1, 2, 3, 4, 5, 6]
+            await driver.poll(machine)
+        finally:
+            await driver.close_machine(machine)
+    assert len(sim.labels) == 6
+    assert all(map(same, (label.image for label in sim.labels), [tricky, plain, tricky] * 2))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+
+
+async def test_a_reply_out_of_step_is_asked_again_not_taken_as_a_fault(
+    machine: FakeMachine, sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stray byte ahead of the reply (line noise, a late answer): the four bytes read lack
+    # the fixed bits; the driver drains the line and asks again instead of failing the label.
+    stray = [b"\x00"]
+    job = FakeJob([page_16x3()])
+    original = sim.open_channel
+
+    def noisy_channel() -> Any:
+        channel = original()
+        feed = channel.feed
+
+        def noisy(data: bytes) -> bytes:
+            reply = feed(data)
+            if reply and stray:
+                return stray.pop() + reply
+            return reply
+
+        channel.feed = noisy
+        return channel
+
+    monkeypatch.setattr(sim, "open_channel", noisy_channel)
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]
+    assert len(sim.labels) == 1
+
+
+def test_model_profiles_load_without_python_escpos_yaml_parse_on_the_event_loop() -> None:
+    # python-escpos parses its capability file with PyYAML at import (0.3-0.4 s, and a
+    # logging.basicConfig()); validating PROFILE runs on the event loop, so the driver reads the
+    # same file as JSON instead and never imports that module.
+    script = (
+        "import sys\n"
+        "from drivers.escpos import EscposDriver\n"
+        "EscposDriver.MACHINE_SETTINGS['PROFILE']['validator']('TM-T88V')\n"
+        "print('escpos.capabilities' in sys.modules, 'yaml' in sys.modules)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_model_profiles_match_python_escpos() -> None:
+    from escpos import capabilities  # noqa: PLC0415 - the reference, loaded only here
+
+    reference = capabilities.CAPABILITIES["profiles"]
+    ours = escpos_profiles.profiles()
+    assert set(ours) == set(reference)
+    tm = ours["TM-T88V"]
+    media = reference["TM-T88V"]["media"]
+    assert (tm.width_dots, tm.dpi) == (media["width"]["pixels"], media["dpi"])
+    assert ours["AF-240"].raster is False
+
+
+async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_is_off(
+    machine: FakeMachine, sim: EscposSimulator
+) -> None:
+    # One reply byte every 100 ms: the four take longer than the (test's 0.3 s) status timeout,
+    # which bounds the wait for the first byte; later ones only need to keep coming.
+    assert escpos.STATUS_TIMEOUT < 4 * 0.1
+    sim.set_fault("slow-replies", delay=0.1)
+    sim.set_fault("paper-near-end")
+    await driver_of(machine).poll(machine)
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+    job = FakeJob([page_16x3()])
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]

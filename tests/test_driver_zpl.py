@@ -292,6 +292,12 @@ def test_silent_hs_with_no_hqes_error_is_a_warning() -> None:
         ("ribbon-out", LabelPrinterStatus.NO_MEDIA, "Ribbon out", {"Ribbon": "out"}),
         ("paused", LabelPrinterStatus.WARNING, "Paused", {"Paused": True}),
         ("paper-near-end", LabelPrinterStatus.WARNING, "Paper near end", {}),
+        (
+            "label-waiting",
+            LabelPrinterStatus.WARNING,
+            "Label waiting to be taken (peel-off)",
+            {"Label waiting": True},
+        ),
     ],
 )
 async def test_poll_reports_each_simulated_fault_with_properties(
@@ -309,6 +315,8 @@ async def test_poll_reports_each_simulated_fault_with_properties(
     await driver_of(machine).poll(machine)
     assert (machine.status, machine.status_text) == (status, text)
     expected = {"Paper": "ok", "Head": "closed", "Ribbon": "ok", "Paused": False} | flags
+    if fault not in ("paper-out", "head-open", "ribbon-out"):
+        expected.setdefault("Label waiting", False)
     assert {key: machine.prop(key) for key in expected} == expected
     assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"
     assert machine.prop("Firmware") == "V93.21.26Z"
@@ -473,3 +481,75 @@ async def test_restart_asks_again_what_the_printer_supports(
     tap.streams[0].clear()
     await driver.poll(machine)
     assert tap.received.startswith(b"~HQES")
+
+
+async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_is_off(
+    machine: FakeMachine, sim: ZplSimulator
+) -> None:
+    # One reply byte every 5 ms: ~HQES alone then takes longer than the 0.2 s query timeout,
+    # which now bounds the silence between bytes, not the whole reply.
+    assert len(sim.extended_status()) * 0.005 > zpl_status.QUERY_TIMEOUT
+    sim.set_fault("slow-replies", delay=0.005)
+    sim.set_fault("paper-near-end")
+    await driver_of(machine).poll(machine)
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.WARNING, "Paper near end")
+    assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"
+
+
+async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_path: Any) -> None:
+    # file:// (like a one-way /dev/usb/lp0) cannot answer ~HS: with STATUS_QUERY off the
+    # formats are just written; the file is created if it does not exist yet.
+    out = tmp_path / "zebra.zpl"
+    driver = ZplDriver()
+    settings = {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false", "DPMM": "8"}
+    machine = FakeMachine(driver, settings)
+    await driver.init_machine(machine)
+    pages = [random_page(64, 24, seed) for seed in (1, 2)]
+    try:
+        await driver.poll(machine)
+        job = FakeJob(pages, copies=2)
+        await driver.print(machine, job)
+        # A second job after a reconnect is added to the file, not written over the first.
+        await driver.close_machine(machine)
+        await driver.init_machine(machine)
+        again = FakeJob(pages[:1])
+        await driver.print(machine, again)
+    finally:
+        await driver.close_machine(machine)
+    assert (machine.status, machine.status_text) == (
+        LabelPrinterStatus.CONNECTED,
+        "Connected; status queries are off",
+    )
+    assert (job.progress[-1], again.progress) == (4, [1])
+    sim = ZplSimulator()
+    assert sim.feed(out.read_bytes()) == b""
+    assert len(sim.labels) == 5
+    assert all(map(same, (label.image for label in sim.labels), [*pages, *pages, pages[0]]))
+
+
+async def test_a_missing_device_node_is_not_created_as_a_file() -> None:
+    driver = ZplDriver()
+    machine = FakeMachine(driver, {"CONNECTION": "file:///dev/usb/lp97", "STATUS_QUERY": "false"})
+    await driver.init_machine(machine)
+    try:
+        with pytest.raises(TransportError, match="does not exist"):
+            await driver.poll(machine)
+    finally:
+        await driver.close_machine(machine)
+
+
+async def test_a_job_after_a_fault_updates_status_text_and_keeps_the_model(
+    machine: FakeMachine, sim: ZplSimulator
+) -> None:
+    await driver_of(machine).poll(machine)
+    sim.set_fault("head-open")
+    with pytest.raises(PrinterNotReady):
+        await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status_text, machine.prop("Head")) == ("Print head open", "open")
+    sim.clear_fault()
+    machine.status = LabelPrinterStatus.PRINTING  # as the job runner sets it
+    await driver_of(machine).print(machine, FakeJob([page_16x3()]))
+    assert (machine.status, machine.status_text) == (LabelPrinterStatus.PRINTING, "")
+    assert machine.prop("Head") == "closed"
+    # What the printer is (read by the poll) is not lost to the job's shorter status read.
+    assert machine.prop("Model") == "ZTC ZD421-300dpi ZPL"

@@ -20,7 +20,7 @@ import usb.util
 from aiohttp.test_utils import TestClient
 from PIL import Image, ImageChops, ImageDraw
 
-from agent.appkeys import POLLER, REGISTRY
+from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
 from drivers import escpos, zpl, zpl_status
 from drivers.base import LabelPrinterDriver, RenderOptions
@@ -436,3 +436,61 @@ async def test_usb_printer_through_faked_pyusb(
     assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
     assert printer.printed_exactly(printer.expected_pages())
     assert device.kernel_driver is False  # usblp was detached while the agent holds the printer
+
+
+async def test_an_unreachable_printer_shows_its_live_properties_as_unknown(
+    client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
+) -> None:
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        seen = {p["key"]: p["value"] for p in (await printer.poll())["properties"]}
+        assert seen["Paper"] == "ok"
+        sim.set_fault("offline")
+        machine = await printer.poll()
+    assert machine["status"] == 400
+    shown = {p["key"]: p for p in machine["properties"]}
+    live = [p for p in shown.values() if p["group"] == "Printer status"]
+    assert live, "the printer had live-state properties"
+    assert all((p["value"], p["type"]) == ("unknown", "str") for p in live)
+    if driver == "zpl":
+        # What the printer is stays shown: it did not change by going away.
+        assert shown["Model"]["value"] == "ZTC ZD421-300dpi ZPL"
+
+
+async def test_a_printer_back_in_a_fault_shows_it_without_waiting_the_poll_interval(
+    client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
+) -> None:
+    # POLL_INTERVAL is an hour: only the quick retry after a failed poll can find the fault.
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        sim.set_fault("offline")
+        client.app[POLLER].poll_soon(printer.pk)
+        await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 400)
+        sim.clear_fault()
+        sim.set_fault("paper-out")
+        machine = await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 301)
+    assert "Paper out" in machine["status_text"]
+
+
+async def test_a_job_that_loses_the_printer_makes_the_poller_follow_it_at_once(
+    client: Client,
+    admin: Headers,
+    driver: str,
+    sim: Simulator,
+    tap: Tap,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The job waits a minute between attempts and POLL_INTERVAL is an hour: only the poller,
+    # told by the connection that the job's attempt failed, can show the printer back in a fault.
+    config = client.app[JOBS].config
+    monkeypatch.setattr(config, "retry_base_seconds", 60.0)
+    monkeypatch.setattr(config, "retry_max_seconds", 60.0)
+    async with await serve_tcp(sim) as server:
+        printer = await add_printer(client, admin, driver, sim, tap, server.url)
+        sim.set_fault("offline")
+        job = await printer.print_pdf()
+        await wait_until_waiting(printer, job, 400)
+        sim.clear_fault()
+        sim.set_fault("paper-out")
+        machine = await wait_for_machine(client, admin, printer.pk, lambda m: m["status"] == 301)
+    assert "Paper out" in machine["status_text"]

@@ -93,6 +93,14 @@ def test_large_buffer_profile_sends_a_label_as_one_image() -> None:
     assert job.count(b"\x1dv0") == 1
 
 
+def test_large_buffer_bands_stay_within_the_epson_tm_limit_of_2303_rows() -> None:
+    # Epson TM manuals allow GS v 0 heights up to 2303 rows (yH <= 8); a taller band is refused.
+    page = random_page(576, 3000, seed=5)
+    job = encode_job([page], profile="large-buffer")
+    assert job.count(bytes.fromhex("1d7630 00 4800 ff08")) == 1  # 2303 rows
+    assert job.count(bytes.fromhex("1d7630 00 4800 b902")) == 1  # and the 697 left
+
+
 def test_raster_data_matches_python_escpos() -> None:
     # python-escpos is the reference encoder: same header fields, same bitmap bytes.
     page = random_page(732, 342, seed=4)

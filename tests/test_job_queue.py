@@ -23,9 +23,11 @@ Client = TestClient[Any, Any]
 
 
 def _printed(client: Client, machine: str) -> list[tuple[str, int]]:
-    log = client.app[SETTINGS].storage.path / "virtual" / machine / "printed.log"
-    if not log.exists():
+    # The virtual printer's folder is `<name>-<machine pk>`.
+    logs = list((client.app[SETTINGS].storage.path / "virtual").glob(f"{machine}-*/printed.log"))
+    if not logs:
         return []
+    (log,) = logs
     return [
         (job, int(label)) for job, label in (line.split() for line in log.read_text().splitlines())
     ]
@@ -237,32 +239,80 @@ async def test_worker_outlives_a_database_error(
     assert _printed(client, "flaky") == [(pk, 1)]
 
 
-async def test_a_label_is_rendered_once_unless_the_printer_format_changed(
-    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every page rendered by the agent, as (dpi, page index), counted at the renderer."""
     import agent.render as render_module
 
-    calls: list[int] = []
-    real_render = render_module.render_document
+    calls: list[tuple[int, int]] = []
+    real_open = render_module.open_document
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args[2].dpi)
-        return real_render(*args, **kwargs)
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
+        source = real_open(*args, **kwargs)
+        dpi = args[2].dpi
+        real_render = source.render_page
 
-    monkeypatch.setattr(render_module, "render_document", counting)
+        def counting_render(index: int) -> Any:
+            calls.append((dpi, index))
+            return real_render(index)
+
+        source.render_page = counting_render  # type: ignore[method-assign]
+        return source
+
+    monkeypatch.setattr(render_module, "open_document", counting_open)
+    return calls
+
+
+async def test_a_label_is_rendered_once_at_the_printer_format_it_prints_with(
+    client: Client, admin: Headers, renders: list[tuple[int, int]]
+) -> None:
     machine = await create_machine(client, admin, name="once")
     pk = await _submit(client, admin, machine)
     await wait_for_job(client, admin, pk, ("complete",))
-    assert calls == [300]
+    assert renders == [(300, 0)]
 
-    # Accepted at 300 dpi, printed after the printer was switched to 203 dpi: rendered again.
-    calls.clear()
+    # Accepted at 300 dpi, printed after the printer was switched to 203 dpi: rendered at 203.
+    renders.clear()
     await client.patch(f"/api/machine/{machine['pk']}/", json={"active": False}, headers=admin)
     pk = await _submit(client, admin, machine)
     await _set(client, admin, machine, "DPI", "203")
     await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
     await wait_for_job(client, admin, pk, ("complete",))
-    assert calls == [300, 203]
-    output = client.app[SETTINGS].storage.path / "virtual" / "once" / f"{pk}-1.png"
+    assert renders == [(203, 0)]
+    output = client.app[SETTINGS].storage.path / "virtual" / f"once-{machine['pk']}" / f"{pk}-1.png"
     with Image.open(output) as image:
         assert image.width == round(62 * 203 / 25.4)
+
+
+async def test_a_burst_of_queued_jobs_renders_each_label_once(
+    client: Client, admin: Headers, renders: list[tuple[int, int]]
+) -> None:
+    machine = await create_machine(client, admin, name="burst", active=False)
+    pks = [await _submit(client, admin, machine) for _ in range(12)]
+    resp = await client.post(
+        f"/api/machine/{machine['pk']}/print/?copies=2",
+        data=label_pdf(3),
+        headers={**admin, "Content-Type": "application/pdf"},
+    )
+    pks.append((await resp.json())["pk"])
+    assert renders == []  # accepting a job checks it without rendering
+    await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
+    for pk in pks:
+        await wait_for_job(client, admin, pk, ("complete",))
+    # 12 one-label jobs, then 3 pages x 2 copies: one render per label printed.
+    assert len(renders) == 12 + 6 == len(_printed(client, "burst"))
+    assert renders[12:] == [(300, 0), (300, 1), (300, 2), (300, 0), (300, 1), (300, 2)]
+
+
+async def test_copies_of_a_short_document_reuse_its_rendered_pages(
+    client: Client, admin: Headers, renders: list[tuple[int, int]]
+) -> None:
+    machine = await create_machine(client, admin, name="copies")
+    resp = await client.post(
+        f"/api/machine/{machine['pk']}/print/?copies=5",
+        data=label_pdf(2),
+        headers={**admin, "Content-Type": "application/pdf"},
+    )
+    await wait_for_job(client, admin, (await resp.json())["pk"], ("complete",))
+    assert sorted(renders) == [(300, 0), (300, 1)]
+    assert len(_printed(client, "copies")) == 10

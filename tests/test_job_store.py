@@ -54,6 +54,7 @@ def job(machine: str = MACHINES[0], **fields: object) -> JobRow:
         started=None,
         finished=None,
         expires="2026-05-02T00:00:00+00:00",
+        error_count=0,
     )
     return replace(row, **fields)  # type: ignore[arg-type]
 

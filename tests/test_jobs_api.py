@@ -26,6 +26,7 @@ JOB_FIELDS = [
     "progress",
     "attempts",
     "errors",
+    "error_count",
     "warnings",
     "content_type",
     "size",
@@ -41,7 +42,9 @@ def _job_count(client: Client) -> int:
 
 
 def _output_dir(client: Client, machine: str) -> Path:
-    return client.app[SETTINGS].storage.path / "virtual" / machine
+    # The virtual printer's folder is `<name>-<machine pk>`.
+    (folder,) = (client.app[SETTINGS].storage.path / "virtual").glob(f"{machine}-*")
+    return folder
 
 
 @pytest.fixture

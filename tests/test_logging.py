@@ -8,12 +8,13 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 import structlog
 
-from agent.log import configure_logging, stop_logging
+from agent.log import LogFormat, configure_logging, stop_logging
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -191,6 +192,92 @@ def test_reconfiguring_does_not_duplicate_lines(
     logging.getLogger("aiohttp.server").error("once")
     stop_logging()
     assert len(stream.getvalue().splitlines()) == 1
+
+
+# journald: each line carries its syslog priority, so `journalctl -p warning` can filter
+
+
+def _journal_stream(path: Path) -> str:
+    """JOURNAL_STREAM as systemd sets it: device and inode of the stream connected to stderr."""
+    info = path.stat()
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+@pytest.fixture
+def stderr_file(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[Path, TextIO]]:
+    """A real file to log to (the test points sys.stderr at it: pytest resets it after set-up)."""
+    path = tmp_path / "stderr"
+    with path.open("w", encoding="utf-8") as stream:
+        yield path, stream
+
+
+def _log_one_of_each() -> None:
+    log = structlog.get_logger("agent.x")
+    log.debug("detail")
+    log.info("listening")
+    log.warning("connect_failed")
+    log.error("job_failed")
+    log.critical("startup_failed")
+    logging.getLogger("aiohttp.server").error("Error handling request")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_under_journald_each_line_starts_with_its_syslog_priority(
+    stderr_file: tuple[Path, TextIO], monkeypatch: pytest.MonkeyPatch, fmt: LogFormat
+) -> None:
+    path, stream = stderr_file
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.setenv("JOURNAL_STREAM", _journal_stream(path))
+    configure_logging("debug", fmt)
+    _log_one_of_each()
+    stop_logging()
+    lines = path.read_bytes().splitlines()
+    assert [line[:3] for line in lines] == [b"<7>", b"<6>", b"<4>", b"<3>", b"<2>", b"<3>"]
+    if fmt == "json":
+        events = [json.loads(line[3:])["event"] for line in lines]
+        assert events[:2] == ["detail", "listening"]
+
+
+def test_a_traceback_under_journald_keeps_the_priority_on_every_line(
+    stderr_file: tuple[Path, TextIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, stream = stderr_file
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.setenv("JOURNAL_STREAM", _journal_stream(path))
+    configure_logging("info", "console")
+    try:
+        _fail(ZeroDivisionError("division by zero"))
+    except ZeroDivisionError:
+        structlog.get_logger("agent.x").exception("request_failed")
+    stop_logging()
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    assert len(lines) > 2
+    assert all(line.startswith(b"<3>") for line in lines)
+
+
+@pytest.mark.parametrize("journal", ["unset", "another stream"])
+def test_without_journald_lines_have_no_priority_prefix(
+    stderr_file: tuple[Path, TextIO],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    journal: str,
+) -> None:
+    path, stream = stderr_file
+    monkeypatch.setattr("sys.stderr", stream)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    if journal == "another stream":
+        # A child of a systemd service whose stderr was redirected elsewhere.
+        other = tmp_path / "other"
+        other.write_text("")
+        monkeypatch.setenv("JOURNAL_STREAM", _journal_stream(other))
+    configure_logging("info", "json")
+    _log_one_of_each()
+    stop_logging()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith(b"{") for line in lines)
 
 
 def _fail(error: Exception) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from agent.api import views
-from agent.appkeys import SETTINGS
+from agent.api import listing, views
+from agent.appkeys import REGISTRY, SETTINGS
+from drivers.base import LabelPrinterStatus, MachineProperty
 from tests.conftest import Headers, create_machine
 
 MACHINE_FIELDS = [
@@ -251,10 +252,77 @@ async def test_list_pagination_follows_drf(client: Client, admin: Headers) -> No
     assert page["next"] is None
     assert page["previous"] == f"{base}?limit=2&offset=2&ordering=name"
     # A limit that is not a positive integer means no pagination; offset alone is ignored.
-    for query in ("limit=0", "limit=abc", "offset=3"):
+    for query in ("limit=0", "limit=-1", "offset=3"):
         body = await (await client.get(f"/api/machine/?{query}", headers=admin)).json()
         assert isinstance(body, list)
         assert len(body) == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        ("limit=abc", {"limit": ["A valid integer is required."]}),
+        ("limit=2&offset=x", {"offset": ["A valid integer is required."]}),
+        ("limit=2&limit=3", {"limit": ["Only one value is allowed."]}),
+        ("limit=2&offset=1&offset=2", {"offset": ["Only one value is allowed."]}),
+        ("search=a&search_whole=null", {"search_whole": ["Must be a valid boolean."]}),
+        ("search_regex=maybe", {"search_regex": ["Must be a valid boolean."]}),
+        ("active=maybe", {"active": ["Must be a valid boolean."]}),
+    ],
+)
+async def test_list_parameters_of_the_wrong_type_are_400(
+    client: Client, admin: Headers, query: str, errors: dict[str, list[str]]
+) -> None:
+    """The schema types `limit`/`offset` as integers and the flags as booleans: so does the server."""
+    await create_machine(client, admin, name="A")
+    resp = await client.get(f"/api/machine/?{query}", headers=admin)
+    assert resp.status == 400
+    assert await resp.json() == errors
+
+
+async def test_regex_search_that_backtracks_does_not_block_the_loop(
+    client: Client, admin: Headers, viewer: Headers
+) -> None:
+    """The reported freeze: a view-role user's catastrophic pattern must not stop the daemon."""
+    await create_machine(client, admin, name="Warehouse label printer 01")
+    await create_machine(client, admin, name="Office #2")
+    resp = await client.get(
+        "/api/machine/", params={"search_regex": "1", "search": "(.|.|.|.)*#"}, headers=viewer
+    )
+    assert resp.status == 200
+    assert [m["name"] for m in await resp.json()] == ["Office #2"]
+
+
+async def test_too_costly_regex_search_is_400_and_others_are_served_meanwhile(
+    client: Client, admin: Headers, viewer: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A longer budget than the default, so "served meanwhile" holds on a loaded host too.
+    monkeypatch.setattr(listing, "SEARCH_BUDGET_S", 2.0)
+    await create_machine(client, admin, name="a" * 60 + "!")
+    costly = asyncio.create_task(
+        client.get(
+            "/api/machine/", params={"search_regex": "1", "search": "(a|aa)+$"}, headers=viewer
+        )
+    )
+    # The loop stays free while the pattern runs: other requests are answered before it ends.
+    info = await client.get("/api/")
+    assert info.status == 200
+    assert not costly.done()
+    resp = await costly
+    assert resp.status == 400
+    assert await resp.json() == {"search": [listing.SEARCH_TOO_COSTLY]}
+
+
+async def test_overlong_regex_search_is_400(client: Client, viewer: Headers) -> None:
+    pattern = "a" * (listing.SEARCH_MAX_LENGTH + 1)
+    resp = await client.get(
+        "/api/machine/", params={"search_regex": "true", "search": pattern}, headers=viewer
+    )
+    assert resp.status == 400
+    assert "search" in await resp.json()
+    # A plain search of the same length is only text to look for.
+    resp = await client.get("/api/machine/", params={"search": pattern}, headers=viewer)
+    assert resp.status == 200
 
 
 async def test_list_filters(client: Client, admin: Headers) -> None:
@@ -269,7 +337,6 @@ async def test_list_filters(client: Client, admin: Headers) -> None:
     assert await names("active=true") == ["On", "Other"]
     assert await names("active=False") == ["Off"]
     assert await names("active=0") == ["Off"]
-    assert await names("active=maybe") == ["Off", "On", "Other"]
     assert await names("driver=recording") == ["Off"]
     assert await names("driver=Recording") == []
     assert await names("machine_type=other") == ["Other"]
@@ -467,3 +534,34 @@ async def test_stalled_request_body_is_dropped_with_408(
     assert status_line.startswith(b"HTTP/1.1 408")
     assert b"application/json" in head
     assert _rows(client, "SELECT count(*) FROM machine") == [(0,)]
+
+
+async def test_list_follows_every_change_despite_its_caches(client: Client, admin: Headers) -> None:
+    """Orders and machine JSON are cached; renames, deletes and polled status still show at once."""
+    pks = {}
+    for name in ("b", "c", "a"):
+        pks[name] = (await create_machine(client, admin, name=name))["pk"]
+
+    async def page(query: str = "") -> dict[str, Any]:
+        resp = await client.get(f"/api/machine/?limit=2&ordering=name{query}", headers=admin)
+        assert resp.status == 200
+        result: dict[str, Any] = await resp.json()
+        return result
+
+    first = await page()
+    assert [m["name"] for m in first["results"]] == ["a", "b"]
+    assert first["count"] == 3
+    await client.patch(f"/api/machine/{pks['a']}/", json={"name": "z"}, headers=admin)
+    assert [m["name"] for m in (await page())["results"]] == ["b", "c"]
+    await client.delete(f"/api/machine/{pks['b']}/", headers=admin)
+    assert [m["name"] for m in (await page())["results"]] == ["c", "z"]
+    machine = client.app[REGISTRY].get(pks["c"])
+    machine.set_status(LabelPrinterStatus.PAPER_JAM)
+    machine.set_status_text("Jammed")
+    machine.set_properties([MachineProperty("Model", "X1")])
+    shown = (await page())["results"][0]
+    assert (shown["status"], shown["status_text"]) == (302, "Jammed")
+    assert shown["properties"][0]["value"] == "X1"
+    await client.patch(f"/api/machine/{pks['c']}/", json={"active": False}, headers=admin)
+    body = await (await client.get("/api/machine/?limit=5", headers=admin)).json()
+    assert [(m["name"], m["active"]) for m in body["results"]] == [("z", True), ("c", False)]

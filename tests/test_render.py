@@ -10,9 +10,17 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from agent.render import DocumentError, RenderLimits, RenderResult, render_document
+from agent.config import JobsConfig
+from agent.render import (
+    DocumentError,
+    PageSource,
+    RenderLimits,
+    RenderResult,
+    open_document,
+    render_document,
+)
 from drivers.base import PageFormat, RenderOptions
-from tests.handmade_pdf import assemble_pdf
+from tests.handmade_pdf import assemble_pdf, image_pdf
 
 PDF = "application/pdf"
 PNG = "image/png"
@@ -331,8 +339,8 @@ def text_pdf(text: str) -> bytes:
 
 
 def test_concurrent_renders_in_threads_stay_correct() -> None:
-    # Jobs for several printers render at once; unguarded, pdfium's font handling crashes the
-    # process within a few dozen concurrent text renders.
+    # The daemon renders on one thread, but tests and benchmarks render from several; unguarded,
+    # pdfium's font handling crashes the process within a few dozen concurrent text renders.
     documents = [text_pdf("Part M3x8 screw"), text_pdf("Shelf B3, bin 17")]
     expected = [render(data, PDF, width=732).pages[0].tobytes() for data in documents]
     assert expected[0] != expected[1]
@@ -403,7 +411,7 @@ def test_image_larger_than_the_pixel_cap_is_refused_before_decoding() -> None:
     # The canvas would be small (scaled to 100 dots wide); the decoded source is what is capped.
     data = png_bytes(Image.new("L", (1000, 100), 255))
     with pytest.raises(DocumentError, match="1000 x 100 pixels"):
-        render(data, PNG, width=100, limits=RenderLimits(max_page_pixels=50_000))
+        render(data, PNG, width=100, limits=RenderLimits(max_image_pixels=50_000))
 
 
 def test_document_larger_than_the_total_pixel_cap_is_refused() -> None:
@@ -411,3 +419,107 @@ def test_document_larger_than_the_total_pixel_cap_is_refused() -> None:
     limits = RenderLimits(max_document_pixels=120 * 64 * 2)
     with pytest.raises(DocumentError, match="page 3 takes it past the limit"):
         render(data, PDF, width=120, limits=limits)
+
+
+def open_pdf(data: bytes, width: int = 732, limits: RenderLimits | None = None) -> PageSource:
+    return open_document(data, PDF, PageFormat(dpi=DPI, width_dots=width), RenderOptions(), limits)
+
+
+def test_open_document_counts_pages_and_warns_before_rendering_any() -> None:
+    small, large = make_source(), make_source(240, 128)
+    data = pdf_bytes(small, large, small)
+    with open_pdf(data, width=120) as source:
+        assert source.page_count == 3
+        [warning] = source.warnings
+        assert warning.startswith("page 2 is 240 x 128 dots")
+        # Pages render on demand, in any order and more than once, the same as all at once.
+        pages = [source.render_page(index) for index in (2, 1, 0, 1)]
+    expected = render(data, PDF, width=120).pages
+    assert [page.tobytes() for page in pages] == [
+        expected[index].tobytes() for index in (2, 1, 0, 1)
+    ]
+    assert all(page.mode == "1" and page.size == (120, 64) for page in pages)
+
+
+@pytest.mark.parametrize("content_type", [PDF, PNG])
+def test_a_page_outside_the_document_or_after_close_is_not_rendered(content_type: str) -> None:
+    source_image = make_source()
+    data = pdf_bytes(source_image) if content_type == PDF else png_bytes(source_image)
+    page_format = PageFormat(dpi=DPI, width_dots=120)
+    source = open_document(data, content_type, page_format, RenderOptions())
+    assert source.page_count == 1
+    with pytest.raises(IndexError):
+        source.render_page(1)
+    with pytest.raises(IndexError):
+        source.render_page(-1)
+    assert differing_pixels(source.render_page(0), source_image) == 0
+    source.close()
+    source.close()
+    with pytest.raises(ValueError, match="closed"):
+        source.render_page(0)
+
+
+def test_open_document_refuses_too_many_pages() -> None:
+    data = blank_pdf(*[(10, 10)] * 4)
+    with pytest.raises(DocumentError, match="4 pages, more than the limit of 3"):
+        open_pdf(data, limits=RenderLimits(max_pages=3))
+
+
+def test_open_document_refuses_a_damaged_page() -> None:
+    # The page tree lists a second page that is no page at all.
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] >>",
+        b"(not a page)",
+    ]
+    with pytest.raises(DocumentError, match="page 2 of the PDF cannot be read"):
+        open_pdf(assemble_pdf(objects))
+
+
+@pytest.mark.parametrize("via", ["page", "form", "annotation", "inline"])
+def test_pdf_image_with_too_many_pixels_is_refused_before_rendering(via: str) -> None:
+    data = image_pdf(300, 200, pages=2, via=via, shade=0)
+    with open_pdf(data, limits=RenderLimits(max_image_pixels=300 * 200)) as source:
+        # The image is really drawn from there: the page prints black.
+        assert black_fraction(source.render_page(1)) == 1
+    with pytest.raises(
+        DocumentError,
+        match="an image on page 1 is too large: 300 x 200 pixels is more than the limit of 59999",
+    ):
+        open_pdf(data, limits=RenderLimits(max_image_pixels=300 * 200 - 1))
+
+
+def test_pdf_page_whose_images_together_are_too_large_is_refused() -> None:
+    data = image_pdf(300, 200, draws=3)
+    limits = RenderLimits(max_image_pixels=60_000, max_page_image_pixels=180_000)
+    with open_pdf(data, limits=limits) as source:
+        assert source.page_count == 1
+    with pytest.raises(DocumentError, match="page 1 is too large: its images have more than"):
+        open_pdf(data, limits=RenderLimits(max_image_pixels=60_000, max_page_image_pixels=179_999))
+
+
+def test_pdf_with_a_huge_image_is_refused_by_default() -> None:
+    # 40,000 x 30,000 grey pixels in a 1.2 MB file: 1.2 GB once decoded.
+    data = image_pdf(40_000, 30_000)
+    with pytest.raises(DocumentError, match="40000 x 30000 pixels is more than the limit"):
+        open_pdf(data)
+
+
+def test_image_file_too_large_is_refused_from_its_header() -> None:
+    # Only the header survives: decoding would fail, so the refusal comes before any decoding.
+    data = png_bytes(Image.new("L", (5000, 5000), 255))[:200]
+    with pytest.raises(DocumentError, match="the image is too large: 5000 x 5000 pixels"):
+        open_document(data, PNG, PageFormat(dpi=DPI, width_dots=732), RenderOptions())
+
+
+def test_limits_are_configured_in_the_jobs_section() -> None:
+    config = JobsConfig.model_validate(
+        {"max_pages": 3, "max_image_pixels": 50_000, "render_memory_mib": 100}
+    )
+    assert config.render_limits() == RenderLimits(
+        max_pages=3, max_image_pixels=50_000, max_memory_bytes=100 * 1024 * 1024
+    )
+    with pytest.raises(DocumentError, match="4 pages, more than the limit of 3"):
+        open_pdf(blank_pdf(*[(10, 10)] * 4), limits=config.render_limits())
+    assert JobsConfig().render_limits() == RenderLimits()

@@ -21,14 +21,18 @@ import requests
 import schemathesis
 from aiohttp import web
 from schemathesis import checks
+from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.api.schema import openapi_document
 from agent.api.schema_components import UUID_PATTERN
 from agent.app import create_app
+from agent.appkeys import AUTHENTICATOR, STORE
+from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, TEST_DRIVERS
+from tests.daemon_helpers import REPO_ROOT
 
 # Start and stop of the app (SQLite open, driver load) take milliseconds; this bounds a hang.
 SERVER_TIMEOUT_S = 10.0
@@ -99,15 +103,19 @@ class LoopbackServer:
             self.loop.close()
 
     def token(self, name: str) -> dict[str, str]:
-        """Token headers of the superuser, got with Basic auth as a client would."""
-        resp = requests.get(
-            f"{self.base_url}/api/user/token/",
-            params={"name": name},
-            auth=(ADMIN_USER, ADMIN_PASSWORD),
-            timeout=REQUEST_TIMEOUT_S,
-        )
-        assert resp.status_code == 200
-        return {"Authorization": f"Token {resp.json()['token']}"}
+        """Token headers of the superuser, issued by the app itself.
+
+        Not with Basic credentials: the fuzzed requests' failed logins use up this address's
+        password attempts (the login limits), which would then refuse the test's own.
+        """
+        future = asyncio.run_coroutine_threadsafe(self._issue(name), self.loop)
+        return {"Authorization": f"Token {future.result(SERVER_TIMEOUT_S)}"}
+
+    async def _issue(self, name: str) -> str:
+        app = self.runner.app
+        row = await app[STORE].get_user(username=ADMIN_USER)
+        assert row is not None
+        return await app[AUTHENTICATOR].token_for(User.from_row(row), name)
 
     async def _start(self) -> None:
         await self.runner.setup()
@@ -118,6 +126,22 @@ class LoopbackServer:
 
     def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(SERVER_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run in a temporary directory: schemathesis and hypothesis keep files under the working
+    directory (`.schemathesis/`, `.hypothesis/`), which must not land in the checkout."""
+    where = tmp_path_factory.mktemp("schemathesis-cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(where)
+        yield where
+
+
+def test_schemathesis_files_go_to_a_temporary_directory(outside_the_checkout: Path) -> None:
+    root = storage.DEFAULT_ROOT.resolve()
+    assert root.is_relative_to(outside_the_checkout)
+    assert not root.is_relative_to(REPO_ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -127,11 +127,12 @@ async def test_setting_put_patch_store_and_run_update_hook(
     [
         ("CUT", "yes", "True"),
         ("CUT", True, "True"),
-        ("CUT", "nonsense", "False"),
+        ("CUT", "off", "False"),
         ("CUT", False, "False"),
         ("COPIES", "5", "5"),
         ("COPIES", 7, "7"),
-        ("COPIES", "five", "1"),
+        ("COPIES", " 8 ", "8"),
+        ("COPIES", "99", "99"),
         ("MODE", "fine", "fine"),
         ("HOST", None, ""),
         ("HOST", 12, "12"),
@@ -155,6 +156,13 @@ async def test_setting_value_coercion(
         ("MODE", "medium", {"non_field_errors": ["Chosen value is not a valid option"]}),
         ("EVEN", "3", {"non_field_errors": ["Value must be even"]}),
         ("SPEED", "fast", {"value": ["Value must be an integer value"]}),
+        # InvenTree 303 stores the default for these; the agent refuses them (a deliberate
+        # difference: a mistyped port must not silently print elsewhere).
+        ("COPIES", "five", {"value": ["Value must be an integer value"]}),
+        ("COPIES", "1.5", {"value": ["Value must be an integer value"]}),
+        ("CUT", "nonsense", {"value": ["Must be a valid boolean."]}),
+        ("COPIES", "0", {"value": ["Ensure this value is greater than or equal to 1."]}),
+        ("COPIES", "100", {"value": ["Ensure this value is less than or equal to 99."]}),
         (
             "HOST",
             "x" * 2001,

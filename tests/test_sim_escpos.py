@@ -117,6 +117,9 @@ def test_idle_status_replies_have_only_the_fixed_bits() -> None:
         ("paper-near-end", "12 12 12 1e", {"paper_near_end"}),
         ("cover-open", "1a 16 12 12", {"offline", "cover_open"}),
         ("cutter-error", "1a 52 1a 12", {"offline", "error", "cutter_error"}),
+        ("feed-button", "5a 1a 12 12", {"offline", "feed_button_pressed", "feed_button"}),
+        ("recovery-wait", "3a 12 12 12", {"offline", "waiting_for_recovery"}),
+        ("presenter-waiting", "12 12 12 52", {"presenter_waiting"}),
     ],
 )
 def test_fault_status_replies(fault: str, replies: str, flags: set[str]) -> None:
@@ -167,18 +170,29 @@ def test_status_query_bytes_inside_raster_data_are_image_data() -> None:
     page = dle_eot_page()
     job = encode_job([page])
     assert STATUS_QUERIES[1] in job
-    sim = EscposSimulator()
+    sim = EscposSimulator(realtime_status_in_raster=False)
     assert sim.feed(job) == b""
     assert printed_as(sim.labels[0], page)
 
 
-def test_realtime_quirk_answers_status_bytes_found_in_raster_data() -> None:
-    sim = EscposSimulator(realtime_status_in_raster=True)
+def test_status_query_bytes_inside_raster_data_are_answered_as_epson_does() -> None:
+    sim = EscposSimulator()
     assert sim.feed(encode_job([dle_eot_page()])) == b"\x12\x12"
     assert len(sim.labels) == 1
     # Executed on receipt: answered even while the image itself is dropped.
     sim.set_fault("cover-open")
     assert sim.feed(encode_job([dle_eot_page()])) == b"\x1a\x16"
+    assert len(sim.labels) == 1
+
+
+def test_status_query_inside_raster_data_is_answered_on_receipt_even_split() -> None:
+    sim = EscposSimulator()
+    job = encode_job([dle_eot_page()])
+    at = job.index(STATUS_QUERIES[1]) + 1
+    # The image is not complete yet, the reply comes anyway; a query split across chunks counts once.
+    assert sim.feed(job[:at]) == b""
+    assert sim.feed(job[at : at + 3]) == b"\x12"
+    assert sim.feed(job[at + 3 :] + STATUS_QUERIES[4]) == b"\x12\x12"
     assert len(sim.labels) == 1
 
 

@@ -358,3 +358,30 @@ def test_link_for_parses_the_uri_at_once() -> None:
     with pytest.raises(ConnectionUriError, match="no scheme"):
         link_for("192.168.1.50", name="zebra")
     assert link_for("tcp://127.0.0.1:9100", name="zebra").state is LinkState.DISCONNECTED
+
+
+async def test_listener_hears_each_failure_and_the_reconnect_but_not_plain_use(
+    link: Link, printer: Printer, clock: Clock
+) -> None:
+    heard: list[LinkState] = []
+    link.on_change = lambda: heard.append(link.state)
+    await printer.switch_on()
+    await link.ensure_connected()
+    assert heard == []  # a first connect is no news
+    await link.mark_failed(TransportClosed("printer rebooted"))
+    assert heard == [LinkState.BACKOFF]
+    with pytest.raises(PrinterUnreachable):
+        await link.ensure_connected()  # still backing off: nothing changed
+    assert heard == [LinkState.BACKOFF]
+    clock.now = link.retry_at or clock.now
+    await link.ensure_connected()
+    assert heard == [LinkState.BACKOFF, LinkState.CONNECTED]
+
+
+async def test_a_failing_listener_does_not_break_the_link(link: Link, printer: Printer) -> None:
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    link.on_change = broken
+    await link.mark_failed(TransportClosed("printer rebooted"))
+    assert link.state is LinkState.BACKOFF

@@ -10,9 +10,12 @@ import pydantic_core
 import structlog
 from aiohttp import web
 
+from agent.log_limits import RepeatLimiter
 from agent.store import StorageFault, StoreError
 
 log = structlog.get_logger(__name__)
+# Unexpected failures can repeat for every request (a full disk, no file descriptors left).
+_failures_logged = RepeatLimiter(times=5, interval_s=60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -125,6 +128,18 @@ class PayloadTooLarge(ApiError):
         super().__init__({"detail": f"Request body is larger than the limit of {limit} bytes."})
 
 
+class Throttled(ApiError):
+    """429 as DRF's throttling answers it, with `Retry-After`."""
+
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            {"detail": f"Request was throttled. Expected available in {retry_after_s} seconds."},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 class UnsupportedMediaType(ApiError):
     """415."""
 
@@ -149,11 +164,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return drf_json({"detail": err.reason}, status=err.status)
     except StoreError as err:
         # Nothing was saved (or, after a timeout, maybe saved): the client may try again later.
-        log.error("storage_failed", method=request.method, path=request.path, error=str(err))  # noqa: TRY400
+        fields = _failures_logged.check((type(err), str(err)))
+        if fields is not None:
+            log.error(  # noqa: TRY400 - the message says it all; no traceback
+                "storage_failed", method=request.method, path=request.path, error=str(err), **fields
+            )
         status = 507 if isinstance(err, StorageFault) and err.disk_full else 503
         return drf_json({"detail": str(err)}, status=status)
     except Exception as err:
-        log.exception("request_failed", method=request.method, path=request.path)
+        fields = _failures_logged.check((type(err), str(err)))
+        if fields is not None:
+            log.exception("request_failed", method=request.method, path=request.path, **fields)
         return drf_json(
             {
                 "error": type(err).__name__,

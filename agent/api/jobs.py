@@ -14,7 +14,7 @@ from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
 from agent.job_store import JOB_STATUSES, JobRow
-from agent.jobs import JobNotCancellable
+from agent.jobs import JobNotCancellable, TooManyLabels
 from agent.machine import Machine
 from drivers.base import LabelPrinterDriver
 
@@ -42,6 +42,7 @@ def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
         "progress": row.progress if live_progress is None else live_progress,
         "attempts": row.attempts,
         "errors": list(row.errors),
+        "error_count": row.error_count,
         "warnings": list(row.warnings),
         "content_type": row.content_type,
         "size": row.size,
@@ -70,9 +71,15 @@ class PrintView(ApiView):
         document, content_type, fields = await self._document()
         options = _options(self.request.query, fields)
         key = self.request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= IDEMPOTENCY_KEY_MAX:
+        if key is not None and not (
+            0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()
+        ):
             raise ValidationFailed(
-                {"Idempotency-Key": [f"Must be 1 to {IDEMPOTENCY_KEY_MAX} characters."]}
+                {
+                    "Idempotency-Key": [
+                        f"Must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters."
+                    ]
+                }
             )
         copies = options.pop("copies")
         try:
@@ -81,6 +88,8 @@ class PrintView(ApiView):
             )
         except DocumentError as err:
             raise ValidationFailed({"document": [str(err)]}) from err
+        except TooManyLabels as err:
+            raise ValidationFailed({"copies": [str(err)]}) from err
         return drf_json(job_json(submitted.job), status=201 if submitted.created else 200)
 
     def _machine(self) -> Machine:
@@ -142,10 +151,10 @@ class JobList(ApiView):
 
 
 class JobDetail(ApiView):
-    """One print job; DELETE cancels it if it has not started printing."""
+    """One print job; DELETE cancels it (a printing job stops after the label being sent)."""
 
     name = "Job Detail"
-    description = "One print job; DELETE cancels it while it is still queued."
+    description = "One print job; DELETE cancels it, a printing job after the label being sent."
 
     def needed_permission(self, method: str) -> str | None:
         """Reading needs authentication; cancelling needs the role that may change machines."""
@@ -160,17 +169,19 @@ class JobDetail(ApiView):
         return drf_json(job_json(row, runner.live_progress(row.pk)))
 
     async def delete(self) -> web.StreamResponse:
-        """Cancel: 200 with the cancelled job; 409 once it has started printing."""
+        """Cancel: 200 with the cancelled job; 202 while its last label is still being sent."""
         pk = self.request.match_info["job"]
+        runner = self.request.app[JOBS]
         try:
-            row = await self.request.app[JOBS].cancel(pk)
+            cancelled = await runner.cancel(pk)
         except KeyError as err:
             raise NotFound from err
         except JobNotCancellable as err:
-            raise Conflict(
-                "The job has started printing or has finished; it cannot be cancelled."
-            ) from err
-        return drf_json(job_json(row))
+            raise Conflict("The job has finished; it cannot be cancelled.") from err
+        row = cancelled.job
+        if cancelled.stopped:
+            return drf_json(job_json(row))
+        return drf_json(job_json(row, runner.live_progress(row.pk)), status=202)
 
 
 def _options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import Any
 
+import pydantic_core
 from aiohttp import web
 
 from agent.api.errors import NotFound, ValidationFailed, drf_json
@@ -15,7 +18,14 @@ from agent.api.fields import (
     clean_input,
     expect_object,
 )
-from agent.api.listing import matches_search, order_by, paginate, search_terms
+from agent.api.listing import (
+    boolean_param,
+    limit_offset,
+    order_by,
+    page_body,
+    search,
+    single_value,
+)
 from agent.api.metadata import machine_actions
 from agent.api.views import ApiView
 from agent.appkeys import REGISTRY
@@ -31,7 +41,9 @@ _ORDERING_KEYS = {
     "active": lambda m: m.active,
 }
 _DEFAULT_ORDERING = ("-active", "machine_type")
-_BOOL_QUERY = {"true": True, "1": True, "false": False, "0": False}
+# Sorted listings kept per ordering until the registry's listing version moves.
+_SORTED_CACHE_SIZE = 8
+_ENCODED_RESULTS = b'"results":['
 
 
 def machine_json(machine: Machine) -> dict[str, Any]:
@@ -60,6 +72,75 @@ def machine_json(machine: Machine) -> dict[str, Any]:
     }
 
 
+class _MachineBytes:
+    """Each machine's JSON bytes, kept until a field shown by the API changes.
+
+    The key is every value the representation is made of, so any change (by a poll, a hook, the
+    registry) makes a new rendering; nothing has to remember to invalidate it.
+    """
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[Machine, tuple[tuple[object, ...], bytes]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, machine: Machine) -> bytes:
+        key = _representation_key(machine)
+        cached = self._cache.get(machine)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        encoded = pydantic_core.to_json(machine_json(machine))
+        self._cache[machine] = (key, encoded)
+        return encoded
+
+
+def _representation_key(machine: Machine) -> tuple[object, ...]:
+    errors = machine.errors
+    return (
+        machine.name,
+        machine.machine_type_slug,
+        machine.driver_slug,
+        machine.machine_type,
+        machine.driver,
+        machine.initialized,
+        machine.active,
+        machine.status,
+        machine.status_text,
+        tuple(error.message for error in errors) if errors else (),
+        machine.restart_required,
+        machine.properties,
+        machine.status_read_at,
+    )
+
+
+_MACHINE_BYTES = _MachineBytes()
+# Per registry: sorted listings by (listing version, ordering), the most recent few.
+_SORTED: weakref.WeakKeyDictionary[
+    Registry, OrderedDict[tuple[int, tuple[str, ...]], list[Machine]]
+] = weakref.WeakKeyDictionary()
+
+
+def _sorted_machines(registry: Registry, ordering: str | None) -> list[Machine]:
+    """The registry's machines in `ordering`, sorted once per change of the listing."""
+    fields = tuple(f.strip() for f in (ordering or "").split(",") if f.strip())
+    valid = tuple(f for f in fields if f.lstrip("-") in _ORDERING_KEYS) or _DEFAULT_ORDERING
+    cache = _SORTED.setdefault(registry, OrderedDict())
+    key = (registry.listing_version, valid)
+    cached = cache.get(key)
+    if cached is not None:
+        cache.move_to_end(key)
+        return cached
+    result = order_by(list(registry.machines.values()), ",".join(valid), _ORDERING_KEYS, ())
+    cache[key] = result
+    while len(cache) > _SORTED_CACHE_SIZE:
+        cache.popitem(last=False)
+    return result
+
+
+def _json_list(parts: list[bytes]) -> bytes:
+    return b"[" + b",".join(parts) + b"]"
+
+
 class MachineList(ApiView):
     """API endpoint for list of Machine objects."""
 
@@ -72,30 +153,39 @@ class MachineList(ApiView):
     permission = "admin_role"
 
     async def get(self) -> web.StreamResponse:
-        """Filter, search, order, then paginate when `limit` is given."""
-        registry = self.request.app[REGISTRY]
+        """Filter, search, order, then paginate when `limit` is given.
+
+        Only the page is serialised, from each machine's cached JSON bytes.
+        """
+        registry: Registry = self.request.app[REGISTRY]
         query = self.request.query
-        machines = list(registry.machines.values())
-        active = _BOOL_QUERY.get(query.get("active", "").lower())
+        window = limit_offset(self.request)
+        active = boolean_param(query, "active")
+        driver = single_value(query, "driver")
+        machine_type = single_value(query, "machine_type")
+        machines = _sorted_machines(registry, single_value(query, "ordering"))
         if active is not None:
             machines = [m for m in machines if m.active == active]
-        if "driver" in query:
-            machines = [m for m in machines if m.driver_slug == query["driver"]]
-        if "machine_type" in query:
-            machines = [m for m in machines if m.machine_type_slug == query["machine_type"]]
-        terms = search_terms(query.get("search", ""))
-        if terms:
-            regex = _flag(query.get("search_regex"))
-            whole = _flag(query.get("search_whole"))
-            machines = [
-                m for m in machines if matches_search(m.name, terms, regex=regex, whole=whole)
-            ]
-        machines = order_by(machines, query.get("ordering"), _ORDERING_KEYS, _DEFAULT_ORDERING)
-        paginated, page = paginate(self.request, machines)
-        if paginated:
-            page["results"] = [machine_json(m) for m in page["results"]]
-            return drf_json(page)
-        return drf_json([machine_json(m) for m in page])
+        if driver is not None:
+            machines = [m for m in machines if m.driver_slug == driver]
+        if machine_type is not None:
+            machines = [m for m in machines if m.machine_type_slug == machine_type]
+        if "search" in query:
+            machines = await search(machines, _machine_name, query)
+        else:
+            # Still refuse malformed search flags when there is nothing to search for.
+            boolean_param(query, "search_regex")
+            boolean_param(query, "search_whole")
+        if window is None:
+            body = _json_list([_MACHINE_BYTES.get(m) for m in machines])
+        else:
+            limit, offset = window
+            head = pydantic_core.to_json(page_body(self.request, len(machines), [], limit, offset))
+            # `results` is last: splice the cached machines into its empty list.
+            cut = head.rindex(_ENCODED_RESULTS) + len(_ENCODED_RESULTS)
+            parts = (_MACHINE_BYTES.get(m) for m in machines[offset : offset + limit])
+            body = head[:cut] + b",".join(parts) + head[cut:]
+        return web.Response(body=body, content_type="application/json")
 
     async def post(self) -> web.StreamResponse:
         """Create a machine: any type and driver string is accepted; problems show as errors."""
@@ -219,5 +309,5 @@ class MachineRestart(ApiView):
         return drf_json({"ok": True})
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
+def _machine_name(machine: Machine) -> str:
+    return machine.name

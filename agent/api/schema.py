@@ -20,6 +20,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.api.errors import NotFound
+from agent.api.listing import SEARCH_BUDGET_S, SEARCH_MAX_LENGTH
 from agent.api.schema_components import (
     ANONYMOUS_OK,
     SECURITY_SCHEMES,
@@ -206,7 +207,7 @@ def _user_paths() -> Paths:
                 tag="auth",
                 body="Login",
                 responses=json_response(ref("Token")),
-                errors=(400, 408, 413, 415),
+                errors=(400, 408, 413, 415, 429),
                 security=[{}],
             )
         },
@@ -232,7 +233,10 @@ def _machine_paths() -> Paths:
         "API endpoint for list of Machine objects.\n\n"
         "- GET: Return a list of all Machine objects\n- POST: create a MachineConfig\n\n"
         "Without `limit` (or with one that is not a positive integer) the answer is a bare "
-        "array; with `limit` it is one page. Default order: active first, then machine type."
+        "array; with `limit` it is one page. Default order: active first, then machine type. "
+        "A query parameter of the wrong type or given twice is a 400 on that parameter; so is "
+        f"a regular-expression search longer than {SEARCH_MAX_LENGTH} characters or one that "
+        f"takes more than {SEARCH_BUDGET_S:g} s to evaluate."
     )
     machine = json_response(ref("MachineConfig"))
     by_pk = links(
@@ -263,7 +267,7 @@ def _machine_paths() -> Paths:
                 tag="machine",
                 parameters=_list_parameters(),
                 responses=json_response(page),
-                errors=ROLE_READ,
+                errors=(400, *ROLE_READ),
             ),
             "post": operation(
                 "machine_create",

@@ -47,6 +47,12 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
     408: ("RequestTimeout", "The request body did not arrive in time.", ("ErrorDetail",)),
     413: ("PayloadTooLarge", "The request body is over the configured limit.", ("ErrorDetail",)),
     415: ("UnsupportedMediaType", "The body's content type is not accepted.", ("ErrorDetail",)),
+    429: (
+        "TooManyRequests",
+        "Too many failed password attempts from this address or for this user: no password is "
+        "checked until `Retry-After` seconds have passed.",
+        ("ErrorDetail",),
+    ),
 }
 SECURITY_SCHEMES: dict[str, Schema] = {
     "basicAuth": {"type": "http", "scheme": "basic"},
@@ -162,7 +168,10 @@ def operation(
         result["requestBody"] = {"content": body_content, "required": body_required}
     result["security"] = SECURED if security is None else security
     result["responses"] = {**responses}
-    for status in sorted(errors):
+    codes = set(errors)
+    if 401 in codes:  # whoever takes credentials takes Basic ones, which are rate limited
+        codes.add(429)
+    for status in sorted(codes):
         name = ERROR_RESPONSES[status][0]
         result["responses"][str(status)] = {"$ref": f"#/components/responses/{name}"}
     return result
@@ -226,6 +235,22 @@ def _error_response(status: int, description: str, names: tuple[str, ...]) -> di
                 "description": "Names the token scheme: `Token`.",
                 "required": True,
                 "schema": {"type": "string"},
+            }
+        }
+    if status == 405:
+        response["headers"] = {
+            "Allow": {
+                "description": "The methods this path answers, e.g. `GET, HEAD, OPTIONS`.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        }
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds until the next password attempt is checked.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
             }
         }
     return response
@@ -458,7 +483,10 @@ def _user_schemas() -> dict[str, Schema]:
             "An API token (`Authorization: Token <token>`) and when it expires.",
         ),
         "Login": _object(
-            {"username": _string(), "password": {**_string(), "writeOnly": True}},
+            {
+                "username": _string(minLength=1),
+                "password": {**_string(minLength=1), "writeOnly": True},
+            },
             "Credentials to log in with.",
         ),
         "MeUser": _object(

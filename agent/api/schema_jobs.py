@@ -17,7 +17,8 @@ from agent.api.schema_components import (
     ref,
 )
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE
-from agent.job_store import JOB_STATUSES
+from agent.job_store import JOB_STATUSES, KEPT_ERRORS
+from agent.jobs import CANCEL_WAIT_S
 
 # Every media type a stored job can have: what the agent draws, and raw printer language.
 DOCUMENT_TYPES = (PDF_CONTENT_TYPE, *IMAGE_CONTENT_TYPES, RAW_CONTENT_TYPE)
@@ -50,12 +51,24 @@ def job_paths() -> dict[str, dict[str, Any]]:
             ),
             "delete": operation(
                 "machine_jobs_destroy",
-                "Cancel a job that has not started printing: the answer is the cancelled job "
-                "(the job stays listed). A job that is printing or has finished cannot be "
-                "cancelled (409). Needs the `admin` role's `change` permission.",
+                "Cancel a job (the job stays listed). A queued job is cancelled at once. A "
+                "printing job stops after the label being sent (the printer finishes it; a "
+                "Zebra printer also prints the formats already in its buffer): the answer waits "
+                f"up to {CANCEL_WAIT_S:g} s for that and is the cancelled job, whose `progress` "
+                "counts the labels printed; if the label is still on its way then, the answer "
+                "is 202 with the job still `printing`, and it becomes `cancelled` soon after "
+                "(poll it). A job that has finished cannot be cancelled (409). Needs the "
+                "`admin` role's `change` permission.",
                 tag="machine",
                 parameters=[job],
-                responses=json_response(ref("PrintJob"), "The cancelled job."),
+                responses={
+                    **json_response(ref("PrintJob"), "The cancelled job."),
+                    **json_response(
+                        ref("PrintJob"),
+                        "The job is stopping after the label being sent; it is still `printing`.",
+                        status=202,
+                    ),
+                },
                 errors=(401, 403, 404, 409),
             ),
         },
@@ -79,7 +92,8 @@ def _print_operation() -> dict[str, Any]:
         "body is read: an unknown machine is a 404 whatever the body. 400 bodies name the "
         "field: `document` (empty, unreadable, of an unsupported type, or over the page or "
         "pixel limits), "
-        "`copies`, `threshold`, `dither`, `rotation`, `file` (a form without a `file` part), "
+        "`copies` (also when pages x copies is over the agent's `max_labels`, 10,000 unless "
+        "configured), `threshold`, `dither`, `rotation`, `file` (a form without a `file` part), "
         "`Idempotency-Key`, or `non_field_errors` (the machine has no driver); a malformed "
         "multipart body gives `{detail}`."
     )
@@ -255,8 +269,14 @@ def _print_job() -> Schema:
             "description": "How often the job was sent to the printer.",
         },
         "errors": strings(
-            "Why attempts failed, oldest first; for a failed job the last one says why."
+            f"Why attempts failed, oldest first, the last {KEPT_ERRORS} at most; for a failed "
+            "job the last one says why."
         ),
+        "error_count": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "How many errors the job met in all (`errors` keeps the last few).",
+        },
         "warnings": strings("What drawing changed, e.g. a page scaled down to fit the label."),
         "content_type": {"type": "string", "enum": list(DOCUMENT_TYPES)},
         "size": {"type": "integer", "minimum": 0, "description": "Document size in bytes."},

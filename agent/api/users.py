@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from aiohttp import web
 
-from agent.api.errors import ValidationFailed, drf_json
+from agent.api.errors import Throttled, ValidationFailed, drf_json
 from agent.api.fields import expect_object
 from agent.api.views import ApiView, identify
 from agent.appkeys import AUTHENTICATOR
-from agent.auth import RULESETS, SESSION_LIFETIME, TOKEN_LIFETIME, AuthenticationFailed, User
+from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, User
+from agent.login_limits import LoginThrottled
 
 TOKEN_NAME_MAX = 100
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -45,9 +45,8 @@ class GetAuthToken(ApiView):
     async def get(self) -> web.StreamResponse:
         """The token named by `?name=` (reused while live); also logs the caller in with a session."""
         name = clean_token_name(self.request.query.get("name", ""))
-        key = await self.request.app[AUTHENTICATOR].token_for(self.user, name)
-        expiry = (dt.date.today() + TOKEN_LIFETIME).isoformat()  # noqa: DTZ011 - local, as InvenTree
-        response = drf_json({"token": key, "name": name, "expiry": expiry})
+        token = await self.request.app[AUTHENTICATOR].issue_token(self.user, name)
+        response = drf_json({"token": token.key, "name": name, "expiry": token.expiry})
         identity = await identify(self.request)
         if identity is not None and identity.method != "session":
             await _log_in(self.request, response, self.user)
@@ -125,13 +124,21 @@ class Login(ApiView):
         """`{"username", "password"}` -> `{"key": token}` plus session cookies."""
         data = expect_object((await self.read_data()).value)
         username, password = data.get("username"), data.get("password")
-        if not isinstance(username, str) or not isinstance(password, str) or not username:
+        # dj-rest-auth refuses a blank username or password before it tries them.
+        if (
+            not isinstance(username, str)
+            or not isinstance(password, str)
+            or not username
+            or not password
+        ):
             raise ValidationFailed(
                 {"non_field_errors": ['Must include "username" and "password".']}
             )
         authenticator = self.request.app[AUTHENTICATOR]
         try:
-            user = await authenticator.user_for_password(username, password)
+            user = await authenticator.user_for_password(username, password, self.request.remote)
+        except LoginThrottled as err:
+            raise Throttled(err.retry_after_s) from err
         except AuthenticationFailed as err:
             raise ValidationFailed(
                 {"non_field_errors": ["Unable to log in with provided credentials."]}

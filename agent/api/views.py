@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,16 +19,19 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from agent.api.errors import (
+    ApiError,
     MethodNotAllowed,
     NotAuthenticated,
     ParseError,
     PermissionDenied,
     RequestTimeout,
+    Throttled,
     UnsupportedMediaType,
     drf_json,
 )
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import AuthenticationFailed, Identity, User, csrf_failure
+from agent.login_limits import LoginThrottled
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 RENDERS = ["application/json"]
@@ -38,6 +42,10 @@ PARSES = ["application/json", "application/x-www-form-urlencoded", "multipart/fo
 BODY_TIMEOUT_S = 60.0
 
 _IDENTITY_KEY = web.RequestKey[Identity | None]("identity")
+# Only a `\uD800`-`\uDFFF` escape can put a surrogate into parsed JSON.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# DRF's order of `http_method_names`, in which it lists a view's methods in `Allow`.
+_METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 # InvenTree's RolePermission: the `admin` ruleset permission each method needs.
 ROLE_FOR_METHOD: Mapping[str, str] = {
@@ -76,7 +84,9 @@ async def identify(request: web.Request) -> Identity | None:
     header = request.headers.get("Authorization")
     if header:
         try:
-            identity = await authenticator.from_authorization(header)
+            identity = await authenticator.from_authorization(header, request.remote)
+        except LoginThrottled as err:
+            raise Throttled(err.retry_after_s) from err
         except AuthenticationFailed as err:
             raise NotAuthenticated(str(err)) from err
     if identity is None:
@@ -111,8 +121,25 @@ class ApiView:
 
     @classmethod
     async def handle(cls, request: web.Request) -> web.StreamResponse:
-        """The aiohttp handler: one view object per request."""
-        return await cls(request).dispatch()
+        """The aiohttp handler: one view object per request; `Allow` on every answer, as DRF."""
+        allow = cls.allowed_methods()
+        try:
+            response = await cls(request).dispatch()
+        except ApiError as err:
+            err.headers = {**(err.headers or {}), "Allow": allow}
+            raise
+        if not response.prepared:
+            response.headers["Allow"] = allow
+        return response
+
+    @classmethod
+    def allowed_methods(cls) -> str:
+        """The methods this view answers, as DRF lists them in `Allow`."""
+        return ", ".join(
+            method
+            for method in _METHOD_ORDER
+            if hasattr(cls, "get" if method == "HEAD" else method.lower())
+        )
 
     @property
     def user(self) -> User:
@@ -188,9 +215,15 @@ async def read_body(request: web.Request) -> RequestData:
         if not raw:
             return RequestData({})
         try:
-            return RequestData(json.loads(raw.decode("utf-8"), parse_constant=_reject_constant))
+            value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise ParseError(f"JSON parse error - {err}") from err
+        if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+            raise ParseError(
+                "JSON parse error - a string holds a lone surrogate (\\ud800-\\udfff), "
+                "which is not a Unicode character"
+            )
+        return RequestData(value)
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await read_form(request)
         return RequestData({key: form.getall(key)[-1] for key in form}, form=True)
@@ -227,6 +260,24 @@ async def _body_deadline() -> AsyncIterator[None]:
             yield
     except TimeoutError as err:
         raise RequestTimeout(BODY_TIMEOUT_S) from err
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in parsed JSON cannot be encoded (a lone surrogate escape)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _reject_constant(name: str) -> Any:

@@ -10,14 +10,15 @@ from typing import ClassVar, Literal, Protocol
 import structlog
 from PIL import Image
 
+from drivers.sim import faults
+
 log = structlog.get_logger(__name__)
 
 CutKind = Literal["none", "partial", "full"]
 
-# Faults of the link rather than of the printer: applied by the TCP and pty servers.
-LINK_FAULTS = frozenset({"disconnect-mid-job", "slow-link", "refuse-second-connection"})
-# "offline": the printer answers nothing and prints nothing (switched off, or a dead interface).
-COMMON_FAULTS = LINK_FAULTS | {"offline"}
+# Faults of the link (applied by the TCP and pty servers), and those of every printer.
+LINK_FAULTS = frozenset(faults.LINK_FAULTS)
+COMMON_FAULTS = frozenset(faults.COMMON_FAULTS)
 # Bytes a connection may carry before "disconnect-mid-job" drops it: inside the first raster band.
 DEFAULT_DISCONNECT_AFTER_BYTES = 1024
 # Delay before each chunk of a "slow-link" is processed: a congested Wi-Fi bridge or a long
@@ -25,6 +26,9 @@ DEFAULT_DISCONNECT_AFTER_BYTES = 1024
 DEFAULT_SLOW_LINK_DELAY = 0.05
 # Chunk size of a "slow-link": data is released this many bytes per delay.
 SLOW_LINK_CHUNK_BYTES = 256
+# "slow-replies": each reply byte goes out this long after the previous one, a slow but alive
+# line (a serial bridge polling its UART, a busy printer CPU).
+DEFAULT_SLOW_REPLY_DELAY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ class Simulator(abc.ABC):
         self.on_label = on_label
         self.disconnect_after_bytes = DEFAULT_DISCONNECT_AFTER_BYTES
         self.slow_link_delay = DEFAULT_SLOW_LINK_DELAY
+        self.slow_reply_delay = DEFAULT_SLOW_REPLY_DELAY
         self._channel: Channel | None = None
 
     def feed(self, data: bytes) -> bytes:
@@ -98,13 +103,15 @@ class Simulator(abc.ABC):
     def set_fault(
         self, name: str, *, after_bytes: int | None = None, delay: float | None = None
     ) -> None:
-        """Switch a fault on; `after_bytes` tunes disconnect-mid-job, `delay` tunes slow-link."""
+        """Switch a fault on; `after_bytes` tunes disconnect-mid-job, `delay` slow-link/-replies."""
         if name not in self.FAULTS:
             known = ", ".join(sorted(self.FAULTS))
             raise ValueError(f"unknown {self.LANGUAGE} fault {name!r}; known: {known}")
         if after_bytes is not None:
             self.disconnect_after_bytes = after_bytes
-        if delay is not None:
+        if delay is not None and name == "slow-replies":
+            self.slow_reply_delay = delay
+        elif delay is not None:
             self.slow_link_delay = delay
         self.faults.add(name)
         log.info("sim_fault_set", language=self.LANGUAGE, fault=name)

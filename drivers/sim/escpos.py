@@ -6,12 +6,17 @@ Model (choices a real printer leaves open):
   (`GS V`) prints them as one label. A cut right after such a feed finishes that label. `ESC @`
   empties the print buffer, so rows of a job cut off mid-way never become a label.
 - Commands are parsed by their declared lengths: the bytes of a `GS v 0` image are never taken as
-  commands. Epson printers do execute `DLE EOT` found inside image data (real-time commands are
-  run on receipt), so image bytes that happen to be `10 04 n` make them answer; set
-  `realtime_status_in_raster` to model that (the reply comes when the image is complete).
+  commands. But as Epson printers do, `DLE EOT n` (n = 1..4) is answered the moment its three
+  bytes arrive, wherever they are: image bytes that happen to be `10 04 n` get a status reply
+  too, in the middle of the job. `realtime_status_in_raster=False` models a printer whose
+  parser skips image data (some clones), answering `DLE EOT` only between commands.
 - Faults "paper-out", "cover-open" and "cutter-error" take the printer offline: it still answers
   `DLE EOT`, but what it receives meanwhile is dropped, not printed later. "paper-near-end" only
   changes the roll sensor status. "offline" answers nothing and prints nothing.
+- Status-only faults (what it receives still prints): "feed-button" (the FEED button is held:
+  offline while it feeds), "recovery-wait" (offline, waiting to go back online: `DLE EOT 1`
+  bits 3 and 5) and "presenter-waiting" (a Citizen presenter holds a label: `DLE EOT 4` bit 6
+  alone).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import ClassVar
 import structlog
 from PIL import Image, ImageChops
 
+from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, CutKind, LabelHook, Simulator
 
 log = structlog.get_logger(__name__)
@@ -48,15 +54,10 @@ class EscposSimulator(Simulator):
     """An ESC/POS receipt or label printer with a cutter and DLE EOT status."""
 
     LANGUAGE: ClassVar[str] = "escpos"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | {
-        "paper-out",
-        "paper-near-end",
-        "cover-open",
-        "cutter-error",
-    }
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ESCPOS_FAULTS)
 
     def __init__(
-        self, on_label: LabelHook | None = None, *, realtime_status_in_raster: bool = False
+        self, on_label: LabelHook | None = None, *, realtime_status_in_raster: bool = True
     ) -> None:
         super().__init__(on_label)
         self.realtime_status_in_raster = realtime_status_in_raster
@@ -75,17 +76,23 @@ class EscposSimulator(Simulator):
         paper_out = self.has_fault("paper-out")
         cover = self.has_fault("cover-open")
         cutter = self.has_fault("cutter-error")
+        feed = self.has_fault("feed-button")
+        recovery = self.has_fault("recovery-wait")
         value = 0x12
-        if n == 1 and (paper_out or cover or cutter):
-            value |= 0x08
+        if n == 1:
+            offline = paper_out or cover or cutter or feed or recovery
+            value |= (0x08 if offline else 0) | (0x20 if recovery else 0) | (0x40 if feed else 0)
         elif n == 2:
             value |= (0x04 if cover else 0) | (0x20 if paper_out else 0) | (0x40 if cutter else 0)
+            value |= 0x08 if feed else 0
         elif n == 3 and cutter:
             value |= 0x08
         elif n == 4:
             # An empty roll also trips the near-end sensor, which looks at the roll diameter.
             near_end = paper_out or self.has_fault("paper-near-end")
             value |= (0x0C if near_end else 0) | (0x60 if paper_out else 0)
+            if not paper_out and self.has_fault("presenter-waiting"):
+                value |= 0x40
         return value
 
     @property
@@ -138,10 +145,33 @@ class _EscposChannel:
     def __init__(self, sim: EscposSimulator) -> None:
         self._sim = sim
         self._buf = bytearray()
+        # Up to two received bytes that may start a `DLE EOT n` completed by the next chunk.
+        self._realtime_tail = b""
 
     def feed(self, data: bytes) -> bytes:
-        self._buf += data
         replies = bytearray()
+        if not self._sim.realtime_status_in_raster:
+            self._parse(data, replies)
+            return self._answer(replies)
+        # Real-time requests are answered on receipt, wherever they are; what came before
+        # each is parsed first, so faults switched by a reply apply in stream order.
+        stream = self._realtime_tail + data
+        offset = len(self._realtime_tail)
+        start = last_end = 0
+        for match in _REALTIME_STATUS.finditer(stream):
+            end = match.end() - offset
+            self._parse(data[start:end], replies)
+            replies.append(self._sim.status_byte(match[1][0]))
+            start, last_end = end, match.end()
+        self._parse(data[start:], replies)
+        self._realtime_tail = stream[max(last_end, len(stream) - 2) :]
+        return self._answer(replies)
+
+    def _answer(self, replies: bytearray) -> bytes:
+        return b"" if self._sim.has_fault("offline") else bytes(replies)
+
+    def _parse(self, data: bytes, replies: bytearray) -> None:
+        self._buf += data
         pos = 0
         while pos < len(self._buf):
             end = self._command(pos, replies)
@@ -149,12 +179,12 @@ class _EscposChannel:
                 break
             pos = end
         del self._buf[:pos]
-        return b"" if self._sim.has_fault("offline") else bytes(replies)
 
     def close(self) -> None:
         if self._buf:
             log.info("sim_partial_command_dropped", bytes=len(self._buf))
         self._buf.clear()
+        self._realtime_tail = b""
 
     def _command(self, pos: int, replies: bytearray) -> int | None:
         """Act on the command at `pos`; its end, or None while it is incomplete."""
@@ -171,7 +201,7 @@ class _EscposChannel:
         if first == DLE:
             return self._realtime(pos, second, replies)
         if first == GS and second == ord("v"):
-            return self._raster(pos, replies)
+            return self._raster(pos)
         if first == GS and second == ord("V"):
             return self._gs_cut(pos)
         if first == GS and second == ord("("):
@@ -199,11 +229,12 @@ class _EscposChannel:
         if len(self._buf) < pos + 3:
             return None
         n = self._buf[pos + 2]
-        if second == 0x04 and 1 <= n <= 4:
+        # With real-time processing on receipt it was answered when it arrived.
+        if second == 0x04 and 1 <= n <= 4 and not self._sim.realtime_status_in_raster:
             replies.append(self._sim.status_byte(n))
         return pos + 3
 
-    def _raster(self, pos: int, replies: bytearray) -> int | None:
+    def _raster(self, pos: int) -> int | None:
         buf = self._buf
         if len(buf) < pos + 8:
             return None
@@ -221,10 +252,6 @@ class _EscposChannel:
         if len(buf) < end:
             return None
         data = bytes(buf[pos + 8 : end])
-        if self._sim.realtime_status_in_raster:
-            replies += bytes(
-                self._sim.status_byte(m[1][0]) for m in _REALTIME_STATUS.finditer(data)
-            )
         if size:
             ink = Image.frombytes("1", (row_bytes * 8, rows), data)
             image = ImageChops.invert(ink)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import TextIO
 
 from drivers.sim.base import ReceivedLabel, Simulator
@@ -13,6 +15,7 @@ from drivers.sim.zpl import ZplSimulator
 # Raw printing port of network label printers (AppSocket / JetDirect).
 DEFAULT_PORT = 9100
 SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
+_SAVED_NAME = re.compile(r"label-(\d+)\.png")
 
 
 def make_simulator(language: str) -> Simulator:
@@ -30,14 +33,18 @@ async def run_simulator(
     fault: str | None = None,
     out: TextIO | None = None,
     host: str = "127.0.0.1",
+    save: Path | None = None,
 ) -> None:
     """Serve a simulator on TCP (`port`, default 9100) or a pty until cancelled, reporting to `out`.
 
-    Prints one line saying where it listens, then one line per printed label.
+    Prints one line saying where it listens, then one line per printed label. With `save`,
+    each label is also written to that directory as `label-NNNN.png` (numbering goes on from
+    the files already there), one pixel per printed dot.
     """
     sim = make_simulator(language)
     if fault is not None:
         sim.set_fault(fault)
+    saver = LabelSaver(save) if save is not None else None
 
     def say(line: str) -> None:
         if out is not None:
@@ -45,7 +52,13 @@ async def run_simulator(
             out.flush()
 
     def on_label(label: ReceivedLabel) -> None:
-        say(label.describe())
+        if saver is None:
+            say(label.describe())
+            return
+        try:
+            say(f"{label.describe()} -> {saver.save(label)}")
+        except OSError as err:
+            say(f"{label.describe()} (not saved: {err})")
 
     sim.on_label = on_label
     suffix = f" (fault: {fault})" if fault else ""
@@ -57,6 +70,24 @@ async def run_simulator(
         async with await serve_tcp(sim, host, DEFAULT_PORT if port is None else port) as server:
             say(f"{language} simulator listening on {server.url}{suffix}")
             await _forever()
+
+
+class LabelSaver:
+    """Writes each printed label to a directory as `label-NNNN.png`, never over an older one."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        taken = (_SAVED_NAME.fullmatch(p.name) for p in directory.iterdir())
+        self._last = max((int(m[1]) for m in taken if m is not None), default=0)
+
+    def save(self, label: ReceivedLabel) -> Path:
+        """Write the label's pixels (black dots black) and return the file's path."""
+        self._last += 1
+        path = self.directory / f"label-{self._last:04d}.png"
+        # A label is a few KB of PNG: written in the loop's thread, as the line is printed.
+        label.image.save(path, "PNG")
+        return path
 
 
 async def _forever() -> None:

@@ -7,6 +7,7 @@ Link faults, applied here for both transports:
   cannot hang up, so it goes deaf instead: input is discarded until the fault is cleared.
 - "slow-link": data is processed `SLOW_LINK_CHUNK_BYTES` at a time, `sim.slow_link_delay` apart,
   and reading pauses meanwhile, so the sender feels the back-pressure.
+- "slow-replies": reply bytes go out one at a time, `sim.slow_reply_delay` apart.
 - "refuse-second-connection": a TCP connection made while another is open is closed at once,
   as many label printers serve one connection at a time.
 
@@ -241,6 +242,8 @@ class _Link:
         self._received = 0
         self._pending: deque[bytes] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._outgoing = bytearray()
+        self._reply_timer: asyncio.TimerHandle | None = None
         self._closed = False
         # Called once held-back data has all been processed.
         self.on_idle: Callable[[], None] | None = None
@@ -271,10 +274,12 @@ class _Link:
         if self.closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._reply_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._reply_timer = None
         self._pending.clear()
+        self._outgoing.clear()
         self._channel.close()
 
     def _schedule(self) -> None:
@@ -312,8 +317,28 @@ class _Link:
 
     def _deliver(self, data: bytes) -> None:
         reply = self._channel.feed(data) if data else b""
-        if reply:
+        if not reply:
+            return
+        if not self._sim.has_fault("slow-replies") and not self._outgoing:
             self._write(reply)
+            return
+        self._outgoing += reply
+        if self._reply_timer is None:
+            self._schedule_reply()
+
+    def _schedule_reply(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._reply_timer = loop.call_later(self._sim.slow_reply_delay, self._reply_byte)
+
+    def _reply_byte(self) -> None:
+        self._reply_timer = None
+        if self.closed or not self._outgoing:
+            return
+        byte = bytes(self._outgoing[:1])
+        del self._outgoing[:1]
+        self._write(byte)
+        if self._outgoing:
+            self._schedule_reply()
 
 
 class _TcpConnection(asyncio.Protocol):

@@ -11,6 +11,7 @@ Model (choices a real printer leaves open):
   `~HS` gets no answer, as Zebra documents for MEDIA OUT, HEAD OPEN and RIBBON OUT; `~HQES`, `~HI`
   and SGD still answer. "paused": formats wait in the buffer (`~HS` counts them) and print on
   `~PS` or when the fault is cleared. "offline": nothing is answered and nothing printed.
+  "label-waiting": `~HS` reports a label waiting to be taken (peel-off); printing goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import structlog
 from PIL import Image, ImageChops
 
 from drivers import zpl_protocol
+from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, LabelHook, Simulator
 from drivers.zpl_protocol import ZplError, ZplWarning
 
@@ -60,13 +62,7 @@ class ZplSimulator(Simulator):
     """A Zebra ZPL II label printer with host status, extended status, ~HI and SGD."""
 
     LANGUAGE: ClassVar[str] = "zpl"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | {
-        "paper-out",
-        "paper-near-end",
-        "head-open",
-        "paused",
-        "ribbon-out",
-    }
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ZPL_FAULTS)
 
     def __init__(
         self,
@@ -111,7 +107,8 @@ class ZplSimulator(Simulator):
         )
         two = (
             f"001,0,{int(self.has_fault('head-open'))},{int(self.has_fault('ribbon-out'))},"
-            f"{int(self.thermal_transfer)},2,6,0,{remaining:08d},1,000"
+            f"{int(self.thermal_transfer)},2,6,{int(self.has_fault('label-waiting'))},"
+            f"{remaining:08d},1,000"
         )
         return b"".join(b"\x02" + s.encode() + b"\x03\r\n" for s in (one, two, "1234,0"))
 

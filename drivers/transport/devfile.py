@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 
 import structlog
 
@@ -24,7 +25,12 @@ log = structlog.get_logger(__name__)
 # its IEEE 1284 device id); 5 s is ample for that.
 OPEN_TIMEOUT = 5.0
 
-_OPEN_FLAGS = os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+# O_APPEND: a regular file collects every connection's output instead of overwriting it.
+_OPEN_FLAGS = os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_APPEND
+# A file outside /dev that does not exist yet is created (an output capture); a missing device
+# node means the printer is off or unplugged and is never created as a plain file.
+_DEVICE_DIR = "/dev"
+_CREATED_FILE_MODE = 0o640
 # Read-write fails but write-only may work: a udev rule granting only write, or a node that
 # cannot be read back.
 _WRITE_ONLY_FALLBACK = frozenset({errno.EACCES, errno.EPERM, errno.EINVAL, errno.EROFS})
@@ -32,6 +38,8 @@ _WRITE_ONLY_FALLBACK = frozenset({errno.EACCES, errno.EPERM, errno.EINVAL, errno
 
 class DeviceFileTransport(BaseTransport):
     """A character device, FIFO or regular file, opened read-write (write-only if it must).
+
+    A regular file outside /dev is created if missing and appended to (capturing output).
 
     usblp honours O_NONBLOCK and poll, so the fd goes through the loop's poller like a serial
     port; a regular file (for testing a driver's output) is written through a thread.
@@ -71,7 +79,9 @@ class DeviceFileTransport(BaseTransport):
     async def _read_some(self, n: int, timeout: float) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
         stream = self._live_stream()
         if not self._readable:
-            raise TransportError(f"{self.name} is open write-only; the printer cannot be read")
+            raise TransportError(
+                f"{self.name} is open write-only; the printer cannot be read (turn STATUS_QUERY off)"
+            )
         return await stream.read(n, timeout)
 
     async def _close(self) -> None:
@@ -91,14 +101,17 @@ class DeviceFileTransport(BaseTransport):
 
     def _open_fd(self) -> tuple[int, bool, bool]:
         path = self.target.path
+        flags = _OPEN_FLAGS
+        if not Path(path).resolve().is_relative_to(_DEVICE_DIR):
+            flags |= os.O_CREAT
         readable = True
         try:
             try:
-                fd = os.open(path, os.O_RDWR | _OPEN_FLAGS)
+                fd = os.open(path, os.O_RDWR | flags, _CREATED_FILE_MODE)
             except OSError as err:
                 if err.errno not in _WRITE_ONLY_FALLBACK:
                     raise
-                fd, readable = os.open(path, os.O_WRONLY | _OPEN_FLAGS), False
+                fd, readable = os.open(path, os.O_WRONLY | flags, _CREATED_FILE_MODE), False
         except OSError as err:
             raise TransportError(_open_error(path, err)) from err
         # fstat on an fd we just opened cannot fail.

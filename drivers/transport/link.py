@@ -73,6 +73,9 @@ class Link:
         self._failures = 0
         self._retry_at: float | None = None
         self._last_error: str | None = None
+        # Told when the link fails, and when it connects again after failing (the poller then
+        # reads the printer at once instead of at its next interval).
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def state(self) -> LinkState:
@@ -177,12 +180,15 @@ class Link:
         if self._state is LinkState.CLOSED:  # closed while we were connecting
             await transport.close()
             raise TransportClosed(f"{self.name}: the connection was closed")
-        if self._failures:
+        restored = self._failures > 0
+        if restored:
             log.info("connection_restored", link=self.name, failures=self._failures)
         else:
             log.debug("connected", link=self.name, connection=transport.name)
         self._transport, self._state = transport, LinkState.CONNECTED
         self._failures, self._retry_at, self._last_error = 0, None, None
+        if restored:
+            self._changed()
         return transport
 
     def _schedule_retry(self, reason: str, event: str) -> float:
@@ -202,4 +208,13 @@ class Link:
             retry_in=round(delay, 2),
             failures=self._failures,
         )
+        self._changed()
         return self._retry_at
+
+    def _changed(self) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change()
+        except Exception:  # noqa: BLE001 - a listener's bug must not break the connection
+            log.exception("link_listener_failed", link=self.name)

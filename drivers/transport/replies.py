@@ -23,8 +23,13 @@ async def read_until(
     terminator: bytes,
     timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
     max_size: int = MAX_REPLY,
+    idle_timeout: float | None = None,
 ) -> bytes:
-    """Return bytes up to and including `terminator`; later bytes stay for the next read."""
+    """Return bytes up to and including `terminator`; later bytes stay for the next read.
+
+    With `idle_timeout`, the reply fails once no byte came for that long (a slow line that
+    keeps sending is waited for), and `timeout` only bounds the whole reply.
+    """
     if not terminator:
         raise ValueError("terminator must not be empty")
     loop = asyncio.get_running_loop()
@@ -40,8 +45,11 @@ async def read_until(
             raise TransportError(
                 f"{transport.name}: reply longer than {max_size} bytes without {terminator!r}"
             )
+        wait = deadline - loop.time()
+        if idle_timeout is not None:
+            wait = min(wait, idle_timeout)
         try:
-            buf += await transport.read(READ_CHUNK, deadline - loop.time())
+            buf += await transport.read(READ_CHUNK, wait)
         except TransportTimeout as err:
             transport.unread(bytes(buf))
             raise TransportTimeout(

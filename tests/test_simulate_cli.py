@@ -1,0 +1,87 @@
+"""`inventree-edge simulate`: per-language help and faults, and `--save DIR` (one PNG per label)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+from agent.cli import EXIT_USAGE, main
+from drivers.sim import run_simulator
+from drivers.sim.faults import COMMON_FAULTS, ESCPOS_FAULTS, ZPL_FAULTS
+from drivers.zpl_protocol import encode_page
+from tests.test_driver_escpos import random_page
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def listed_faults(text: str) -> set[str]:
+    listing = text.split("(--fault):", 1)[1]
+    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+
+
+def test_each_language_help_lists_only_its_own_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    escpos = listed_faults(help_of(capsys, "simulate", "escpos"))
+    zpl = listed_faults(help_of(capsys, "simulate", "zpl"))
+    assert escpos == set(ESCPOS_FAULTS) | set(COMMON_FAULTS)
+    assert zpl == set(ZPL_FAULTS) | set(COMMON_FAULTS)
+    assert "cover-open" in escpos - zpl
+    assert "head-open" in zpl - escpos
+    overview = help_of(capsys, "simulate")
+    assert "escpos" in overview
+    assert "zpl" in overview
+    assert "cover-open" not in overview
+    assert "head-open" not in overview
+
+
+def test_a_fault_of_the_other_language_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["simulate", "escpos", "--fault", "head-open"])
+    assert exited.value.code == EXIT_USAGE
+    assert "invalid choice: 'head-open'" in capsys.readouterr().err
+
+
+async def test_save_writes_one_png_per_label_as_printed(tmp_path: Path) -> None:
+    out = io.StringIO()
+    saved = tmp_path / "labels"
+    saved.mkdir()
+    (saved / "label-0007.png").write_bytes(b"an earlier run's label")
+    task = asyncio.create_task(run_simulator("zpl", port=0, out=out, save=saved))
+    pages = [random_page(96, 40, seed) for seed in (1, 2)]
+    try:
+        async with asyncio.timeout(10):
+            while not (found := re.search(r"tcp://127\.0\.0\.1:(\d+)", out.getvalue())):
+                await asyncio.sleep(0.01)
+            reader, writer = await asyncio.open_connection("127.0.0.1", int(found[1]))
+            writer.write(encode_page(pages[0], copies=2) + encode_page(pages[1]))
+            await writer.drain()
+            while out.getvalue().count("->") < 3:
+                await asyncio.sleep(0.01)
+            writer.close()
+            await writer.wait_closed()
+            del reader
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # Numbering goes on after the files already there; nothing is written over.
+    names = sorted(p.name for p in saved.iterdir())
+    assert names == ["label-0007.png", "label-0008.png", "label-0009.png", "label-0010.png"]
+    assert (saved / "label-0007.png").read_bytes() == b"an earlier run's label"
+    for name, page in zip(names[1:], [pages[0], pages[0], pages[1]], strict=True):
+        assert f"{saved / name}" in out.getvalue()
+        with Image.open(saved / name) as image:
+            printed = image.convert("1")
+        assert printed.size == page.size
+        assert ImageChops.difference(printed, page).getbbox() is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -134,6 +134,10 @@ class ActiveJob:
         # Set once the attempt is over and its outcome is committed.
         self.done = asyncio.Event()
         self.on_activity: Callable[[], None] | None = None
+        # Bytes of this attempt reached the printer (status queries included): a crash now may
+        # have printed the label in flight, so the attempt counts as interrupted.
+        self.written = False
+        self.on_first_write: Callable[[], Awaitable[None]] | None = None
         self._source = source
         self._pages: dict[int, asyncio.Future[Image]] = {}
         self._served = 0
@@ -187,6 +191,13 @@ class ActiveJob:
         """The printer took bytes or answered: the job is alive."""
         if self.on_activity is not None:
             self.on_activity()
+
+    async def before_write(self) -> None:
+        """Before the first byte goes to the printer, record that this attempt wrote."""
+        if not self.written:
+            if self.on_first_write is not None:
+                await self.on_first_write()
+            self.written = True
 
     async def close(self) -> None:
         """Drop rendered pages and close the document (after any render in progress)."""

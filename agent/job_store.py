@@ -178,20 +178,23 @@ class JobStore:
 
         The label a job was sending may have printed; sent again, it prints twice. A job caught
         again on the same label (no label confirmed since the last stop) fails instead, finished
-        `now`, so that no label prints a third time. Returns (requeued, failed).
+        `now`, so that no label prints a third time. An attempt that had written nothing to the
+        printer (still connecting, still rendering) cannot have printed: it is not counted.
+        Returns (requeued, failed).
         """
         finished = now or dt.datetime.now(dt.UTC).isoformat()
 
         def recover(conn: sqlite3.Connection) -> tuple[int, int]:
             failed = conn.execute(
                 "UPDATE job SET status = ?, finished = ?, errors = json_insert(errors, '$[#]', ?) "
-                "WHERE status = ? AND interruptions >= 1 "
+                "WHERE status = ? AND written = 1 AND interruptions >= 1 "
                 "AND COALESCE(interrupted_at, progress) = progress",
                 (FAILED, finished, INTERRUPTED_TWICE, PRINTING),
             ).rowcount
             requeued = conn.execute(
-                "UPDATE job SET status = ?, interruptions = interruptions + 1, "
-                "interrupted_at = progress WHERE status = ?",
+                "UPDATE job SET status = ?, interruptions = interruptions + written, "
+                "interrupted_at = CASE written WHEN 1 THEN progress ELSE interrupted_at END, "
+                "written = 0 WHERE status = ?",
                 (QUEUED, PRINTING),
             ).rowcount
             return requeued, failed
@@ -212,8 +215,8 @@ class JobStore:
 
         def mark(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE job SET status = ?, attempts = attempts + 1, started = COALESCE(started, ?) "
-                "WHERE pk = ? AND status = ?",
+                "UPDATE job SET status = ?, attempts = attempts + 1, started = COALESCE(started, ?), "
+                "written = 0 WHERE pk = ? AND status = ?",
                 (PRINTING, started, pk, QUEUED),
             )
             return cursor.rowcount == 1
@@ -221,6 +224,16 @@ class JobStore:
         # Not fsynced on its own: lost in a power cut, the job is still queued and sent once more,
         # which is what a job caught `printing` gets too. The next durable commit covers it.
         return await self.store.call(mark, durable=False)
+
+    async def mark_written(self, pk: str) -> None:
+        """The attempt under way wrote its first bytes to the printer.
+
+        Not fsynced on its own: lost in a power cut, the attempt is not counted as interrupted
+        and the job is sent once more, as after any crash.
+        """
+        await self._execute(
+            "UPDATE job SET written = 1 WHERE pk = ? AND status = ?", (pk, PRINTING), durable=False
+        )
 
     async def save_progress(self, pk: str, progress: int) -> None:
         """Labels confirmed so far (a resumed job skips them)."""

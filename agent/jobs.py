@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import random
 import sqlite3
 import uuid
@@ -417,6 +418,7 @@ class JobRunner:
         self._active[job.pk] = active
         if not await self.jobs.mark_printing(job.pk, self.clock.now().isoformat()):
             return True  # cancelled while it was being rendered
+        active.on_first_write = functools.partial(self.jobs.mark_written, job.pk)
         before = (machine.status, machine.status_text)
         machine.set_status(LabelPrinterStatus.PRINTING)
         saver = self._tasks.create(self._save_progress(active), name=f"progress:{job.pk}")

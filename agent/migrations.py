@@ -129,6 +129,11 @@ MIGRATIONS: tuple[str, ...] = (
             ON CONFLICT (machine, status) DO UPDATE SET n = n + 1;
     END;
     """,
+    # 5: whether the current attempt wrote anything to the printer; an attempt stopped before
+    # its first byte cannot have printed a label, so it does not count as interrupted.
+    """
+    ALTER TABLE job ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

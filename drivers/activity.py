@@ -38,6 +38,7 @@ class ReportingTransport:
     async def write(self, data: bytes, timeout: float = WRITE_TIMEOUT) -> None:  # noqa: ASYNC109 - per-call timeout is the contract
         """Write in chunks, reporting each one the printer took."""
         for start in range(0, len(data), ACTIVITY_CHUNK):
+            await self._job.before_write()
             await self._inner.write(data[start : start + ACTIVITY_CHUNK], timeout)
             self._job.report_activity()
 

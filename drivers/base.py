@@ -222,6 +222,10 @@ class PrintJob(Protocol):
         """Tell the agent the printer is taking the job (bytes written, a reply read)."""
         ...
 
+    async def before_write(self) -> None:
+        """Await before writing to the printer: from then on a crash may have printed a label."""
+        ...
+
 
 class PrintFailed(Exception):
     """A job that can never print on this printer (retrying will not help): it fails at once."""

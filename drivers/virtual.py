@@ -165,6 +165,7 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             copy, number = divmod(label, job.page_count)
             suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
             path = directory / f"{job.pk}-{number + 1}{suffix}.png"
+            await job.before_write()
             await asyncio.to_thread(
                 _write_label, page, path, directory / PRINT_LOG, f"{job.pk} {label + 1}\n"
             )

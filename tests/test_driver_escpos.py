@@ -87,6 +87,7 @@ class FakeJob:
     options: dict[str, Any] = field(default_factory=dict)
     progress: list[int] = field(default_factory=list)
     activity: int = 0
+    written: int = 0
     stop_requested: bool = False
 
     @property
@@ -101,6 +102,9 @@ class FakeJob:
 
     def report_activity(self) -> None:
         self.activity += 1
+
+    async def before_write(self) -> None:
+        self.written += 1
 
 
 class Tap:

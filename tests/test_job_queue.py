@@ -149,6 +149,7 @@ async def test_interrupted_job_resumes_after_its_last_confirmed_label(
     jobs: JobStore = app[JOBS].jobs
     await jobs.mark_printing(pk, dt.datetime.now(dt.UTC).isoformat())
     await jobs.save_progress(pk, 2)
+    await jobs.mark_written(pk)
     assert await jobs.recover_interrupted() == (1, 0)
     assert (await jobs.get(pk)).interruptions == 1  # type: ignore[union-attr]
     # The job is still in the worker's queue; it reads the recovered row when the machine is up.
@@ -161,7 +162,8 @@ async def test_interrupted_job_resumes_after_its_last_confirmed_label(
     await wait_for_job(client, admin, pk2, ("complete",))
     await jobs.store.call(
         lambda conn: conn.execute(
-            "UPDATE job SET status = 'printing', interruptions = 1 WHERE pk = ?", (pk2,)
+            "UPDATE job SET status = 'printing', interruptions = 1, written = 1 WHERE pk = ?",
+            (pk2,),
         )
     )
     assert await jobs.recover_interrupted() == (0, 1)
@@ -316,3 +318,30 @@ async def test_copies_of_a_short_document_reuse_its_rendered_pages(
     await wait_for_job(client, admin, (await resp.json())["pk"], ("complete",))
     assert sorted(renders) == [(300, 0), (300, 1)]
     assert len(_printed(client, "copies")) == 10
+
+
+async def test_an_attempt_is_marked_as_written_before_its_first_label_goes_out(
+    client: Client, admin: Headers
+) -> None:
+    """What decides whether a crash counts against a job: did this attempt reach the printer?"""
+    machine = await create_machine(client, admin, name="written")
+    pk = await _submit(client, admin, machine)
+    await wait_for_job(client, admin, pk, ("complete",))
+    unreachable = await create_machine(client, admin, name="away", driver="zpl")
+    await _set(client, admin, unreachable, "CONNECTION", "tcp://127.0.0.1:9")
+    waiting = await _submit(client, admin, unreachable)
+    jobs: JobStore = client.app[JOBS].jobs
+
+    async def attempts_and_written(job: str) -> tuple[int, int]:
+        def read(conn: Any) -> tuple[int, int]:
+            row = conn.execute("SELECT attempts, written FROM job WHERE pk = ?", (job,)).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await jobs.store.read(read)
+
+    assert await attempts_and_written(pk) == (1, 1)
+    async with asyncio.timeout(10):
+        while (await attempts_and_written(waiting))[0] == 0:
+            await asyncio.sleep(0.02)
+    # The printer never answered: nothing was written, so a crash now could not have printed.
+    assert (await attempts_and_written(waiting))[1] == 0

@@ -59,13 +59,14 @@ def job(machine: str = MACHINES[0], **fields: object) -> JobRow:
     return replace(row, **fields)  # type: ignore[arg-type]
 
 
-async def crash_while_printing(jobs: JobStore, pk: str, progress: int) -> None:
-    """What a SIGKILL during a label leaves: the job `printing` at its last saved progress."""
-    await jobs.store.call(
-        lambda c: c.execute(
-            "UPDATE job SET status = ?, progress = ? WHERE pk = ?", (PRINTING, progress, pk)
-        )
-    )
+async def crash_while_printing(
+    jobs: JobStore, pk: str, progress: int, *, written: bool = True
+) -> None:
+    """What a SIGKILL during an attempt leaves: the job `printing` at its last saved progress."""
+    assert await jobs.mark_printing(pk, NOW)
+    await jobs.save_progress(pk, progress)
+    if written:
+        await jobs.mark_written(pk)
 
 
 async def test_a_job_stopped_twice_on_the_same_label_fails_with_a_finish_time(
@@ -83,6 +84,24 @@ async def test_a_job_stopped_twice_on_the_same_label_fails_with_a_finish_time(
     # Retention can see it: it goes with the other old jobs.
     assert await jobs.prune("2026-06-02T00:00:00+00:00") == 1
     assert await jobs.get(row.pk) is None
+
+
+async def test_a_job_stopped_before_it_wrote_anything_is_never_failed_for_it(
+    jobs: JobStore,
+) -> None:
+    row = await jobs.insert(job(), b"%PDF")
+    # Stopped three times while still connecting: nothing reached the printer, nothing printed.
+    for _ in range(3):
+        await crash_while_printing(jobs, row.pk, 0, written=False)
+        assert await jobs.recover_interrupted(NOW) == (1, 0)
+    again = await jobs.get(row.pk)
+    assert again is not None
+    assert (again.status, again.interruptions, again.finished) == (QUEUED, 0, None)
+    # Once bytes went out, the rule applies again: twice on the same label fails.
+    await crash_while_printing(jobs, row.pk, 0)
+    assert await jobs.recover_interrupted(NOW) == (1, 0)
+    await crash_while_printing(jobs, row.pk, 0)
+    assert await jobs.recover_interrupted(NOW) == (0, 1)
 
 
 async def test_a_job_that_confirmed_labels_between_two_stops_goes_on(jobs: JobStore) -> None:

@@ -27,6 +27,10 @@ CAP = 5
 # Far above the idle timeout: only a connection that is never closed reaches it.
 CLOSE_DEADLINE_S = 5.0
 REQUEST = b"GET /api/ HTTP/1.1\r\nHost: localhost\r\n\r\n"
+UNFINISHED_LOGIN = (
+    b"POST /api/auth/login/ HTTP/1.1\r\nHost: localhost\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+)
 
 
 @contextlib.asynccontextmanager
@@ -103,7 +107,15 @@ async def test_idle_keep_alive_connection_is_closed_after_its_answer(
         writer.close()
 
 
-async def test_connections_over_the_cap_get_503_and_room_comes_back(
+async def _busy(site: CappedTCPSite) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection in the middle of a request: a login whose body has not all arrived."""
+    reader, writer = await _connect(site)
+    writer.write(UNFINISHED_LOGIN)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_idle_connections_at_the_cap_make_room_for_a_request(
     patient_server: CappedTCPSite,
 ) -> None:
     server = patient_server
@@ -111,6 +123,30 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
     try:
         async with asyncio.timeout(CLOSE_DEADLINE_S):
             while server.open_connections < CAP:
+                await asyncio.sleep(0.01)
+        # Connections that sent nothing do not lock clients out until their idle timeout: the
+        # oldest of them is closed to serve the newcomer.
+        for _ in range(2):
+            reader, writer = await _connect(server)
+            writer.write(REQUEST)
+            assert (await _answer(reader)).startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert await closed_by_peer(held[0][0], CLOSE_DEADLINE_S)
+        assert await closed_by_peer(held[1][0], CLOSE_DEADLINE_S)
+        assert server.open_connections <= CAP
+    finally:
+        for _reader, writer in held:
+            writer.close()
+
+
+async def test_connections_over_the_cap_get_503_and_room_comes_back(
+    patient_server: CappedTCPSite,
+) -> None:
+    server = patient_server
+    held = [await _busy(server) for _ in range(CAP)]
+    try:
+        async with asyncio.timeout(CLOSE_DEADLINE_S):
+            while server.busy_connections() < CAP:
                 await asyncio.sleep(0.01)
         reader, writer = await _connect(server)
         answer = await _answer(reader)

@@ -17,7 +17,7 @@ from agent.app import create_app
 from agent.config import HttpConfig, Settings
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.log import configure_logging, stop_logging
-from agent.log_limits import RepeatFilter, RepeatLimiter
+from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
 from tests.conftest import closed_by_peer
 
 _EMFILE = OSError(24, "Too many open files")
@@ -232,3 +232,25 @@ def test_a_repeated_warning_is_logged_a_few_times_then_held_back(json_log: io.St
     warned = [line["machine"] for line in lines if line["event"] == "poll_failed_in_test"]
     assert warned == ["Desk"] * RepeatLimiter().times + ["Shelf"]
     assert sum(line["event"] == "job_queued_in_test" for line in lines) == 20
+
+
+async def test_a_malformed_request_is_logged_as_the_client_s_error_without_its_bytes(
+    json_log: io.StringIO, server: CappedTCPSite
+) -> None:
+    limit_library_logs()
+    secret = "inv-" + "5" * 40
+    reader, writer = await _connect(server)
+    try:
+        writer.write(
+            b"GET /api/ HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Authorization: Token {secret}{'x' * 9000}\r\n\r\n".encode()
+        )
+        assert (await reader.readuntil(b"\r\n")).split()[1] == b"400"
+    finally:
+        writer.close()
+    stop_logging()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    bad = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    assert bad, lines
+    assert all(line["level"] == "info" and "exception" not in line for line in bad)
+    assert secret not in json_log.getvalue()

@@ -290,3 +290,29 @@ async def test_polls_follow_setting_changes_and_store_only_changes(
     assert written  # each change stored
     stored = await store.load_machines()
     assert stored[2][0].status == LabelPrinterStatus.CONNECTED
+    await poller.close(1.0)
+
+
+async def test_a_poll_that_hangs_ends_as_disconnected_after_the_poll_timeout(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.poller.POLL_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("agent.poller.POLL_SWEEP_S", 0.05)
+    registry = await _registry(store, tmp_path)
+    await registry.apply_config([MachineEntry(name="Desk", driver="virtual")])
+    await registry.start()
+    machine = next(iter(registry.machines.values()))
+    poller = Poller(registry)
+
+    async def hang(_machine: Any) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(machine.driver, "poll", hang)
+    try:
+        async with asyncio.timeout(5):
+            assert not await poller.poll_once(machine)
+        assert machine.status == LabelPrinterStatus.DISCONNECTED
+        assert machine.status_text == "no answer within 0.3 s"
+        assert not machine.io_lock.locked()
+    finally:
+        await poller.close(1.0)

@@ -16,6 +16,7 @@ from agent.app import create_app
 from agent.config import Settings
 from agent.datadir import DataDirError, check_data_dir
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
+from agent.instance_lock import AlreadyRunning, lock_data_dir
 from agent.log_limits import limit_library_logs
 from agent.registry import ConfigMachineError
 from agent.store import StoreError, StoreRefused
@@ -34,7 +35,7 @@ SHUTDOWN_BUDGET_S = HTTP_SHUTDOWN_TIMEOUT_S + CORE_SHUTDOWN_TIMEOUT_S + TASKS_SH
 # systemd does not restart into the same failure every RestartSec (a test checks the unit).
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the port is taken by another program
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the port, or the data directory, is another daemon's
 EXIT_DATA_DIR = 77  # EX_NOPERM: the data directory is another user's, read-only or not a directory
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is wrong
 EXIT_DATA = 65  # EX_DATAERR: the database or secret.key is lost, damaged or cannot be written
@@ -49,6 +50,18 @@ async def serve(settings: Settings, *, reset_database: bool = False) -> int:
     except DataDirError as err:
         log.critical("startup_failed", reason=str(err))
         return EXIT_DATA_DIR
+    try:
+        instance = lock_data_dir(settings.storage.path)
+    except AlreadyRunning as err:
+        log.critical("startup_failed", reason=str(err))
+        return EXIT_UNAVAILABLE
+    try:
+        return await _serve(settings, reset_database=reset_database)
+    finally:
+        instance.release()
+
+
+async def _serve(settings: Settings, *, reset_database: bool) -> int:
     app = create_app(settings, reset_database=reset_database)
     runner = web.AppRunner(
         app,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.typing import EventDict
 
 # Distinct events remembered; the least recently seen is forgotten first.
@@ -123,7 +124,30 @@ NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access")
 LIBRARY_FILTER = RepeatFilter()
 
 
+class MalformedRequestFilter(logging.Filter):
+    """A request aiohttp cannot parse is logged as one info line naming the problem's kind.
+
+    aiohttp logs it as a server error with a traceback, but it is the client's error (it got
+    400); its message is left out because it quotes the request's bytes (an over-long
+    `Authorization` header, say).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a record about an unparsable request; pass every record."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "malformed HTTP request answered %s (%s)"
+            record.args = (error.code, type(error).__name__)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+MALFORMED_REQUEST_FILTER = MalformedRequestFilter()
+
+
 def limit_library_logs() -> None:
     """Attach the repeat filter to the libraries' loggers (once, however often called)."""
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUEST_FILTER)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(LIBRARY_FILTER)

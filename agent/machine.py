@@ -69,6 +69,11 @@ class Machine:
     # Held while talking to the printer (a print or a status poll), so the two never interleave.
     io_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     state_changed: bool = False
+    # Typed setting values by (scope, key), with the raw string and definition they came from:
+    # drivers read settings on every poll and label, and parsing them is most of a poll's cost.
+    _typed_cache: dict[tuple[ConfigType, str], tuple[str | None, SettingDef, SettingValue]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def registered(self) -> bool:
@@ -97,7 +102,13 @@ class Machine:
     def get_setting(self, key: str, config_type: ConfigType) -> SettingValue:
         """The typed value of a setting, or its default."""
         definition = self.definitions(config_type).get(key, {})
-        return native_value(definition, self.raw_setting(key, config_type))
+        raw = self.raw_setting(key, config_type)
+        cached = self._typed_cache.get((config_type, key))
+        if cached is not None and cached[0] == raw and cached[1] is definition:
+            return cached[2]
+        value = native_value(definition, raw)
+        self._typed_cache[(config_type, key)] = (raw, definition, value)
+        return value
 
     def snapshot(self) -> MachineSnapshot:
         """The configuration as it is now, for `update_machine(old_state, ...)`."""
@@ -143,7 +154,8 @@ class Machine:
 
     def clear_errors(self, origin: ErrorOrigin | None = None) -> None:
         """Forget errors of one origin, or all."""
-        self.errors = [e for e in self.errors if origin is not None and e.origin != origin]
+        if self.errors:
+            self.errors = [e for e in self.errors if origin is not None and e.origin != origin]
 
     def state_json(self) -> tuple[list[dict[str, Any]], str | None]:
         """`properties` as JSON data and `status_read_at` as ISO text, rendered once per change."""

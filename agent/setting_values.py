@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drivers.base import SettingDef, SettingValidationError, SettingValue
+from drivers.base import SettingDef, SettingOutOfRange, SettingValidationError, SettingValue
 
 MAX_VALUE_LENGTH = 2000
 PROTECTED_MASK = "***"
@@ -199,6 +199,8 @@ def _run_validator(validator: Any, value: object) -> None:
         return
     try:
         validator(value)
+    except SettingOutOfRange as err:
+        raise SettingInvalid("value", str(err)) from err
     except SettingValidationError as err:
         raise SettingInvalid("non_field_errors", str(err)) from err
     except Exception as err:  # noqa: BLE001 - any other failure is InvenTree's generic message

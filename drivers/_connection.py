@@ -16,6 +16,7 @@ from drivers.base import (
     MachineSnapshot,
     PrinterUnavailable,
     SettingDef,
+    SettingOutOfRange,
     SettingValidationError,
     SettingValue,
 )
@@ -66,7 +67,7 @@ def int_range(low: int, high: int, meaning: str = "") -> Callable[[SettingValue]
 
     def validate(value: SettingValue) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise SettingValidationError(f"Enter a whole number from {low} to {high}{meaning}")
+            raise SettingOutOfRange(f"Enter a whole number from {low} to {high}{meaning}")
 
     return validate
 

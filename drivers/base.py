@@ -53,7 +53,14 @@ class LabelPrinterStatus(MachineStatus):
 
 
 class SettingValidationError(ValueError):
-    """Raised by a callable setting validator; its message is shown to the user as it is."""
+    """Raised by a callable setting validator; its message is shown to the user as it is.
+
+    The API reports it as InvenTree reports a custom validator's error, in `non_field_errors`.
+    """
+
+
+class SettingOutOfRange(SettingValidationError):
+    """A number outside the range a setting allows; the API reports it on `value` (as a wrong type)."""
 
 
 SettingValidator = type[bool] | type[int] | type[float] | Callable[[SettingValue], None]

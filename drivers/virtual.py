@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -24,6 +26,7 @@ from drivers.base import (
     PrintJob,
     RenderOptions,
     SettingDef,
+    SettingValue,
     labels,
 )
 
@@ -45,6 +48,20 @@ FAULTS: Mapping[str, tuple[LabelPrinterStatus, str]] = {
 }
 # Faults under which a real printer takes no job.
 _BLOCKING_FAULTS = frozenset({"paper-out", "paper-jam", "cover-open", "offline"})
+
+
+# The settings `poll` reports from.
+_REPORTED_SETTINGS = ("FAULT", "DPI", "LABEL_WIDTH_MM", "LABEL_HEIGHT_MM")
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """What a poll of one virtual printer reports, and the raw settings it follows from."""
+
+    settings: tuple[SettingValue, ...]
+    status: LabelPrinterStatus
+    text: str
+    properties: tuple[MachineProperty, ...]
 
 
 class VirtualPrinterFault(PrinterUnavailable):
@@ -119,19 +136,32 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         """Re-read the simulated state."""
         await self.poll(machine)
 
+    def __init__(self) -> None:
+        super().__init__()
+        # What `poll` reports per machine, by the settings it was worked out from: it changes
+        # only with them, and thousands of virtual printers are polled every few seconds.
+        self._reports: weakref.WeakKeyDictionary[Machine, _Report] = weakref.WeakKeyDictionary()
+
     async def poll(self, machine: Machine) -> None:
         """Report the status for the configured fault, and what the printer is set up as."""
+        settings = tuple(machine.get_setting(key, "D") for key in _REPORTED_SETTINGS)
+        report = self._reports.get(machine)
+        if report is None or report.settings != settings:
+            report = self._report(machine, settings)
+            self._reports[machine] = report
+        machine.set_status(report.status)
+        machine.set_status_text(report.text)
+        machine.set_properties(report.properties)
+
+    def _report(self, machine: Machine, settings: tuple[SettingValue, ...]) -> _Report:
         status, text = FAULTS.get(str(machine.get_setting("FAULT", "D")), FAULTS["none"])
-        machine.set_status(status)
-        machine.set_status_text(text)
         page = self.page_format(machine)
-        machine.set_properties(
-            [
-                MachineProperty("Model", "Virtual label printer", group="Printer"),
-                MachineProperty("Resolution", page.dpi, group="Printer", type="int"),
-                MachineProperty("Width", page.width_dots, group="Media", type="int"),
-            ]
+        properties = (
+            MachineProperty("Model", "Virtual label printer", group="Printer"),
+            MachineProperty("Resolution", page.dpi, group="Printer", type="int"),
+            MachineProperty("Width", page.width_dots, group="Media", type="int"),
         )
+        return _Report(settings, status, text, properties)
 
     def page_format(self, machine: Machine) -> PageFormat:
         """Label size in dots from the millimetre settings."""

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agent.config import (
     ConfigError,
@@ -322,3 +323,21 @@ def test_log_level_and_format_accept_any_letter_case(
     monkeypatch.delenv("INVENTREE_EDGE_LOG__FORMAT")
     from_file = load_settings(write(tmp_path, '[log]\nlevel = "WARNING"\nformat = "Console"\n'))
     assert (from_file.log.level, from_file.log.format) == ("warning", "console")
+
+
+def test_readme_configuration_table_lists_every_key_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {
+        cells[1].strip("` "): cells[2].strip("` ")
+        for line in readme.splitlines()
+        if line.startswith("| `") and len(cells := line.split("|")) > 3
+    }
+    for section_name, section in Settings.model_fields.items():
+        model = section.annotation
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            continue
+        for key, field in model.model_fields.items():
+            assert f"{section_name}.{key}" in rows, f"README lacks `{section_name}.{key}`"
+            default = field.default
+            if isinstance(default, int | float) and not isinstance(default, bool):
+                assert float(rows[f"{section_name}.{key}"]) == default, key

@@ -17,7 +17,7 @@ from agent.app import create_app
 from agent.config import HttpConfig, Settings
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.log import configure_logging, stop_logging
-from agent.log_limits import RepeatFilter, RepeatLimiter
+from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
 from tests.conftest import closed_by_peer
 
 _EMFILE = OSError(24, "Too many open files")
@@ -27,6 +27,10 @@ CAP = 5
 # Far above the idle timeout: only a connection that is never closed reaches it.
 CLOSE_DEADLINE_S = 5.0
 REQUEST = b"GET /api/ HTTP/1.1\r\nHost: localhost\r\n\r\n"
+UNFINISHED_LOGIN = (
+    b"POST /api/auth/login/ HTTP/1.1\r\nHost: localhost\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+)
 
 
 @contextlib.asynccontextmanager
@@ -103,7 +107,15 @@ async def test_idle_keep_alive_connection_is_closed_after_its_answer(
         writer.close()
 
 
-async def test_connections_over_the_cap_get_503_and_room_comes_back(
+async def _busy(site: CappedTCPSite) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection in the middle of a request: a login whose body has not all arrived."""
+    reader, writer = await _connect(site)
+    writer.write(UNFINISHED_LOGIN)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_idle_connections_at_the_cap_make_room_for_a_request(
     patient_server: CappedTCPSite,
 ) -> None:
     server = patient_server
@@ -111,6 +123,30 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
     try:
         async with asyncio.timeout(CLOSE_DEADLINE_S):
             while server.open_connections < CAP:
+                await asyncio.sleep(0.01)
+        # Connections that sent nothing do not lock clients out until their idle timeout: the
+        # oldest of them is closed to serve the newcomer.
+        for _ in range(2):
+            reader, writer = await _connect(server)
+            writer.write(REQUEST)
+            assert (await _answer(reader)).startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert await closed_by_peer(held[0][0], CLOSE_DEADLINE_S)
+        assert await closed_by_peer(held[1][0], CLOSE_DEADLINE_S)
+        assert server.open_connections <= CAP
+    finally:
+        for _reader, writer in held:
+            writer.close()
+
+
+async def test_connections_over_the_cap_get_503_and_room_comes_back(
+    patient_server: CappedTCPSite,
+) -> None:
+    server = patient_server
+    held = [await _busy(server) for _ in range(CAP)]
+    try:
+        async with asyncio.timeout(CLOSE_DEADLINE_S):
+            while server.busy_connections() < CAP:
                 await asyncio.sleep(0.01)
         reader, writer = await _connect(server)
         answer = await _answer(reader)
@@ -196,3 +232,25 @@ def test_a_repeated_warning_is_logged_a_few_times_then_held_back(json_log: io.St
     warned = [line["machine"] for line in lines if line["event"] == "poll_failed_in_test"]
     assert warned == ["Desk"] * RepeatLimiter().times + ["Shelf"]
     assert sum(line["event"] == "job_queued_in_test" for line in lines) == 20
+
+
+async def test_a_malformed_request_is_logged_as_the_client_s_error_without_its_bytes(
+    json_log: io.StringIO, server: CappedTCPSite
+) -> None:
+    limit_library_logs()
+    secret = "inv-" + "5" * 40
+    reader, writer = await _connect(server)
+    try:
+        writer.write(
+            b"GET /api/ HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Authorization: Token {secret}{'x' * 9000}\r\n\r\n".encode()
+        )
+        assert (await reader.readuntil(b"\r\n")).split()[1] == b"400"
+    finally:
+        writer.close()
+    stop_logging()
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    bad = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    assert bad, lines
+    assert all(line["level"] == "info" and "exception" not in line for line in bad)
+    assert secret not in json_log.getvalue()

@@ -15,6 +15,7 @@ from agent import discovery
 from agent.app import create_app
 from agent.config import MachineEntry
 from agent.discovery import discover
+from agent.poller import Poller
 from agent.registry import ConfigMachineError, Registry
 from agent.store import Store
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus, Machine, PrintJob
@@ -255,3 +256,63 @@ async def test_drivers_list_names_the_providing_plugin(
     assert slow["provider_plugin"] == {"slug": "acme-slow", "name": "acme-slow", "pk": None}
     assert slow["is_builtin"] is False
     assert slow["provider_file"].endswith("tests/test_registry.py")
+
+
+async def test_polls_follow_setting_changes_and_store_only_changes(
+    store: Store, tmp_path: Path
+) -> None:
+    registry = await _registry(store, tmp_path)
+    await registry.apply_config([MachineEntry(name="Desk", driver="virtual")])
+    await registry.start()
+    machine = next(iter(registry.machines.values()))
+    poller = Poller(registry)
+    written: list[int] = []
+    save_states = store.save_states
+
+    async def counted(rows: list[Any]) -> None:
+        written.append(len(rows))
+        await save_states(rows)
+
+    store.save_states = counted  # type: ignore[method-assign]
+    for _ in range(3):
+        assert await poller.poll_once(machine)
+    assert written == []  # nothing changed, nothing written
+    width_before = {p.key: p.value for p in machine.properties}["Width"]
+    await registry.save_setting(machine, "D", "FAULT", "paper-jam")
+    await registry.save_setting(machine, "D", "LABEL_WIDTH_MM", "100")
+    assert machine.get_setting("LABEL_WIDTH_MM", "D") == 100
+    assert await poller.poll_once(machine)
+    assert machine.status == LabelPrinterStatus.PAPER_JAM
+    assert {p.key: p.value for p in machine.properties}["Width"] > width_before
+    await registry.save_setting(machine, "D", "FAULT", "none")
+    assert await poller.poll_once(machine)
+    assert machine.status == LabelPrinterStatus.CONNECTED
+    assert written  # each change stored
+    stored = await store.load_machines()
+    assert stored[2][0].status == LabelPrinterStatus.CONNECTED
+    await poller.close(1.0)
+
+
+async def test_a_poll_that_hangs_ends_as_disconnected_after_the_poll_timeout(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.poller.POLL_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("agent.poller.POLL_SWEEP_S", 0.05)
+    registry = await _registry(store, tmp_path)
+    await registry.apply_config([MachineEntry(name="Desk", driver="virtual")])
+    await registry.start()
+    machine = next(iter(registry.machines.values()))
+    poller = Poller(registry)
+
+    async def hang(_machine: Any) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(machine.driver, "poll", hang)
+    try:
+        async with asyncio.timeout(5):
+            assert not await poller.poll_once(machine)
+        assert machine.status == LabelPrinterStatus.DISCONNECTED
+        assert machine.status_text == "no answer within 0.3 s"
+        assert not machine.io_lock.locked()
+    finally:
+        await poller.close(1.0)

@@ -130,14 +130,7 @@ class JobStore:
 
     async def find(self, machine: str | None = None, status: str | None = None) -> list[JobRow]:
         """Jobs, newest first, optionally of one machine and/or status."""
-        clauses, params = [], []
-        if machine is not None:
-            clauses.append("machine = ?")
-            params.append(machine)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _filter(machine, status)
         sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC"  # noqa: S608 - fixed names
         return await self.store.read(
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, params)]
@@ -147,14 +140,7 @@ class JobStore:
         self, machine: str | None, status: str | None, limit: int, offset: int
     ) -> tuple[int, list[JobRow]]:
         """(how many jobs match, the `limit` newest after skipping `offset`), both through indexes."""
-        clauses, params = [], []
-        if machine is not None:
-            clauses.append("machine = ?")
-            params.append(machine)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _filter(machine, status)
         # job_count holds one row per (machine, status), kept by triggers: no scan of the jobs.
         count_sql = f"SELECT COALESCE(sum(n), 0) FROM job_count {where}"  # noqa: S608
         rows_sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC LIMIT ? OFFSET ?"  # noqa: S608
@@ -319,6 +305,18 @@ class JobStore:
 
     async def _execute(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
         await self.store.call(lambda conn: conn.execute(sql, params), durable=durable)
+
+
+def _filter(machine: str | None, status: str | None) -> tuple[str, list[str]]:
+    """A WHERE clause (or "") and its parameters for jobs of one machine and/or status."""
+    clauses, params = [], []
+    if machine is not None:
+        clauses.append("machine = ?")
+        params.append(machine)
+    if status is not None:
+        clauses.append("status = ?")
+        params.append(status)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def _one(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> JobRow | None:

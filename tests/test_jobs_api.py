@@ -273,3 +273,12 @@ async def test_print_roles(
             await client.delete(f"/api/machine/jobs/{job['pk']}/", headers=headers)
         ).status == 403
     assert _job_count(client) == 1
+
+
+@pytest.mark.parametrize("machine", ["notauuid", "1", "6e3e189d-3432-4a81-a0b7-706fe296a2fZ"])
+async def test_job_list_refuses_a_machine_filter_that_is_not_a_uuid(
+    client: Client, admin: Headers, machine: str
+) -> None:
+    resp = await client.get("/api/machine/jobs/", params={"machine": machine}, headers=admin)
+    assert resp.status == 400
+    assert await resp.json() == {"machine": ["Enter a valid UUID."]}

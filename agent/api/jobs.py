@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -129,7 +130,7 @@ class JobList(ApiView):
 
     async def get(self) -> web.StreamResponse:
         """Jobs with InvenTree-style `limit`/`offset` pagination (a bare list without `limit`)."""
-        machine = self.request.query.get("machine") or None
+        machine = _machine_filter(self.request.query.get("machine") or None)
         status = self.request.query.get("status") or None
         if status is not None and status not in JOB_STATUSES:
             raise ValidationFailed(
@@ -230,3 +231,13 @@ def _part_type(part: web.FileField) -> str:
         return declared
     suffix = "." + part.filename.rsplit(".", 1)[-1].lower() if "." in part.filename else ""
     return _EXTENSION_TYPES.get(suffix, RAW_CONTENT_TYPE)
+
+
+def _machine_filter(value: str | None) -> str | None:
+    """The `machine` filter as stored (a lower-case, dashed UUID); any other text is a 400."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationFailed({"machine": ["Enter a valid UUID."]}) from None

@@ -207,9 +207,10 @@ def _list_operation() -> dict[str, Any]:
     return operation(
         "machine_jobs_list",
         "Print jobs of every machine, newest first (not in InvenTree). Without `limit` (or "
-        "with one that is not a positive integer) the answer is a bare array; with `limit` it "
-        "is one page. An unknown `status` is a 400 (`{status: [...]}`); an empty `machine` or "
-        "`status` does not filter.",
+        "with a `limit` of 0 or less) the answer is a bare array; with `limit` it is one page. "
+        "An unknown `status`, a `machine` that is not a UUID, or a `limit`/`offset` that is not "
+        "one integer is a 400 naming the parameter; an empty `machine` or `status` does not "
+        "filter.",
         tag="machine",
         parameters=[
             query_parameter(

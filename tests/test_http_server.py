@@ -19,6 +19,7 @@ from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.log import configure_logging, stop_logging
 from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
 from tests.conftest import closed_by_peer
+from tests.daemon_helpers import logging_restored
 
 _EMFILE = OSError(24, "Too many open files")
 IDLE_TIMEOUT_S = 0.3
@@ -203,21 +204,11 @@ def test_library_log_flood_is_cut_to_a_few_lines(caplog: pytest.LogCaptureFixtur
 @pytest.fixture
 def json_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The daemon's JSON logging into a buffer; the process's logging restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    configure_logging("info", "json")
-    try:
+    with logging_restored():
+        configure_logging("info", "json")
         yield stream
-    finally:
-        stop_logging()
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-        structlog.reset_defaults()
 
 
 def test_a_repeated_warning_is_logged_a_few_times_then_held_back(json_log: io.StringIO) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 BUILTIN_DRIVERS: tuple[str, ...] = (
     "drivers.virtual:VirtualLabelPrinter",
-    "drivers.escpos:EscposDriver",
-    "drivers.zpl:ZplDriver",
+    "drivers.escpos.driver:EscposDriver",
+    "drivers.zpl.driver:ZplDriver",
 )
 
 # Third-party packages add drivers through this entry-point group (`name = "module:Class"`).

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value, native_value
-from drivers import escpos, escpos_profiles
 from drivers._connection import PrinterNotReady, PrinterSilent
 from drivers.base import (
     LabelPrinterDriver,
@@ -26,8 +25,10 @@ from drivers.base import (
     SettingValidationError,
     SettingValue,
 )
-from drivers.escpos import EscposDriver, status_report
-from drivers.escpos_protocol import decode_status
+from drivers.escpos import driver as escpos
+from drivers.escpos import profiles as escpos_profiles
+from drivers.escpos.driver import EscposDriver, status_report
+from drivers.escpos.protocol import decode_status
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 
@@ -626,7 +627,7 @@ def test_model_profiles_load_without_python_escpos_yaml_parse_on_the_event_loop(
     # same file as JSON instead and never imports that module.
     script = (
         "import sys\n"
-        "from drivers.escpos import EscposDriver\n"
+        "from drivers.escpos.driver import EscposDriver\n"
         "EscposDriver.MACHINE_SETTINGS['PROFILE']['validator']('TM-T88V')\n"
         "print('escpos.capabilities' in sys.modules, 'yaml' in sys.modules)\n"
     )

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from drivers import zpl, zpl_status
-from drivers.escpos import EscposDriver
+from drivers.escpos.driver import EscposDriver
 from drivers.sim import EscposSimulator, ZplSimulator, serve_tcp
-from drivers.zpl import MAX_RUN, ZplDriver
+from drivers.zpl import driver as zpl
+from drivers.zpl import status as zpl_status
+from drivers.zpl.driver import MAX_RUN, ZplDriver
 from tests.test_driver_escpos import FakeJob, FakeMachine, random_page
 
 

@@ -10,20 +10,21 @@ import pytest
 from PIL import Image
 
 from agent.setting_values import SettingInvalid, clean_value
-from drivers import zpl, zpl_status
 from drivers._connection import PrinterNotReady, PrinterSilent
 from drivers.base import LabelPrinterStatus, PrintFailed
 from drivers.sim import SimTcpServer, ZplSimulator, serve_tcp
 from drivers.transport import TransportError
-from drivers.zpl import ZplDriver
-from drivers.zpl_protocol import (
+from drivers.zpl import driver as zpl
+from drivers.zpl import status as zpl_status
+from drivers.zpl.driver import ZplDriver
+from drivers.zpl.protocol import (
     ZplError,
     ZplExtendedStatus,
     ZplWarning,
     encode_page,
     parse_host_status,
 )
-from drivers.zpl_status import ZplReading, status_report
+from drivers.zpl.status import ZplReading, status_report
 from tests.test_driver_escpos import FakeJob, FakeMachine, Tap, page_16x3, random_page, same
 
 STATUS = b"~HQES~HS"

@@ -7,8 +7,8 @@ import pytest
 from escpos.image import EscposImage
 from PIL import Image
 
-from drivers import escpos_protocol
-from drivers.escpos_protocol import (
+from drivers.escpos import protocol as escpos_protocol
+from drivers.escpos.protocol import (
     STATUS_QUERIES,
     EscposStatus,
     decode_status,

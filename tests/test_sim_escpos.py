@@ -12,7 +12,7 @@ import pytest
 import serial
 from PIL import Image, ImageChops, ImageDraw
 
-from drivers.escpos_protocol import STATUS_QUERIES, decode_status, encode_job
+from drivers.escpos.protocol import STATUS_QUERIES, decode_status, encode_job
 from drivers.sim import EscposSimulator, ReceivedLabel, run_simulator, serve_pty, serve_tcp
 
 # Generous bound for a reply over loopback or a pty; a healthy run answers in microseconds.

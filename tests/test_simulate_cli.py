@@ -13,7 +13,7 @@ from PIL import Image, ImageChops
 from agent.cli import EXIT_USAGE, main
 from drivers.sim import run_simulator
 from drivers.sim.faults import COMMON_FAULTS, ESCPOS_FAULTS, ZPL_FAULTS
-from drivers.zpl_protocol import encode_page
+from drivers.zpl.protocol import encode_page
 from tests.test_driver_escpos import random_page
 
 

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import TextIO
 
+from drivers.escpos.simulator import EscposSimulator
 from drivers.sim.base import ReceivedLabel, Simulator
-from drivers.sim.escpos import EscposSimulator
 from drivers.sim.server import serve_pty, serve_tcp
-from drivers.sim.zpl import ZplSimulator
+from drivers.zpl.simulator import ZplSimulator
 
 # Raw printing port of network label printers (AppSocket / JetDirect).
 DEFAULT_PORT = 9100

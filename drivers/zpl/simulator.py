@@ -24,10 +24,10 @@ from typing import ClassVar
 import structlog
 from PIL import Image, ImageChops
 
-from drivers import zpl_protocol
 from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, LabelHook, Simulator
-from drivers.zpl_protocol import ZplError, ZplWarning
+from drivers.zpl import protocol as zpl_protocol
+from drivers.zpl.protocol import ZplError, ZplWarning
 
 log = structlog.get_logger(__name__)
 

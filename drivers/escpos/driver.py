@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers import escpos_profiles
 from drivers._connection import (
     Condition,
     ConnectedDriver,
@@ -39,8 +38,9 @@ from drivers.base import (
     labels,
     raw_copies,
 )
-from drivers.escpos_profiles import DEFAULT_PROFILE
-from drivers.escpos_protocol import (
+from drivers.escpos import profiles as escpos_profiles
+from drivers.escpos.profiles import DEFAULT_PROFILE
+from drivers.escpos.protocol import (
     INIT,
     PROFILES,
     STATUS_QUERIES,

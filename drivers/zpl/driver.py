@@ -38,8 +38,8 @@ from drivers.base import (
     raw_copies,
 )
 from drivers.transport import Link, Transport, discard_received, drain_input
-from drivers.zpl_protocol import DPMM_TO_DPI, encode_page
-from drivers.zpl_status import (
+from drivers.zpl.protocol import DPMM_TO_DPI, encode_page
+from drivers.zpl.status import (
     ZplState,
     read_identification,
     read_odometer,

@@ -1,0 +1,1 @@
+"""ESC/POS receipt and label printers: driver, protocol, band layouts and simulator."""

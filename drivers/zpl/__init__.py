@@ -1,0 +1,1 @@
+"""Zebra ZPL label printers: driver, protocol, status decoder and simulator."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping
@@ -20,7 +19,8 @@ import structlog
 
 from agent.machine import ErrorOrigin, Machine, StoredSetting
 from agent.setting_values import clean_value, missing_required
-from agent.store import MachineRow, StateRow, Store
+from agent.storage.errors import DuplicateMachineName
+from agent.storage.machines import MachineRow, MachineStore, StateRow
 from drivers.base import ConfigType, MachineProperty, MachineSnapshot, SettingDef
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class ConfigMachineError(Exception):
 class Registry:
     """Machine types, one driver instance per slug, and every configured machine."""
 
-    def __init__(self, store: Store, discovered: Discovered, data_dir: Path) -> None:
+    def __init__(self, store: MachineStore, discovered: Discovered, data_dir: Path) -> None:
         self.store = store
         self.data_dir = data_dir
         self.machine_types: dict[str, type[MachineType]] = dict(
@@ -137,7 +137,7 @@ class Registry:
         row = MachineRow(str(uuid.uuid4()), name, machine_type, driver, active)
         try:
             await self.store.insert_machine(row)
-        except sqlite3.IntegrityError as err:
+        except DuplicateMachineName as err:
             raise DuplicateName(name) from err
         machine = self._attach(row)
         if active:
@@ -155,7 +155,7 @@ class Registry:
             old_state = machine.snapshot()
             try:
                 await self.store.update_machine(machine.pk, new_name, new_active)
-            except sqlite3.IntegrityError as err:
+            except DuplicateMachineName as err:
                 raise DuplicateName(new_name) from err
             machine.name, machine.active = new_name, new_active
             self.listing_version += 1

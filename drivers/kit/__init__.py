@@ -4,7 +4,8 @@
 - `settings`: the settings connected drivers declare alike (`CONNECTION`, `POLL_INTERVAL`, ...);
 - `status`: what a status query found (`StatusReport` of `Condition`s) and the errors that make a
   job wait (`PrinterNotReady`, `PrinterSilent`);
-- `connected`: `ConnectedDriver`, the lifecycle of a driver with one `Link` per machine.
+- `connected`: `ConnectedDriver`, the lifecycle of a driver with one `Link` per machine;
+- `Family` (`drivers.family`): what a family package declares in its `FAMILY`.
 
 A family's driver imports from here (`from drivers.kit import ConnectedDriver, StatusReport`);
 the transports it talks through are in `drivers.transport`.
@@ -31,6 +32,7 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.family import Family
 from drivers.kit.connected import ConnectedDriver, Connections, MachineConnection, connection_uri
 from drivers.kit.settings import (
     connection_setting,
@@ -45,6 +47,7 @@ __all__ = [
     "Condition",
     "ConnectedDriver",
     "Connections",
+    "Family",
     "LabelPrinterDriver",
     "LabelPrinterStatus",
     "Machine",

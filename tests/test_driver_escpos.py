@@ -16,8 +16,8 @@ from PIL import Image, ImageChops
 from agent.setting_values import SettingInvalid, clean_value, native_value
 from drivers.base import MachineStatus
 from drivers.escpos import driver as escpos
-from drivers.escpos import profiles as escpos_profiles
 from drivers.escpos.driver import EscposDriver, status_report
+from drivers.escpos.profiles import model_profiles
 from drivers.escpos.protocol import decode_status
 from drivers.kit import (
     DriverContext,
@@ -219,11 +219,11 @@ async def test_golden_bytes_of_a_two_page_job_with_copies(
     assert [label.cut for label in sim.labels] == ["partial"] * 4
 
 
-@pytest.mark.parametrize("profile", ["default", "small-buffer", "large-buffer"])
+@pytest.mark.parametrize("layout", ["default", "small-buffer", "large-buffer"])
 async def test_printed_bitmap_equals_the_page(
-    machine: FakeMachine, sim: EscposSimulator, profile: str
+    machine: FakeMachine, sim: EscposSimulator, layout: str
 ) -> None:
-    machine.settings["BUFFER"] = profile
+    machine.settings["BUFFER"] = layout
     page = random_page(576, 700, seed=7)
     await driver_of(machine).print(machine, FakeJob([page]))
     assert len(sim.labels) == 1
@@ -647,7 +647,7 @@ def test_model_profiles_match_python_escpos() -> None:
     from escpos import capabilities  # noqa: PLC0415 - the reference, loaded only here
 
     reference = capabilities.CAPABILITIES["profiles"]
-    ours = escpos_profiles.profiles()
+    ours = model_profiles()
     assert set(ours) == set(reference)
     tm = ours["TM-T88V"]
     media = reference["TM-T88V"]["media"]

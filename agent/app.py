@@ -10,10 +10,11 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, EVENTS, JOBS, POLLER, REGISTRY, SETTINGS, STORE
 from agent.auth import Authenticator, ensure_superuser
 from agent.config import Settings
 from agent.discovery import discover
+from agent.events import EventHub, MachineChanged, MachineReachable, MachineRemoved
 from agent.job_store import JobStore
 from agent.jobs import JobRunner
 from agent.poller import Poller
@@ -40,16 +41,28 @@ def create_app(
     app[SETTINGS] = settings
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
-    registry = Registry(store, discover(extra_drivers), settings.storage.path)
+    events = EventHub()
+    registry = Registry(store, discover(extra_drivers), settings.storage.path, events)
     jobs = JobRunner(JobStore(store), registry, settings.jobs)
-    poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
-    registry.listeners.extend((poller, jobs))
+    poller = Poller(registry)
+    _subscribe(events, poller, jobs)
+    app[EVENTS] = events
     app[REGISTRY] = registry
     app[JOBS] = jobs
     app[POLLER] = poller
     app.cleanup_ctx.append(_core)
     setup_routes(app)
     return app
+
+
+def _subscribe(events: EventHub, poller: Poller, jobs: JobRunner) -> None:
+    """Who follows which machine events; the poller first, so a started machine is polled."""
+    events.subscribe(MachineChanged, poller.on_machine_changed)
+    events.subscribe(MachineRemoved, poller.on_machine_removed)
+    events.subscribe(MachineChanged, jobs.on_machine_changed)
+    events.subscribe(MachineRemoved, jobs.on_machine_removed)
+    # A printer that answers a poll may take the job that waited for it.
+    events.subscribe(MachineReachable, jobs.on_machine_reachable)
 
 
 async def _core(app: web.Application) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -19,12 +20,10 @@ from agent.job_store import JobStore
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
+from agent.services import Service, Services, own_wait_s
 from agent.store import Store
 
 log = structlog.get_logger(__name__)
-
-# Poll loops only wait on the printer under their own timeouts; cancelling them is quick.
-POLLER_STOP_TIMEOUT_S = 2.0
 
 
 def create_app(
@@ -65,15 +64,51 @@ def _subscribe(events: EventHub, poller: Poller, jobs: JobRunner) -> None:
     events.subscribe(MachineReachable, jobs.on_machine_reachable)
 
 
+def core_services(app: web.Application) -> list[Service]:
+    """The core in start order (stopped in reverse); the HTTP server comes after it."""
+    store, registry, jobs, poller, events = (
+        app[STORE],
+        app[REGISTRY],
+        app[JOBS],
+        app[POLLER],
+        app[EVENTS],
+    )
+    steps = _StartSteps(app)
+    return [
+        Service("store", start=store.open, stop=store.close),
+        Service("auth", start=steps.bootstrap_auth),
+        Service("events", stop=functools.partial(events.close, own_wait_s("events"))),
+        Service("registry", start=steps.start_registry, stop=registry.close),
+        Service("jobs", start=steps.start_jobs, stop=jobs.close),
+        Service("poller", stop=functools.partial(poller.close, own_wait_s("poller"))),
+    ]
+
+
 async def _core(app: web.Application) -> AsyncIterator[None]:
-    """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
-    settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
-    jobs, poller = app[JOBS], app[POLLER]
-    await store.open()
-    try:
-        authenticator = app[AUTHENTICATOR]
+    """Start the core services at the app's start, stop them at its cleanup."""
+    services = Services(core_services(app))
+    await services.start()
+    yield
+    await services.stop()
+
+
+class _StartSteps:
+    """Start-up steps of the core that take more than one call."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        # The clock is behind the newest stored record: nothing is pruned in this run.
+        self.clock_behind: dt.datetime | None = None
+
+    async def bootstrap_auth(self) -> None:
+        """Load the secret, check the clock, prune expired tokens, create the bootstrap admin."""
+        settings, store, authenticator = (
+            self.app[SETTINGS],
+            self.app[STORE],
+            self.app[AUTHENTICATOR],
+        )
         await authenticator.load_secret()
-        behind = await store.clock_behind(dt.datetime.now(dt.UTC))
+        behind = self.clock_behind = await store.clock_behind(dt.datetime.now(dt.UTC))
         if behind is not None:
             authenticator.not_before = behind.date()
             log.warning(
@@ -97,9 +132,12 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
                 username=admin,
                 reason="no password: set INVENTREE_EDGE_AUTH__ADMIN_PASSWORD",
             )
+
+    async def start_registry(self) -> None:
+        """Load machines and drivers, apply `[[machines]]`, initialise the active machines."""
+        registry = self.app[REGISTRY]
         await registry.load()
-        await registry.apply_config(settings.machines)
-        await jobs.start(prune=behind is None)
+        await registry.apply_config(self.app[SETTINGS].machines)
         await registry.start()
         log.info(
             "registry_started",
@@ -107,9 +145,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             drivers=sorted(registry.drivers),
             errors=len(registry.registry_errors),
         )
-        yield
-        await poller.close(POLLER_STOP_TIMEOUT_S)
-        await jobs.close()
-        await registry.close()
-    finally:
-        await store.close()
+
+    async def start_jobs(self) -> None:
+        """Recover interrupted jobs and start the queue (no pruning while the clock is behind)."""
+        await self.app[JOBS].start(prune=self.clock_behind is None)

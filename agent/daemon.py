@@ -142,6 +142,7 @@ async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) 
         raise
     finally:
         stopped.cancel()
+        await asyncio.wait((stopped,))
     if task.done():
         task.result()  # the step's own error, if any
         return True

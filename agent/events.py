@@ -204,6 +204,8 @@ class EventHub:
             _done, pending = await asyncio.wait(joined, timeout=timeout)
             for future in pending:
                 future.cancel()
+            if pending:
+                await asyncio.wait(pending)
         self._workers.clear()
         await self._tasks.close(max(deadline - loop.time(), 0.0))
 
@@ -283,7 +285,7 @@ def _log_failure(subscription: Subscription, event: Event, err: Exception) -> No
 
 
 def _handler_name(handler: Callable[..., object] | None) -> str:
-    """`Poller._on_machine_changed`, `tests.test_events.record`: what a log line can name."""
+    """`agent.poller.Poller.on_machine_changed`: what a log line can name."""
     name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
     module = getattr(handler, "__module__", None)
     return f"{module}.{name}" if module else str(name)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from agent import events
 from agent.appkeys import EVENTS, POLLER
 from agent.events import (
     Event,
@@ -30,6 +32,17 @@ E = TypeVar("E", bound=Event)
 # Every step here is a loopback exchange or a database write: milliseconds; this bounds a hang.
 WAIT_S = 10.0
 ZPL_SETTINGS = {"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"}
+MODULES_LOGGING = (events,)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Module loggers that follow `capture_logs`.
+
+    A test that configured logging (loggers cached on first use) may have run before this one.
+    """
+    for module in MODULES_LOGGING:
+        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.api import jobs, machine_settings, machines, registry_info, root, schema, users
+from agent.api.declare import UUID
 from agent.api.views import ApiView
-
-# Django's `<uuid:>` converter: lower-case hex only; anything else falls to the catch-all 404.
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/", root.InfoView),
@@ -18,7 +16,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/user/token/", users.GetAuthToken),
     ("/api/user/me/", users.MeUserDetail),
     ("/api/user/roles/", users.RoleDetails),
-    ("/api/auth/login/", users.Login),
+    ("/api/auth/login/", users.LoginView),
     ("/api/auth/logout/", users.Logout),
     ("/api/machine/types/", registry_info.MachineTypesList),
     ("/api/machine/drivers/", registry_info.MachineDriverList),
@@ -32,7 +30,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
         machine_settings.MachineSettingDetail,
     ),
     (f"/api/machine/{{pk:{UUID}}}/settings/", machine_settings.MachineSettingList),
-    (f"/api/machine/{{pk:{UUID}}}/restart/", machines.MachineRestart),
+    (f"/api/machine/{{pk:{UUID}}}/restart/", machines.MachineRestartView),
     (f"/api/machine/{{pk:{UUID}}}/", machines.MachineDetail),
     ("/api/machine/", machines.MachineList),
 )

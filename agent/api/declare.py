@@ -167,15 +167,25 @@ class FormFields:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A view's path and operations; `name` and `description` are what OPTIONS shows."""
+    """A view's path and operations; `name` and `description` are what OPTIONS shows.
+
+    `path` is the OpenAPI path template; `route` the aiohttp route the view is served at, with
+    the patterns its parameters must match (default: `path`).
+    """
 
     path: str
     name: str
     description: str
     operations: tuple[Operation, ...]
+    route: str = ""
     # Parameters of the path, in front of each operation's own.
     parameters: tuple[Schema, ...] = ()
     fields: FormFields | None = None
+
+    @property
+    def served_at(self) -> str:
+        """The aiohttp route."""
+        return self.route or self.path
 
     def operation(self, method: str) -> Operation | None:
         """The operation of `method` (GET for HEAD), if declared."""

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.declare import (
+    UUID,
     UUID_PATTERN,
     Answer,
     Content,
@@ -99,6 +100,7 @@ class PrintView(ApiView):
 
     endpoint = Endpoint(
         "/api/machine/{id}/print/",
+        route=f"/api/machine/{{pk:{UUID}}}/print/",
         name="Print",
         description=(
             "Print a document on a machine: PDF (one label per page), PNG, or raw printer "
@@ -264,6 +266,7 @@ class JobDetail(ApiView):
 
     endpoint = Endpoint(
         "/api/machine/jobs/{job}/",
+        route=f"/api/machine/jobs/{{job:{UUID}}}/",
         name="Job Detail",
         description="One print job; DELETE cancels it, a printing job after the label being sent.",
         parameters=(

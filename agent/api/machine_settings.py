@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.declare import (
+    UUID,
     Answer,
     Endpoint,
     FormFields,
@@ -104,6 +105,7 @@ class MachineSettingList(ApiView):
 
     endpoint = Endpoint(
         "/api/machine/{id}/settings/",
+        route=f"/api/machine/{{pk:{UUID}}}/settings/",
         name="Machine Setting List",
         description="Return all settings for a machine config.",
         parameters=(MACHINE_ID,),
@@ -137,6 +139,8 @@ class MachineSettingDetail(ApiView):
     permission = "model"
     endpoint = Endpoint(
         "/api/machine/{id}/settings/{config_type}/{key}/",
+        # InvenTree's pattern is unanchored after the key: `.../settings/M/KEY/anything` too.
+        route=f"/api/machine/{{pk:{UUID}}}/settings/{{config_type:[MD]}}/{{key:\\w+}}/{{tail:.*}}",
         name="Machine Setting Detail",
         description=(
             "Detail endpoint for a machine-specific setting.\n\n"

@@ -10,6 +10,7 @@ import pydantic_core
 from aiohttp import web
 
 from agent.api.declare import (
+    UUID,
     UUID_PATTERN,
     Answer,
     Endpoint,
@@ -303,6 +304,7 @@ class MachineDetail(ApiView):
     permission = "admin_role"
     endpoint = Endpoint(
         "/api/machine/{id}/",
+        route=f"/api/machine/{{pk:{UUID}}}/",
         name="Machine Detail",
         description=(
             "API detail endpoint for MachineConfig object.\n\n"
@@ -398,6 +400,7 @@ class MachineRestartView(ApiView):
 
     endpoint = Endpoint(
         "/api/machine/{id}/restart/",
+        route=f"/api/machine/{{pk:{UUID}}}/restart/",
         name="Machine Restart",
         description="Restart machine by pk.",
         parameters=(MACHINE_ID,),

@@ -22,9 +22,9 @@ from agent.api.views import ApiView
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document, built on first use; shared, so callers must not modify it."""
-    from agent.api import ROUTES  # the routes name this view: import when first built
+    from agent.api import VIEWS  # which lists this view: import when first built
 
-    return build_document(view for _path, view in ROUTES)
+    return build_document(VIEWS)
 
 
 class SchemaView(ApiView):

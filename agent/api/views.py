@@ -121,6 +121,18 @@ class ApiView:
         self.request = request
         self._user: User | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a view whose handlers and declared operations differ: each is described once."""
+        super().__init_subclass__(**kwargs)
+        handled = {
+            m for m in _METHOD_ORDER if m not in ("HEAD", "OPTIONS") and hasattr(cls, m.lower())
+        }
+        declared = {op.method for op in cls.endpoint.operations}
+        if handled != declared:
+            raise TypeError(
+                f"{cls.__name__} handles {sorted(handled)} but its endpoint declares {sorted(declared)}"
+            )
+
     @classmethod
     async def handle(cls, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: one view object per request; `Allow` on every answer, as DRF."""

@@ -17,7 +17,7 @@ class NotFound(ApiModel):
     """Not found: an unknown object, or (with `url`) an unknown `/api/` path, which includes any path parameter in the wrong form."""
 
     detail: str
-    url: Annotated[str, Doc("Only for unknown `/api/` paths.")] = ""
+    url: Annotated[str, Doc(description="Only for unknown `/api/` paths.")] = ""
 
 
 VALIDATION_ERRORS = RawComponent(

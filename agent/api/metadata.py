@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime
 import types
 import uuid
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
+from pydantic.fields import FieldInfo
 
-from agent.api.declare import ApiModel, ListOf, field_doc
+from agent.api.declare import ApiModel, Doc, ListOf, field_doc
 
 if TYPE_CHECKING:
     from agent.api.views import ApiView
@@ -73,12 +73,8 @@ def fields_metadata(model: type[ApiModel]) -> dict[str, Any]:
     described: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         doc = field_doc(info)
-        if doc.method:
-            doc = replace(doc, drf_type=doc.drf_type or "field")
-        elif doc.enum is not None:
-            doc = replace(doc, drf_type=doc.drf_type or "choice")
         entry: dict[str, Any] = {
-            "type": doc.drf_type or _drf_type(info.annotation),
+            "type": _field_type(info, doc),
             "required": info.is_required() and not doc.read_only,
             "read_only": doc.read_only,
             "label": doc.label or doc.title or _capfirst(name.replace("_", " ")),
@@ -94,6 +90,16 @@ def fields_metadata(model: type[ApiModel]) -> dict[str, Any]:
             entry["default"] = info.default
         described[name] = entry
     return described
+
+
+def _field_type(info: FieldInfo, doc: Doc) -> str:
+    if doc.drf_type:
+        return doc.drf_type
+    if doc.method:
+        return "field"  # a SerializerMethodField
+    if doc.enum is not None:
+        return "choice"
+    return _drf_type(info.annotation)
 
 
 def _drf_type(annotation: Any) -> str:

@@ -28,7 +28,7 @@ from agent.api.job_models import (
     print_content,
     print_parameters,
 )
-from agent.api.listing import limit_offset, page_body
+from agent.api.listing import LIMIT_PARAMETER, OFFSET_PARAMETER, limit_offset, page_body
 from agent.api.print_options import parse_options
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
@@ -223,14 +223,8 @@ class JobList(ApiView):
                     query_parameter(
                         "status", {"type": "string", "enum": list(JOB_STATUSES)}, STATUS_TEXT
                     ),
-                    query_parameter(
-                        "limit", {"type": "integer"}, "Number of results to return per page."
-                    ),
-                    query_parameter(
-                        "offset",
-                        {"type": "integer"},
-                        "The initial index from which to return the results.",
-                    ),
+                    LIMIT_PARAMETER,
+                    OFFSET_PARAMETER,
                 ),
                 answers=(Answer(200, ListOf(PrintJob, paginated=True)),),
                 errors=(400,),

@@ -32,6 +32,8 @@ from agent.api.fields import (
     expect_object,
 )
 from agent.api.listing import (
+    LIMIT_PARAMETER,
+    OFFSET_PARAMETER,
     SEARCH_BUDGET_S,
     SEARCH_MAX_LENGTH,
     boolean_param,
@@ -185,16 +187,15 @@ _BOOLEAN = {"type": "boolean"}
 _LIST_PARAMETERS = (
     query_parameter("active", _BOOLEAN),
     query_parameter("driver", {"type": "string"}),
-    query_parameter("limit", {"type": "integer"}, "Number of results to return per page."),
+    LIMIT_PARAMETER,
     query_parameter("machine_type", {"type": "string"}),
-    query_parameter(
-        "offset", {"type": "integer"}, "The initial index from which to return the results."
-    ),
+    OFFSET_PARAMETER,
     query_parameter(
         "ordering",
         {"type": "string"},
-        "Which field to use when ordering the results: `name`, `machine_type`, `driver`, "
-        "`active`; comma-separated, `-` for descending.",
+        "Which field to use when ordering the results: "
+        + ", ".join(f"`{key}`" for key in _ORDERING_KEYS)
+        + "; comma-separated, `-` for descending.",
     ),
     query_parameter("search", {"type": "string"}, "A search term (in `name`)."),
     query_parameter("search_regex", _BOOLEAN, "Search terms are regular expressions."),

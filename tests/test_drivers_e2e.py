@@ -22,11 +22,13 @@ from PIL import Image, ImageChops, ImageDraw
 
 from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
-from drivers import escpos, zpl, zpl_status
 from drivers.base import LabelPrinterDriver, RenderOptions
-from drivers.escpos_protocol import encode_label
+from drivers.escpos import driver as escpos
+from drivers.escpos.protocol import encode_label
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
-from drivers.zpl_protocol import encode_page
+from drivers.zpl import driver as zpl
+from drivers.zpl import status as zpl_status
+from drivers.zpl.protocol import encode_page
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap
 

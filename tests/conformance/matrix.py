@@ -1,0 +1,59 @@
+"""The conformance matrix: one entry per printer family. A new family joins with one entry here.
+
+Every family listed gets the whole suite in `test_conformance.py`, against its simulator over a
+loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
+"""
+
+from __future__ import annotations
+
+from drivers.base import LabelPrinterStatus as S
+from drivers.escpos.driver import EscposDriver
+from drivers.escpos.simulator import EscposSimulator
+from drivers.zpl.driver import ZplDriver
+from drivers.zpl.simulator import ZplSimulator
+from tests.conformance.family import Family, LabelSize, Shown
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        driver=EscposDriver,
+        simulator=EscposSimulator,
+        # An 80 mm roll at 203 dpi: the 576-dot head.
+        label=LabelSize(dpi=203, width_dots=576, height_dots=200),
+        settings={"POLL_INTERVAL": "3600"},
+        faults={
+            "paper-near-end": Shown(S.WARNING, "Paper near end"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "cover-open": Shown(S.ERROR, "Cover open"),
+            "cutter-error": Shown(S.ERROR, "Cutter error"),
+            "feed-button": Shown(S.WARNING, "Feed button pressed"),
+            "recovery-wait": Shown(S.ERROR, "Offline, waiting to go back online"),
+            "presenter-waiting": Shown(S.WARNING, "Label waiting in the presenter"),
+            "offline": Shown(S.DISCONNECTED, "no answer to the status query (DLE EOT)"),
+        },
+        quick={
+            "drivers.escpos.driver.STATUS_TIMEOUT": 0.3,
+            "drivers.escpos.driver.LABEL_STATUS_TIMEOUT": 0.3,
+        },
+    ),
+    Family(
+        driver=ZplDriver,
+        simulator=ZplSimulator,
+        # 61 mm at 12 dots/mm (300 dpi): 732 dots, InvenTree's usual label template width.
+        label=LabelSize(dpi=300, width_dots=732, height_dots=342),
+        settings={"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"},
+        faults={
+            "paper-near-end": Shown(S.WARNING, "Paper near end"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "head-open": Shown(S.ERROR, "Print head open"),
+            "ribbon-out": Shown(S.NO_MEDIA, "Ribbon out"),
+            "paused": Shown(S.WARNING, "Paused"),
+            "label-waiting": Shown(S.WARNING, "Label waiting to be taken (peel-off)"),
+            "offline": Shown(S.DISCONNECTED, "no answer to ~HS or ~HQES"),
+        },
+        quick={
+            "drivers.zpl.status.QUERY_TIMEOUT": 0.3,
+            "drivers.zpl.driver.STALL_STATUS_AFTER": 0.05,
+            "drivers.zpl.driver.ODOMETER_INTERVAL": 0.01,
+        },
+    ),
+)

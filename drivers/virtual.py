@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers._connection import int_range
-from drivers.base import (
+from drivers.kit import (
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -27,6 +26,7 @@ from drivers.base import (
     RenderOptions,
     SettingDef,
     SettingValue,
+    int_range,
     labels,
 )
 

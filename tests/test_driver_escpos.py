@@ -14,21 +14,22 @@ import pytest
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value, native_value
-from drivers._connection import PrinterNotReady, PrinterSilent
-from drivers.base import (
-    LabelPrinterDriver,
-    LabelPrinterStatus,
-    MachineProperty,
-    MachineSnapshot,
-    MachineStatus,
-    PrintFailed,
-    SettingValidationError,
-    SettingValue,
-)
+from drivers.base import MachineStatus
 from drivers.escpos import driver as escpos
 from drivers.escpos import profiles as escpos_profiles
 from drivers.escpos.driver import EscposDriver, status_report
 from drivers.escpos.protocol import decode_status
+from drivers.kit import (
+    LabelPrinterDriver,
+    LabelPrinterStatus,
+    MachineProperty,
+    MachineSnapshot,
+    PrinterNotReady,
+    PrinterSilent,
+    PrintFailed,
+    SettingValidationError,
+    SettingValue,
+)
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from agent.setting_values import SettingInvalid, clean_value
-from drivers._connection import PrinterNotReady, PrinterSilent
-from drivers.base import LabelPrinterStatus, PrintFailed
+from drivers.kit import LabelPrinterStatus, PrinterNotReady, PrinterSilent, PrintFailed
 from drivers.sim import SimTcpServer, ZplSimulator, serve_tcp
 from drivers.transport import TransportError
 from drivers.zpl import driver as zpl

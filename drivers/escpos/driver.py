@@ -13,31 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers._connection import (
-    Condition,
-    ConnectedDriver,
-    PrinterSilent,
-    StatusReport,
-    connection_setting,
-    int_range,
-    poll_interval_setting,
-    threshold_settings,
-)
-from drivers.activity import reporting
-from drivers.base import (
-    LabelPrinterStatus,
-    Machine,
-    MachineProperty,
-    PageFormat,
-    PrintFailed,
-    PrintJob,
-    RenderOptions,
-    SettingDef,
-    SettingValidationError,
-    SettingValue,
-    labels,
-    raw_copies,
-)
 from drivers.escpos import profiles as escpos_profiles
 from drivers.escpos.profiles import DEFAULT_PROFILE
 from drivers.escpos.protocol import (
@@ -50,6 +25,29 @@ from drivers.escpos.protocol import (
     decode_status,
     encode_label,
     is_valid_status_byte,
+)
+from drivers.kit import (
+    Condition,
+    ConnectedDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineProperty,
+    PageFormat,
+    PrinterSilent,
+    PrintFailed,
+    PrintJob,
+    RenderOptions,
+    SettingDef,
+    SettingValidationError,
+    SettingValue,
+    StatusReport,
+    connection_setting,
+    int_range,
+    labels,
+    poll_interval_setting,
+    raw_copies,
+    reporting,
+    threshold_settings,
 )
 from drivers.transport import (
     Transport,

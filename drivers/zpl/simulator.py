@@ -24,8 +24,8 @@ from typing import ClassVar
 import structlog
 from PIL import Image, ImageChops
 
-from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, LabelHook, Simulator
+from drivers.zpl import FAMILY
 from drivers.zpl import protocol as zpl_protocol
 from drivers.zpl.protocol import ZplError, ZplWarning
 
@@ -62,7 +62,7 @@ class ZplSimulator(Simulator):
     """A Zebra ZPL II label printer with host status, extended status, ~HI and SGD."""
 
     LANGUAGE: ClassVar[str] = "zpl"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ZPL_FAULTS)
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(FAMILY.faults)
 
     def __init__(
         self,

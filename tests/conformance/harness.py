@@ -15,7 +15,7 @@ from agent.appkeys import POLLER, REGISTRY
 from agent.render import render_document
 from drivers.base import LabelPrinterDriver, RenderOptions
 from drivers.sim.base import Simulator
-from tests.conformance.family import Family, LabelSize
+from tests.conformance.entry import Entry, LabelSize
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap
 
@@ -73,7 +73,7 @@ async def wait_until(check: Callable[[], Any], what: str) -> Any:
 class Printer:
     """A machine of one family on the agent, and the simulator behind it."""
 
-    family: Family
+    entry: Entry
     pk: str
     sim: Simulator
     tap: Tap
@@ -89,13 +89,13 @@ class Printer:
         driver = machine.driver
         assert isinstance(driver, LabelPrinterDriver)
         rendered = render_document(
-            label_pdf(self.family.label, pages),
+            label_pdf(self.entry.label, pages),
             "application/pdf",
             driver.page_format(machine),
             RenderOptions(),
         )
         # The page is exactly the document: black stays black, white stays white, dot for dot.
-        sources = [image.convert("1") for image in label_images(self.family.label, pages)]
+        sources = [image.convert("1") for image in label_images(self.entry.label, pages)]
         assert all_same(rendered.pages, sources), "the label size does not match page_format"
         return list(rendered.pages)
 
@@ -103,7 +103,7 @@ class Printer:
         """POST the suite's PDF of `pages` labels, `copies` times; the job as created (201)."""
         resp = await self.client.post(
             f"/api/machine/{self.pk}/print/?copies={copies}",
-            data=label_pdf(self.family.label, pages),
+            data=label_pdf(self.entry.label, pages),
             headers={**self.headers, "Content-Type": "application/pdf"},
         )
         assert resp.status == 201, await resp.text()
@@ -144,25 +144,23 @@ class Printer:
 
 
 async def add_printer(
-    client: Client, headers: Headers, family: Family, sim: Simulator, tap: Tap, connection: str
+    client: Client, headers: Headers, entry: Entry, sim: Simulator, tap: Tap, connection: str
 ) -> Printer:
     """Create the machine through the API, set it up, and wait for its first poll."""
-    machine = await create_machine(
-        client, headers, name=f"{family.slug}-printer", driver=family.slug
-    )
+    machine = await create_machine(client, headers, name=f"{entry.slug}-printer", driver=entry.slug)
     pk = machine["pk"]
-    for key, value in (*family.settings.items(), ("CONNECTION", connection)):
+    for key, value in (*entry.settings.items(), ("CONNECTION", connection)):
         resp = await client.put(
             f"/api/machine/{pk}/settings/D/{key}/", json={"value": value}, headers=headers
         )
         assert resp.status == 200, await resp.text()
-    printer = Printer(family, pk, sim, tap, client, headers)
+    printer = Printer(entry, pk, sim, tap, client, headers)
     # The poller reads the printer once when the machine starts; wait for that.
     await printer.wait_for(lambda m: m["status"] == 100, "the first poll finds the printer ready")
     return printer
 
 
-def label_ends(family: Family, stream: bytes, count: int) -> list[int]:
+def label_ends(entry: Entry, stream: bytes, count: int) -> list[int]:
     """Where in `stream` each of the first `count` labels is complete (the shortest prefix
     that prints it).
 
@@ -172,7 +170,7 @@ def label_ends(family: Family, stream: bytes, count: int) -> list[int]:
     """
 
     def printed(length: int) -> int:
-        sim = family.simulator()
+        sim = entry.simulator()
         sim.feed(stream[:length])
         return len(sim.labels)
 

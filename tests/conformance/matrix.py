@@ -1,22 +1,21 @@
 """The conformance matrix: one entry per printer family. A new family joins with one entry here.
 
+An entry names the family's `FAMILY` declaration (driver and simulator), the label to print and
+the settings that make the driver print it, and what each declared fault shows (see `Entry`).
+
 Every family listed gets the whole suite in `test_conformance.py`, against its simulator over a
 loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
 """
 
 from __future__ import annotations
 
+from drivers import escpos, zpl
 from drivers.base import LabelPrinterStatus as S
-from drivers.escpos.driver import EscposDriver
-from drivers.escpos.simulator import EscposSimulator
-from drivers.zpl.driver import ZplDriver
-from drivers.zpl.simulator import ZplSimulator
-from tests.conformance.family import Family, LabelSize, Shown
+from tests.conformance.entry import Entry, LabelSize, Shown
 
-FAMILIES: tuple[Family, ...] = (
-    Family(
-        driver=EscposDriver,
-        simulator=EscposSimulator,
+MATRIX: tuple[Entry, ...] = (
+    Entry(
+        family=escpos.FAMILY,
         # An 80 mm roll at 203 dpi: the 576-dot head.
         label=LabelSize(dpi=203, width_dots=576, height_dots=200),
         settings={"POLL_INTERVAL": "3600"},
@@ -35,9 +34,8 @@ FAMILIES: tuple[Family, ...] = (
             "drivers.escpos.driver.LABEL_STATUS_TIMEOUT": 0.3,
         },
     ),
-    Family(
-        driver=ZplDriver,
-        simulator=ZplSimulator,
+    Entry(
+        family=zpl.FAMILY,
         # 61 mm at 12 dots/mm (300 dpi): 732 dots, InvenTree's usual label template width.
         label=LabelSize(dpi=300, width_dots=732, height_dots=342),
         settings={"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"},

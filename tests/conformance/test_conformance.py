@@ -11,19 +11,20 @@ import asyncio
 import pytest
 
 from drivers.base import LabelPrinterStatus
-from drivers.sim.base import Simulator
-from tests.conformance.family import Family
+from drivers.sim.base import LINK_FAULTS, Simulator
+from tests.conformance.entry import Entry
 from tests.conformance.harness import Printer, all_same, label_ends, wait_until
-from tests.conformance.matrix import FAMILIES
+from tests.conformance.matrix import MATRIX
 
 PAGES = 3
 COPIES = 2
 
 
-@pytest.mark.parametrize("entry", FAMILIES, ids=lambda family: family.slug)
-def test_the_entry_names_what_every_declared_fault_shows(entry: Family) -> None:
-    assert set(entry.faults) == entry.printer_faults()
-    assert "offline" in entry.faults, "every simulator can be switched off"
+@pytest.mark.parametrize("entry", MATRIX, ids=lambda entry: entry.slug)
+def test_the_entry_says_what_every_declared_fault_shows(entry: Entry) -> None:
+    assert set(entry.faults) == entry.declared_faults()
+    # The declaration (what `simulate --help` lists) is what the simulator takes.
+    assert entry.declared_faults() == entry.simulator.FAULTS - LINK_FAULTS
 
 
 async def test_a_pdf_prints_every_label_once_with_the_rendered_pixels(printer: Printer) -> None:
@@ -42,11 +43,11 @@ async def test_a_pdf_prints_every_label_once_with_the_rendered_pixels(printer: P
 
 
 async def test_every_declared_fault_shows_as_its_status_within_one_poll(
-    tcp_printer: Printer, family: Family, sim: Simulator
+    tcp_printer: Printer, entry: Entry, sim: Simulator
 ) -> None:
     # "offline" last: a printer that went silent is reconnected later, not at the next poll.
-    for fault in sorted(family.faults, key=lambda name: name == "offline"):
-        shown = family.faults[fault]
+    for fault in sorted(entry.faults, key=lambda name: name == "offline"):
+        shown = entry.faults[fault]
         sim.set_fault(fault)
         machine = await tcp_printer.poll()
         assert machine["status"] == shown.status, (fault, machine["status_text"])
@@ -58,14 +59,14 @@ async def test_every_declared_fault_shows_as_its_status_within_one_poll(
 
 
 async def test_a_line_lost_inside_a_label_resumes_with_each_label_printed_once(
-    printer: Printer, family: Family, sim: Simulator
+    printer: Printer, entry: Entry, sim: Simulator
 ) -> None:
     # A first job shows where in the stream the labels end.
     start = len(printer.tap.streams[-1])
     first = await printer.finished(await printer.print_pdf(PAGES, COPIES))
     assert first["status"] == "complete"
     job_bytes = bytes(printer.tap.streams[-1][start:])
-    ends = await asyncio.to_thread(label_ends, family, job_bytes, 2)
+    ends = await asyncio.to_thread(label_ends, entry, job_bytes, 2)
     assert ends[0] < ends[1] <= len(job_bytes)
     # The second job's line drops (TCP) or goes deaf (pty) in the middle of its second label.
     cut = len(printer.tap.streams[-1]) + (ends[0] + ends[1]) // 2

@@ -9,7 +9,7 @@ loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
 
 from __future__ import annotations
 
-from drivers import escpos, zpl
+from drivers import escpos, template, zpl
 from drivers.base import LabelPrinterStatus as S
 from tests.conformance.entry import Entry, LabelSize, Shown
 
@@ -53,5 +53,19 @@ MATRIX: tuple[Entry, ...] = (
             "drivers.zpl.driver.STALL_STATUS_AFTER": 0.05,
             "drivers.zpl.driver.ODOMETER_INTERVAL": 0.01,
         },
+    ),
+    # The template family (drivers/template/), the example to copy: its whole conformance entry.
+    Entry(
+        family=template.FAMILY,
+        label=LabelSize(dpi=203, width_dots=384, height_dots=160),
+        settings={"POLL_INTERVAL": "3600", "LABEL_WIDTH_DOTS": "384", "LABEL_HEIGHT_DOTS": "160"},
+        faults={
+            "paper-low": Shown(S.WARNING, "Paper low"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "offline": Shown(S.DISCONNECTED, "no answer to STATUS?"),
+        },
+        # Not needed (the driver's default), shown here for a family whose serial port needs more.
+        pty_connection=lambda path: f"serial://{path}?baudrate=9600",
+        quick={"drivers.template.driver.STATUS_TIMEOUT": 0.3},
     ),
 )

@@ -255,38 +255,6 @@ async def test_properties_show_what_the_printer_reports(
         assert properties["Labels printed"] == 0
 
 
-async def test_a_bad_connection_is_refused_with_the_reason(
-    client: Client, admin: Headers, driver: str
-) -> None:
-    machine = await create_machine(client, admin, name="bad", driver=driver)
-    resp = await client.put(
-        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
-        json={"value": "serial://dev/ttyUSB0"},
-        headers=admin,
-    )
-    assert resp.status == 400
-    body = await resp.json()
-    assert "three slashes, for example serial:///dev/ttyUSB0" in body["non_field_errors"][0]
-    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
-    assert detail["initialized"] is False
-    assert detail["machine_errors"][-1] == "Missing DRIVER settings: CONNECTION"
-
-
-async def test_unreachable_printer_is_disconnected_with_the_reason(
-    client: Client, admin: Headers, driver: str, unused_tcp_port: int
-) -> None:
-    machine = await create_machine(client, admin, name="away", driver=driver)
-    resp = await client.put(
-        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
-        json={"value": f"tcp://127.0.0.1:{unused_tcp_port}"},
-        headers=admin,
-    )
-    assert resp.status == 200
-    detail = await wait_for_machine(client, admin, machine["pk"], lambda m: m["status"] == 400)
-    assert detail["initialized"] is True
-    assert detail["status_text"].startswith("printer unreachable: connection refused")
-
-
 # USB: the real transport, with pyusb's device faked; its bulk endpoints feed the simulator.
 
 

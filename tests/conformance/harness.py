@@ -134,13 +134,25 @@ class Printer:
 
     async def wait_for(self, ready: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         """Read the machine through the API until `ready(machine)` holds."""
+        return await wait_for_machine(self.client, self.headers, self.pk, ready, what)
 
-        async def check() -> dict[str, Any] | None:
-            machine = await self.get()
-            return machine if ready(machine) else None
 
-        result: dict[str, Any] = await wait_until(check, what)
-        return result
+async def wait_for_machine(
+    client: Client,
+    headers: Headers,
+    pk: str,
+    ready: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> dict[str, Any]:
+    """Read a machine through the API until `ready(machine)` holds."""
+
+    async def check() -> dict[str, Any] | None:
+        resp = await client.get(f"/api/machine/{pk}/", headers=headers)
+        machine: dict[str, Any] = await resp.json()
+        return machine if ready(machine) else None
+
+    result: dict[str, Any] = await wait_until(check, what)
+    return result
 
 
 async def add_printer(

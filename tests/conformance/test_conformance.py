@@ -13,8 +13,16 @@ import pytest
 from drivers.base import LabelPrinterStatus
 from drivers.sim.base import LINK_FAULTS, Simulator
 from tests.conformance.entry import Entry
-from tests.conformance.harness import Printer, all_same, label_ends, wait_until
+from tests.conformance.harness import (
+    Client,
+    Printer,
+    all_same,
+    label_ends,
+    wait_for_machine,
+    wait_until,
+)
 from tests.conformance.matrix import MATRIX
+from tests.conftest import Headers, create_machine
 
 PAGES = 3
 COPIES = 2
@@ -119,3 +127,37 @@ async def test_a_cancelled_job_stops_after_its_current_label(
     after = await tcp_printer.finished(await tcp_printer.print_pdf(1, 1))
     assert after["status"] == "complete"
     assert len(sim.labels) == progress + 1
+
+
+async def test_a_bad_connection_is_refused_with_the_reason(
+    client: Client, admin: Headers, entry: Entry
+) -> None:
+    machine = await create_machine(client, admin, name="bad", driver=entry.slug)
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
+        json={"value": "serial://dev/ttyUSB0"},
+        headers=admin,
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert "three slashes, for example serial:///dev/ttyUSB0" in body["non_field_errors"][0]
+    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
+    assert detail["initialized"] is False
+    assert detail["machine_errors"][-1] == "Missing DRIVER settings: CONNECTION"
+
+
+async def test_an_unreachable_printer_is_disconnected_with_the_reason(
+    client: Client, admin: Headers, entry: Entry, unused_tcp_port: int
+) -> None:
+    machine = await create_machine(client, admin, name="away", driver=entry.slug)
+    resp = await client.put(
+        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
+        json={"value": entry.tcp_connection("127.0.0.1", unused_tcp_port)},
+        headers=admin,
+    )
+    assert resp.status == 200
+    detail = await wait_for_machine(
+        client, admin, machine["pk"], lambda m: m["status"] == 400, "the poll finds no printer"
+    )
+    assert detail["initialized"] is True
+    assert detail["status_text"].startswith("printer unreachable: connection refused")

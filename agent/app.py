@@ -10,15 +10,18 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, DATABASE, JOBS, POLLER, REGISTRY, SETTINGS
 from agent.auth import Authenticator, ensure_superuser
 from agent.config import Settings
 from agent.discovery import discover
-from agent.job_store import JobStore
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
-from agent.store import Store
+from agent.storage.auth import AuthStore
+from agent.storage.clock_check import clock_behind
+from agent.storage.database import Database
+from agent.storage.jobs import JobStore
+from agent.storage.machines import MachineStore
 
 log = structlog.get_logger(__name__)
 
@@ -36,12 +39,14 @@ def create_app(
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
     )
-    store = Store(settings.database_path, secret_path=settings.secret_path, reset=reset_database)
+    database = Database(
+        settings.database_path, secret_path=settings.secret_path, reset=reset_database
+    )
     app[SETTINGS] = settings
-    app[STORE] = store
-    app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
-    registry = Registry(store, discover(extra_drivers), settings.storage.path)
-    jobs = JobRunner(JobStore(store), registry, settings.jobs)
+    app[DATABASE] = database
+    app[AUTHENTICATOR] = Authenticator(AuthStore(database), settings.secret_path)
+    registry = Registry(MachineStore(database), discover(extra_drivers), settings.storage.path)
+    jobs = JobRunner(JobStore(database), registry, settings.jobs)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
     registry.listeners.extend((poller, jobs))
     app[REGISTRY] = registry
@@ -53,14 +58,14 @@ def create_app(
 
 
 async def _core(app: web.Application) -> AsyncIterator[None]:
-    """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
-    settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
+    """Open the database, bootstrap the admin, load and start machines; undo in reverse at stop."""
+    settings, database, registry = app[SETTINGS], app[DATABASE], app[REGISTRY]
     jobs, poller = app[JOBS], app[POLLER]
-    await store.open()
+    await database.open()
     try:
         authenticator = app[AUTHENTICATOR]
         await authenticator.load_secret()
-        behind = await store.clock_behind(dt.datetime.now(dt.UTC))
+        behind = await clock_behind(database, dt.datetime.now(dt.UTC))
         if behind is not None:
             authenticator.not_before = behind.date()
             log.warning(
@@ -76,9 +81,11 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
         if admin and password:
-            if await ensure_superuser(store, admin, password, settings.auth.admin_email):
+            if await ensure_superuser(
+                authenticator.store, admin, password, settings.auth.admin_email
+            ):
                 log.info("admin_user_created", username=admin)
-        elif admin and await store.get_user(username=admin) is None:
+        elif admin and await authenticator.store.get_user(username=admin) is None:
             log.warning(
                 "admin_user_not_created",
                 username=admin,
@@ -99,4 +106,4 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         await jobs.close()
         await registry.close()
     finally:
-        await store.close()
+        await database.close()

@@ -9,10 +9,10 @@ from agent.config import Settings
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
-from agent.store import Store
+from agent.storage.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
+DATABASE = web.AppKey("database", Database)
 REGISTRY = web.AppKey("registry", Registry)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobRunner)

@@ -19,7 +19,7 @@ from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.instance_lock import AlreadyRunning, lock_data_dir
 from agent.log_limits import limit_library_logs
 from agent.registry import ConfigMachineError
-from agent.store import StoreError, StoreRefused
+from agent.storage.errors import StoreError, StoreRefused
 from agent.tasks import TaskSet
 
 log = structlog.get_logger(__name__)

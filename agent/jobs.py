@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import functools
 import random
-import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -30,7 +29,10 @@ from agent.clock import Clock, SystemClock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
 from agent.job_pages import ActiveJob, check_document, open_in_render_thread
-from agent.job_store import (
+from agent.machine import Machine
+from agent.registry import Registry
+from agent.storage.errors import DuplicateIdempotencyKey
+from agent.storage.jobs import (
     CANCELLED,
     COMPLETE,
     FAILED,
@@ -40,8 +42,6 @@ from agent.job_store import (
     JobRow,
     JobStore,
 )
-from agent.machine import Machine
-from agent.registry import Registry
 from agent.tasks import TaskSet
 from drivers.base import (
     LabelPrinterDriver,
@@ -218,10 +218,8 @@ class JobRunner:
         )
         try:
             row = await self.jobs.insert(row, document, on_late=self._enqueue)
-        except sqlite3.IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = await self.jobs.get_by_key(machine.pk, idempotency_key)
+        except DuplicateIdempotencyKey as err:
+            existing = await self.jobs.get_by_key(machine.pk, err.key)
             if existing is None:
                 raise
             return Submitted(existing, created=False)

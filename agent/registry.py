@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping
@@ -20,8 +19,9 @@ import structlog
 
 from agent.machine import ErrorOrigin, Machine, StoredSetting
 from agent.setting_values import clean_value, missing_required
-from agent.store import MachineRow, StateRow, Store
-from drivers.base import ConfigType, MachineProperty, MachineSnapshot, SettingDef
+from agent.storage.errors import DuplicateMachineName
+from agent.storage.machines import MachineRow, MachineStore, StateRow
+from drivers.base import ConfigType, DriverContext, MachineProperty, MachineSnapshot, SettingDef
 
 if TYPE_CHECKING:
     from agent.config import MachineEntry
@@ -59,7 +59,7 @@ class ConfigMachineError(Exception):
 class Registry:
     """Machine types, one driver instance per slug, and every configured machine."""
 
-    def __init__(self, store: Store, discovered: Discovered, data_dir: Path) -> None:
+    def __init__(self, store: MachineStore, discovered: Discovered, data_dir: Path) -> None:
         self.store = store
         self.data_dir = data_dir
         self.machine_types: dict[str, type[MachineType]] = dict(
@@ -81,11 +81,10 @@ class Registry:
         """Create driver instances and runtime machines from the store; no hooks run yet."""
         for slug, driver_cls in self.driver_classes.items():
             try:
-                driver = driver_cls()
+                driver = driver_cls(DriverContext(state_dir=self.data_dir / slug))
             except Exception as err:  # noqa: BLE001 - a broken driver degrades, never crashes
                 self.registry_errors.append(f"Driver '{slug}' could not be created: {err}")
                 continue
-            driver.state_dir = self.data_dir / slug
             self.drivers[slug] = driver
         rows, settings, states = await self.store.load_machines()
         for row in rows:
@@ -137,7 +136,7 @@ class Registry:
         row = MachineRow(str(uuid.uuid4()), name, machine_type, driver, active)
         try:
             await self.store.insert_machine(row)
-        except sqlite3.IntegrityError as err:
+        except DuplicateMachineName as err:
             raise DuplicateName(name) from err
         machine = self._attach(row)
         if active:
@@ -155,7 +154,7 @@ class Registry:
             old_state = machine.snapshot()
             try:
                 await self.store.update_machine(machine.pk, new_name, new_active)
-            except sqlite3.IntegrityError as err:
+            except DuplicateMachineName as err:
                 raise DuplicateName(new_name) from err
             machine.name, machine.active = new_name, new_active
             self.listing_version += 1

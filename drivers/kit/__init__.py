@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from drivers.activity import reporting
 from drivers.base import (
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -45,6 +46,7 @@ from drivers.kit.status import Condition, PrinterNotReady, PrinterSilent, Status
 
 __all__ = [
     "Condition",
+    "DriverContext",
     "ConnectedDriver",
     "Connections",
     "Family",

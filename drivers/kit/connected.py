@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from drivers.base import LabelPrinterDriver, Machine, MachineSnapshot
+from drivers.base import DriverContext, LabelPrinterDriver, Machine, MachineSnapshot
 from drivers.transport import Link, TransportClosed, link_for
 
 log = structlog.get_logger(__name__)
@@ -92,8 +92,8 @@ class ConnectedDriver(LabelPrinterDriver, Generic[StateT]):
     (what to ask the printer again after a restart or a settings change).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         self._connections: Connections[StateT] = Connections(self.new_state)
 
     def new_state(self) -> StateT:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from agent.auth import Authenticator
 from agent.config import Settings
+from agent.events import EventHub
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", Registry)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobRunner)
 POLLER = web.AppKey("poller", Poller)
+EVENTS = web.AppKey("events", EventHub)

@@ -28,6 +28,7 @@ import structlog
 from agent.clock import Clock, SystemClock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
+from agent.events import MachineChange, MachineChanged, MachineReachable, MachineRemoved
 from agent.job_pages import ActiveJob, check_document, open_in_render_thread
 from agent.machine import Machine
 from agent.registry import Registry
@@ -259,19 +260,19 @@ class JobRunner:
         active = self._active.get(pk)
         return active.progress if active is not None else None
 
-    # registry events: any of them may let a waiting job go now
+    # machine events: any of them may let a waiting job go now
 
-    def machine_ready(self, machine: Machine) -> None:
-        """A machine became usable."""
-        self.kick(machine.pk, retry_now=True)
+    def on_machine_changed(self, event: MachineChanged) -> None:
+        """Started, a setting changed or restarted: try again now; stopped: the worker waits."""
+        self.kick(event.machine.pk, retry_now=event.change is not MachineChange.STOPPED)
 
-    def machine_stopped(self, machine: Machine) -> None:
-        """Wake the worker: it waits while the machine is inactive, and ends if it was deleted."""
-        self.kick(machine.pk)
+    def on_machine_removed(self, event: MachineRemoved) -> None:
+        """Wake the worker: the machine was deleted, so it ends."""
+        self.kick(event.machine.pk)
 
-    def machine_changed(self, machine: Machine) -> None:
-        """A setting changed or the machine restarted: try again now."""
-        self.kick(machine.pk, retry_now=True)
+    def on_machine_reachable(self, event: MachineReachable) -> None:
+        """A poll reached the printer: a job waiting for it may try again now."""
+        self.kick(event.machine.pk, retry_now=True)
 
     def kick(self, machine_pk: str, *, retry_now: bool = False) -> None:
         """Wake a machine's worker; with `retry_now` skip the rest of a backoff wait."""

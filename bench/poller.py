@@ -41,7 +41,7 @@ async def _measure(machines: int, rounds: int, seconds: float, interval: int) ->
             ]
             await registry.apply_config(entries)
             await registry.start()
-            poller = Poller(registry, on_reachable=lambda _machine: None)
+            poller = Poller(registry)
             ready = [m for m in registry.machines.values() if m.initialized]
             writes = _count_state_writes(store)
 
@@ -55,9 +55,8 @@ async def _measure(machines: int, rounds: int, seconds: float, interval: int) ->
             print(f"status writes during those polls: {writes[0]}")
 
             writes[0] = 0
-            registry.listeners.append(poller)
             for machine in ready:
-                poller.machine_ready(machine)
+                poller.start_polling(machine)
             await asyncio.sleep(interval)  # the first round of every loop is due at once
             cpu_before, wall_before = time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)

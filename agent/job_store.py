@@ -9,14 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agent.job_status import JobStatus
 from agent.store import Store
 
-QUEUED = "queued"
-PRINTING = "printing"
-COMPLETE = "complete"
-FAILED = "failed"
-CANCELLED = "cancelled"
-JOB_STATUSES = (QUEUED, PRINTING, COMPLETE, FAILED, CANCELLED)
+QUEUED = JobStatus.QUEUED
+PRINTING = JobStatus.PRINTING
+COMPLETE = JobStatus.COMPLETE
+FAILED = JobStatus.FAILED
+CANCELLED = JobStatus.CANCELLED
+JOB_STATUSES = tuple(status.value for status in JobStatus)
 FINISHED_STATUSES = (COMPLETE, FAILED, CANCELLED)
 # Old jobs are deleted this many at a time, so other calls (a print, an API request) wait for one
 # short transaction at most, not for the whole backlog.
@@ -40,7 +41,7 @@ class JobRow:
     pk: str
     seq: int
     machine: str
-    status: str
+    status: JobStatus
     copies: int
     pages: int | None
     progress: int
@@ -66,7 +67,7 @@ class JobRow:
             pk=r[0],
             seq=r[1],
             machine=r[2],
-            status=r[3],
+            status=JobStatus(r[3]),
             copies=r[4],
             pages=r[5],
             progress=r[6],
@@ -227,10 +228,13 @@ class JobStore:
             "UPDATE job SET progress = ? WHERE pk = ?", (progress, pk), durable=False
         )
 
-    async def requeue(self, pk: str, progress: int, error: str | None) -> None:
-        """Back to the queue with the progress made (and why, if the attempt failed)."""
+    async def requeue(self, pk: str, progress: int, error: str | None) -> bool:
+        """Back to the queue with the progress made (and why, if the attempt failed).
 
-        def requeue(conn: sqlite3.Connection) -> None:
+        False if the job had finished meanwhile (cancelled).
+        """
+
+        def requeue(conn: sqlite3.Connection) -> bool:
             # A job cancelled meanwhile stays cancelled.
             updated = conn.execute(
                 "UPDATE job SET status = ?, progress = ? WHERE pk = ? AND status IN (?, ?)",
@@ -238,16 +242,17 @@ class JobStore:
             ).rowcount
             if updated and error is not None:
                 _append_error(conn, pk, error)
+            return updated == 1
 
         # Lost in a power cut, the job is still `printing` and is requeued at the next start.
-        await self.store.call(requeue, durable=False)
+        return await self.store.call(requeue, durable=False)
 
     async def finish(
         self, pk: str, status: str, finished: str, progress: int, error: str | None
-    ) -> None:
-        """Record the end of a job: complete, failed or cancelled."""
+    ) -> bool:
+        """Record the end of a job: complete, failed or cancelled; False if it had ended already."""
 
-        def finish(conn: sqlite3.Connection) -> None:
+        def finish(conn: sqlite3.Connection) -> bool:
             # Only an unfinished job ends: a job cancelled meanwhile stays cancelled.
             updated = conn.execute(
                 "UPDATE job SET status = ?, finished = ?, progress = ? "
@@ -256,8 +261,9 @@ class JobStore:
             ).rowcount
             if updated and error is not None:
                 _append_error(conn, pk, error)
+            return updated == 1
 
-        await self.store.call(finish)
+        return await self.store.call(finish)
 
     async def shift_expiry(self, seconds: float) -> int:
         """Move the expiry of unfinished jobs by `seconds` (the wall clock stepped); how many."""

@@ -30,16 +30,9 @@ from agent.clock import Clock, SystemClock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
 from agent.job_pages import ActiveJob, check_document, open_in_render_thread
-from agent.job_store import (
-    CANCELLED,
-    COMPLETE,
-    FAILED,
-    PRINTING,
-    PRUNE_BATCH,
-    QUEUED,
-    JobRow,
-    JobStore,
-)
+from agent.job_status import JobChangeHandler, JobStatus, ignore_job_change
+from agent.job_store import PRUNE_BATCH, JobRow, JobStore
+from agent.job_transitions import JobTransitions
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
@@ -107,12 +100,18 @@ class JobRunner:
     """Accepts jobs and runs one worker per machine."""
 
     def __init__(
-        self, jobs: JobStore, registry: Registry, config: JobsConfig, clock: Clock | None = None
+        self,
+        jobs: JobStore,
+        registry: Registry,
+        config: JobsConfig,
+        clock: Clock | None = None,
+        on_job_changed: JobChangeHandler = ignore_job_change,
     ) -> None:
         self.jobs = jobs
         self.registry = registry
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        self.transitions = JobTransitions(jobs, self.clock, on_job_changed)
         self._queues: dict[str, deque[JobRow]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -132,7 +131,7 @@ class JobRunner:
         `prune=False` when the clock cannot be trusted (it is behind stored dates).
         """
         self._clock_offset = self._offset()
-        requeued, failed = await self.jobs.recover_interrupted(self.clock.now().isoformat())
+        requeued, failed = await self.transitions.recover_interrupted()
         if requeued or failed:
             log.warning("jobs_recovered_after_crash", requeued=requeued, failed=failed)
         pending = await self.jobs.pending()
@@ -198,7 +197,7 @@ class JobRunner:
             pk=str(uuid.uuid4()),
             seq=0,
             machine=machine.pk,
-            status=QUEUED,
+            status=JobStatus.QUEUED,
             copies=copies,
             pages=pages,
             progress=0,
@@ -217,7 +216,7 @@ class JobRunner:
             expires=(now + dt.timedelta(hours=self.config.expiry_hours)).isoformat(),
         )
         try:
-            row = await self.jobs.insert(row, document, on_late=self._enqueue)
+            row = await self.transitions.accept(row, document, on_late=self._enqueue)
         except sqlite3.IntegrityError:
             if idempotency_key is None:
                 raise
@@ -235,14 +234,16 @@ class JobRunner:
         Waits up to `wait` seconds for a printing job to stop. Raises KeyError for an unknown job
         and JobNotCancellable for a finished one.
         """
-        if await self.jobs.cancel(pk, self.clock.now().isoformat()):
-            row = await self._get(pk)
-            self._unqueue(row)
-            log.info("job_cancelled", job=pk)
-            return Cancelled(row, stopped=True)
         row = await self._get(pk)
+        if row.status == JobStatus.QUEUED:
+            if await self.transitions.move(row, JobStatus.CANCELLED) is not None:
+                row = await self._get(pk)
+                self._unqueue(row)
+                log.info("job_cancelled", job=pk)
+                return Cancelled(row, stopped=True)
+            row = await self._get(pk)
         active = self._active.get(pk)
-        if row.status != PRINTING or active is None:
+        if row.status != JobStatus.PRINTING or active is None:
             raise JobNotCancellable(pk)
         active.request_stop(CANCEL)
         log.info("job_cancel_requested", job=pk)
@@ -252,9 +253,9 @@ class JobRunner:
         except TimeoutError:
             return Cancelled(await self._get(pk), stopped=False)
         row = await self._get(pk)
-        if row.status == COMPLETE:
+        if row.status == JobStatus.COMPLETE:
             raise JobNotCancellable(pk)
-        return Cancelled(row, stopped=row.status != PRINTING)
+        return Cancelled(row, stopped=row.status != JobStatus.PRINTING)
 
     def live_progress(self, pk: str) -> int | None:
         """Progress of a job being printed right now, fresher than the database."""
@@ -386,13 +387,13 @@ class JobRunner:
         """One attempt; True when the job left the queue (complete, failed or cancelled)."""
         with structlog.contextvars.bound_contextvars(job=job.pk):
             current = await self.jobs.get(job.pk)
-            if current is None or current.status != QUEUED:
+            if current is None or current.status != JobStatus.QUEUED:
                 return True
             document = await self.jobs.document(job.pk)
             try:
                 active = await self._prepare(machine, current, document)
             except DocumentError as err:
-                await self._finish(current, FAILED, current.progress, str(err))
+                await self._finish(current, JobStatus.FAILED, current.progress, str(err))
                 return True
             except Exception as err:  # noqa: BLE001 - driver code (page_format...) failed: an attempt
                 return await self._failed(machine, current, current.progress, err)
@@ -412,11 +413,12 @@ class JobRunner:
         )
         return ActiveJob(job, raw=None, source=source, first_label=job.progress)
 
-    async def _send(self, machine: Machine, job: JobRow, active: ActiveJob) -> bool:
+    async def _send(self, machine: Machine, queued: JobRow, active: ActiveJob) -> bool:
         driver = machine.driver
         assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - checked by the worker
-        self._active[job.pk] = active
-        if not await self.jobs.mark_printing(job.pk, self.clock.now().isoformat()):
+        self._active[queued.pk] = active
+        job = await self.transitions.move(queued, JobStatus.PRINTING)
+        if job is None:
             return True  # cancelled while it was being rendered
         active.on_first_write = functools.partial(self.jobs.mark_written, job.pk)
         before = (machine.status, machine.status_text)
@@ -427,17 +429,19 @@ class JobRunner:
         except asyncio.CancelledError:
             # Cut off (the grace time at shutdown ran out): resume after the confirmed labels.
             await self._end_attempt(machine, saver, before)
-            await self.jobs.requeue(job.pk, active.progress, STOPPED_WHILE_PRINTING)
+            await self.transitions.move(
+                job, JobStatus.QUEUED, progress=active.progress, error=STOPPED_WHILE_PRINTING
+            )
             raise
         except PrintFailed as err:
             await self._end_attempt(machine, saver, before)
-            await self._finish(job, FAILED, active.progress, str(err))
+            await self._finish(job, JobStatus.FAILED, active.progress, str(err))
             machine.handle_error(f"Job {job.pk} failed: {err}")
             return True
         except Exception as err:  # noqa: BLE001 - any driver error is one failed attempt
             await self._end_attempt(machine, saver, before)
             if active.stop_reason == CANCEL:
-                await self._finish(job, CANCELLED, active.progress, None)
+                await self._finish(job, JobStatus.CANCELLED, active.progress, None)
                 return True
             return await self._failed(machine, job, active.progress, err, active.first_label)
         # The printer took the job: it is connected, and a fault shown before is gone (a warning
@@ -447,7 +451,7 @@ class JobRunner:
         self._failures.pop(machine.pk, None)
         if active.stop_reason is not None and active.progress < active.labels:
             return await self._stopped(job, active)
-        await self._finish(job, COMPLETE, max(active.progress, active.labels), None)
+        await self._finish(job, JobStatus.COMPLETE, max(active.progress, active.labels), None)
         log.info("job_complete", job=job.pk, machine=machine.name, labels=active.labels)
         return True
 
@@ -476,10 +480,10 @@ class JobRunner:
     async def _stopped(self, job: JobRow, active: ActiveJob) -> bool:
         """The driver ended the job early, as asked: cancelled, or back to the queue (shutdown)."""
         if active.stop_reason == CANCEL:
-            await self._finish(job, CANCELLED, active.progress, None)
+            await self._finish(job, JobStatus.CANCELLED, active.progress, None)
             log.info("job_cancelled", job=job.pk, labels_printed=active.progress)
             return True
-        await self.jobs.requeue(job.pk, active.progress, None)
+        await self.transitions.move(job, JobStatus.QUEUED, progress=active.progress)
         log.info("job_paused_for_shutdown", job=job.pk, labels_printed=active.progress)
         return False
 
@@ -528,12 +532,12 @@ class JobRunner:
                 await self.registry.persist_state(machine)
                 await self._finish(
                     job,
-                    FAILED,
+                    JobStatus.FAILED,
                     progress,
                     f"Gave up after {strikes} failed attempts in a row: {reason}",
                 )
                 return True
-        await self.jobs.requeue(job.pk, progress, reason)
+        await self.transitions.move(job, JobStatus.QUEUED, progress=progress, error=reason)
         failures = self._failures.get(machine.pk, 0) + 1
         self._failures[machine.pk] = failures
         delay = _backoff(failures, self.config.retry_base_seconds, self.config.retry_max_seconds)
@@ -549,21 +553,22 @@ class JobRunner:
         )
         return False
 
-    async def _finish(self, job: JobRow, status: str, progress: int, error: str | None) -> None:
-        await self.jobs.finish(job.pk, status, self.clock.now().isoformat(), progress, error)
-        if status == FAILED:
+    async def _finish(
+        self, job: JobRow, status: JobStatus, progress: int, error: str | None
+    ) -> None:
+        await self.transitions.move(job, status, progress=progress, error=error)
+        if status == JobStatus.FAILED:
             log.warning("job_failed", job=job.pk, error=error)
 
     async def _expire(self, job: JobRow) -> None:
         current = await self.jobs.get(job.pk)
-        last = (
-            current.errors[-1]
-            if current is not None and current.errors
-            else "the printer was not ready"
-        )
+        if current is None or current.status.finished:
+            return  # deleted or cancelled meanwhile: nothing to expire
+        last = current.errors[-1] if current.errors else "the printer was not ready"
         hours = f"{self.config.expiry_hours:g}"
-        progress = current.progress if current is not None else job.progress
-        await self._finish(job, FAILED, progress, f"Not printed within {hours} h: {last}")
+        await self._finish(
+            current, JobStatus.FAILED, current.progress, f"Not printed within {hours} h: {last}"
+        )
 
     async def _save_progress(self, active: ActiveJob) -> None:
         saved = active.progress

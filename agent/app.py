@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -12,6 +13,7 @@ from agent.api import setup_routes
 from agent.api.errors import error_middleware
 from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
 from agent.auth import Authenticator, ensure_superuser
+from agent.clock import Clock
 from agent.config import Settings
 from agent.discovery import discover
 from agent.job_store import JobStore
@@ -27,11 +29,17 @@ POLLER_STOP_TIMEOUT_S = 2.0
 
 
 def create_app(
-    settings: Settings, extra_drivers: Iterable[str] = (), *, reset_database: bool = False
+    settings: Settings,
+    extra_drivers: Iterable[str] = (),
+    *,
+    reset_database: bool = False,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
 ) -> web.Application:
     """Build the application; the store opens and machines start when the app starts.
 
     `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
+    `clock` and `rng` are the print queue's time and retry jitter (the host's unless given).
     """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
@@ -41,7 +49,7 @@ def create_app(
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
     registry = Registry(store, discover(extra_drivers), settings.storage.path)
-    jobs = JobRunner(JobStore(store), registry, settings.jobs)
+    jobs = JobRunner(JobStore(store), registry, settings.jobs, clock=clock, rng=rng)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
     registry.listeners.extend((poller, jobs))
     app[REGISTRY] = registry

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, RENDER, SETTINGS, STORE
 from agent.auth import Authenticator, ensure_superuser
 from agent.clock import Clock
 from agent.config import Settings
@@ -20,6 +20,7 @@ from agent.job_store import JobStore
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.store import Store
 
 log = structlog.get_logger(__name__)
@@ -49,10 +50,12 @@ def create_app(
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
     registry = Registry(store, discover(extra_drivers), settings.storage.path)
-    jobs = JobRunner(JobStore(store), registry, settings.jobs, clock=clock, rng=rng)
+    render = RenderService(settings.jobs.render_limits())
+    jobs = JobRunner(JobStore(store), registry, render, settings.jobs, clock=clock, rng=rng)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
     registry.listeners.extend((poller, jobs))
     app[REGISTRY] = registry
+    app[RENDER] = render
     app[JOBS] = jobs
     app[POLLER] = poller
     app.cleanup_ctx.append(_core)
@@ -63,9 +66,10 @@ def create_app(
 async def _core(app: web.Application) -> AsyncIterator[None]:
     """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
     settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
-    jobs, poller = app[JOBS], app[POLLER]
+    jobs, poller, render = app[JOBS], app[POLLER], app[RENDER]
     await store.open()
     try:
+        await render.start()
         authenticator = app[AUTHENTICATOR]
         await authenticator.load_secret()
         behind = await store.clock_behind(dt.datetime.now(dt.UTC))
@@ -107,4 +111,5 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         await jobs.close()
         await registry.close()
     finally:
+        await render.close()
         await store.close()

@@ -9,6 +9,7 @@ from agent.config import Settings
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", Registry)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobRunner)
 POLLER = web.AppKey("poller", Poller)
+RENDER = web.AppKey("render", RenderService)

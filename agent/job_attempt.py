@@ -20,13 +20,14 @@ import structlog
 from agent.clock import Clock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
-from agent.job_pages import ActiveJob, open_in_render_thread
+from agent.job_pages import ActiveJob
 from agent.job_status import JobStatus
 from agent.job_store import JobRow, JobStore
 from agent.job_transitions import JobTransitions
 from agent.machine import Machine
 from agent.machine_worker import MachineWorker
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.tasks import TaskSet
 from drivers.base import (
     LabelPrinterDriver,
@@ -61,6 +62,7 @@ class JobAttempts:
         jobs: JobStore,
         transitions: JobTransitions,
         registry: Registry,
+        render: RenderService,
         config: JobsConfig,
         clock: Clock,
         rng: random.Random,
@@ -69,6 +71,7 @@ class JobAttempts:
         self.jobs = jobs
         self.transitions = transitions
         self.registry = registry
+        self.render = render
         self.config = config
         self.clock = clock
         self.rng = rng
@@ -109,11 +112,9 @@ class JobAttempts:
 
     async def _prepare(self, machine: Machine, job: JobRow, document: bytes) -> ActiveJob:
         if job.content_type == RAW_CONTENT_TYPE:
-            return ActiveJob(job, raw=document, source=None, first_label=job.progress)
-        source = await open_in_render_thread(
-            machine, document, job.content_type, job.options, self.config.render_limits()
-        )
-        return ActiveJob(job, raw=None, source=source, first_label=job.progress)
+            return ActiveJob(job, raw=document, pages=None, first_label=job.progress)
+        pages = await self.render.open(machine, document, job.content_type, job.options)
+        return ActiveJob(job, raw=None, pages=pages, first_label=job.progress)
 
     async def _send(
         self, worker: MachineWorker, machine: Machine, queued: JobRow, active: ActiveJob

@@ -25,13 +25,14 @@ from agent.clock import Clock, SystemClock, wait_event
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
 from agent.job_attempt import CANCEL, SHUTDOWN, JobAttempts
-from agent.job_pages import ActiveJob, check_document
+from agent.job_pages import ActiveJob
 from agent.job_status import JobChangeHandler, JobStatus, ignore_job_change
 from agent.job_store import PRUNE_BATCH, JobRow, JobStore
 from agent.job_transitions import JobTransitions
 from agent.machine import Machine
 from agent.machine_worker import MachineWorker
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.tasks import TaskSet
 from drivers.base import LabelPrinterDriver
 
@@ -47,6 +48,7 @@ STOP_GRACE_S = 8.0
 STOP_TIMEOUT_S = 2.0
 # DELETE of a printing job waits this long for the label being sent before answering 202.
 CANCEL_WAIT_S = 5.0
+CANCEL_ROUNDS = 3
 # The wall clock is compared with the monotonic clock this often; a jump of more than
 # CLOCK_STEP_S is a step (NTP after a boot without a real-time clock), not drift.
 CLOCK_CHECK_INTERVAL_S = 30.0
@@ -81,6 +83,7 @@ class JobRunner:
         self,
         jobs: JobStore,
         registry: Registry,
+        render: RenderService,
         config: JobsConfig,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -89,6 +92,7 @@ class JobRunner:
         """`clock` and `rng` (retry jitter) are the host's unless given (tests move time)."""
         self.jobs = jobs
         self.registry = registry
+        self.render = render
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.transitions = JobTransitions(jobs, self.clock, on_job_changed)
@@ -100,6 +104,7 @@ class JobRunner:
             jobs,
             self.transitions,
             registry,
+            render,
             config,
             self.clock,
             rng or random.Random(),  # noqa: S311 - retry jitter, not security
@@ -162,9 +167,7 @@ class JobRunner:
         warnings: tuple[str, ...] = ()
         if content_type != RAW_CONTENT_TYPE:
             # Checked, counted and laid out, not rendered: pages are rendered once, when printed.
-            pages, warnings = await check_document(
-                machine, document, content_type, options, self.config.render_limits()
-            )
+            pages, warnings = await self.render.check(machine, document, content_type, options)
         elif not document:
             raise DocumentError("the document is empty")
         labels = (pages or 1) * copies
@@ -215,26 +218,33 @@ class JobRunner:
         Waits up to `wait` seconds for a printing job to stop. Raises KeyError for an unknown job
         and JobNotCancellable for a finished one.
         """
+        deadline = asyncio.get_running_loop().time() + wait
+        requested = False
         row = await self._get(pk)
-        if row.status == JobStatus.QUEUED:
-            if await self.transitions.move(row, JobStatus.CANCELLED) is not None:
+        # An attempt may start, or end on a printer fault before it saw the stop, between our
+        # reads: each round looks again, a few times at most.
+        for _round in range(CANCEL_ROUNDS):
+            if row.status == JobStatus.QUEUED:
+                if await self.transitions.move(row, JobStatus.CANCELLED) is not None:
+                    row = await self._get(pk)
+                    self._unqueue(row)
+                    log.info("job_cancelled", job=pk)
+                    return Cancelled(row, stopped=True)
                 row = await self._get(pk)
-                self._unqueue(row)
-                log.info("job_cancelled", job=pk)
-                return Cancelled(row, stopped=True)
+                continue
+            active = self._active(pk)
+            if row.status != JobStatus.PRINTING or active is None:
+                break
+            active.request_stop(CANCEL)
+            requested = True
+            log.info("job_cancel_requested", job=pk)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await active.done.wait()
+            except TimeoutError:
+                return Cancelled(await self._get(pk), stopped=False)
             row = await self._get(pk)
-        active = self._active(pk)
-        if row.status != JobStatus.PRINTING or active is None:
-            raise JobNotCancellable(pk)
-        active.request_stop(CANCEL)
-        log.info("job_cancel_requested", job=pk)
-        try:
-            async with asyncio.timeout(wait):
-                await active.done.wait()
-        except TimeoutError:
-            return Cancelled(await self._get(pk), stopped=False)
-        row = await self._get(pk)
-        if row.status == JobStatus.COMPLETE:
+        if not requested or row.status == JobStatus.COMPLETE:
             raise JobNotCancellable(pk)
         return Cancelled(row, stopped=row.status != JobStatus.PRINTING)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+import agent.render as render_module
 from agent.app import create_app
 from agent.appkeys import REGISTRY, SETTINGS
 from agent.config import JobsConfig, Settings
@@ -81,20 +83,27 @@ async def test_a_driver_error_while_preparing_fails_the_job_and_the_queue_moves_
 
 
 async def test_a_job_cancelled_while_it_is_prepared_stays_cancelled(
-    aiohttp_client: Any, settings: Settings, make_token: MakeToken
+    aiohttp_client: Any, settings: Settings, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, admin = await _app(aiohttp_client, settings, make_token)
     machine = (await create_machine(client, admin, name="t", driver="troubled", active=False))["pk"]
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
-    await _set(client, admin, machine, "FAIL_IN", "held")
-    driver = _troubled(client)
+    holding, release = threading.Event(), threading.Event()
+
+    def held_open(*args: Any, **kwargs: Any) -> Any:
+        """Opening the document on the render thread waits for the test, then fails."""
+        holding.set()
+        release.wait(timeout=10)
+        raise RuntimeError("the render worker broke")
+
+    monkeypatch.setattr(render_module, "open_document", held_open)
     await client.patch(f"/api/machine/{machine}/", json={"active": True}, headers=admin)
     async with asyncio.timeout(10):
-        while not driver.holding.is_set():  # the worker is preparing the job
+        while not holding.is_set():  # the worker is preparing the job
             await asyncio.sleep(0.01)
     resp = await client.delete(f"/api/machine/jobs/{pk}/", headers=admin)
     assert (resp.status, (await resp.json())["status"]) == (200, "cancelled")
-    driver.release.set()  # the preparation fails now, after the cancel
+    release.set()  # the preparation fails now, after the cancel
     async with asyncio.timeout(10):
         while not (await _machine(client, admin, machine))["machine_errors"]:
             await asyncio.sleep(0.01)

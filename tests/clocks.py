@@ -20,7 +20,7 @@ class SteppableClock:
     def __init__(self) -> None:
         self.wall_offset = dt.timedelta()
         self.skipped = 0.0
-        # Each sleep in progress: the future `advance` sets, and the seconds it asked for.
+        # Each sleep in progress: the future `advance` sets, and the seconds it had left then.
         self._sleepers: dict[asyncio.Future[None], float] = {}
         self._changed = asyncio.Event()
 
@@ -33,32 +33,37 @@ class SteppableClock:
     async def sleep(self, seconds: float) -> None:
         deadline = self.monotonic() + seconds
         loop = asyncio.get_running_loop()
+        asked = seconds
         while (left := deadline - self.monotonic()) > 0:
             woken: asyncio.Future[None] = loop.create_future()
-            self._sleepers[woken] = seconds
+            self._sleepers[woken] = asked
             self._changed.set()
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(left):
                         await woken
             finally:
-                del self._sleepers[woken]
+                self._sleepers.pop(woken, None)
+            asked = deadline - self.monotonic()
 
     def advance(self, seconds: float) -> None:
         """Skip `seconds` on both clocks; sleeps that end within them return now."""
         self.skipped += seconds
-        for woken in self._sleepers:
-            if not woken.done():
-                woken.set_result(None)
+        # Woken sleeps are forgotten now: one that must go on registers again when it runs.
+        woken, self._sleepers = self._sleepers, {}
+        for future in woken:
+            if not future.done():
+                future.set_result(None)
 
     async def sleeping(
         self, seconds: float | Callable[[float], bool], timeout: float = 10.0
     ) -> None:
-        """Wait (at most `timeout`) until some task sleeps for `seconds`, as it asked for them.
+        """Wait (at most `timeout`) until some task sleeps for `seconds`.
 
-        `seconds` may be a test of the seconds asked for. Then `advance` is sure to wake it.
+        That is what it asked for, or what was left when `advance` woke it too early.
+        `seconds` may be a test of those seconds. Then `advance` is sure to wake it.
         """
-        wanted = seconds if callable(seconds) else seconds.__eq__
+        wanted = seconds if callable(seconds) else lambda asked: asked == seconds
         async with asyncio.timeout(timeout):
             while not any(wanted(asked) for asked in self._sleepers.values()):
                 self._changed.clear()

@@ -190,18 +190,20 @@ class JobAttempts:
 
         active.on_activity = alive
         watchdog = self._tasks.create(watch(), name=f"stall:{active.pk}")
+        uncancelled = False
         try:
             await printing
         except asyncio.CancelledError as err:
-            if stalled and task.uncancel() <= cancelling:
-                raise PrinterStalled(
-                    f"the printer took no data and printed no label for {stall:g} s"
-                ) from err
-            raise
-        else:
             if stalled:
-                task.uncancel()  # the driver finished despite the watchdog's cancel
+                uncancelled = True
+                if task.uncancel() <= cancelling:  # only the watchdog cancelled
+                    raise PrinterStalled(
+                        f"the printer took no data and printed no label for {stall:g} s"
+                    ) from err
+            raise
         finally:
+            if stalled and not uncancelled:
+                task.uncancel()  # the driver ended another way despite the watchdog's cancel
             active.on_activity = None
             watchdog.cancel()
 

@@ -91,5 +91,5 @@ class JobTransitions:
     def _announce(self, change: JobChange) -> None:
         try:
             self.on_job_changed(change)
-        except Exception:  # noqa: BLE001 - a listener's bug must not stop the queue
+        except Exception:  # a listener's bug must not stop the queue
             log.exception("job_change_handler_failed", job=change.job, new=change.new)

@@ -361,7 +361,7 @@ class JobRunner:
                     continue
                 if await self._attempts.run(worker, machine, job):
                     worker.done_with(job)
-            except Exception:  # noqa: BLE001 - the worker must outlive a failing database
+            except Exception:  # the worker must outlive a failing database
                 log.exception("job_worker_error", job=job.pk)
                 await self.clock.sleep(WORKER_ERROR_PAUSE_S)
 
@@ -390,5 +390,5 @@ class JobRunner:
             await self.clock.sleep(CLOCK_CHECK_INTERVAL_S)
             try:
                 await self.check_clock()
-            except Exception:  # noqa: BLE001 - a failing database must not end the watch
+            except Exception:  # a failing database must not end the watch
                 log.exception("clock_check_failed")

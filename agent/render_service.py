@@ -76,7 +76,7 @@ class RenderService:
             page_format = driver.page_format(machine)
             hook = "render_options"
             defaults = driver.render_options(machine)
-        except Exception as err:  # noqa: BLE001 - driver code: shown on the job, never raised on
+        except Exception as err:  # driver code: contained, shown on the job
             log.warning("driver_hook_failed", hook=hook, machine=machine.name, exc_info=err)
             raise DriverHookFailed(str(err) or type(err).__name__) from err
         return page_format, RenderOptions(
@@ -131,7 +131,7 @@ def _open(
     options: RenderOptions,
     limits: RenderLimits,
 ) -> PageSource:
-    from agent.render import open_document  # noqa: PLC0415 - pdfium and Pillow load on first use
+    from agent.render import open_document  # pdfium and Pillow load on first use
 
     return open_document(document, content_type, page_format, options, limits)
 
@@ -164,7 +164,7 @@ class JobPages:
         if source is not None:
             try:
                 await self._service.run(source.close)
-            except Exception:  # noqa: BLE001 - closing frees memory; nothing to tell anyone
+            except Exception:  # closing frees memory; nothing to tell anyone
                 log.debug("document_close_failed", exc_info=True)
 
     def _render(self, index: int, keep: int | None = None) -> asyncio.Future[Image]:

@@ -56,7 +56,9 @@ class JobTransitions:
         progress: int | None = None,
         error: str | None = None,
     ) -> JobRow | None:
-        """Move `job` (in the state its row says) to `to`; the row as moved, or None if it was not.
+        """Move `job` (in the state its row says) to `to`; None if the database refused.
+
+        Returns the row with its new status and progress (other columns as `job` had them).
 
         `progress` is the labels confirmed (for a job leaving `printing`); `error` is recorded on
         the job. Raises InvalidTransition for a move the state machine does not have.

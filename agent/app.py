@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import random
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -11,14 +12,23 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, DATABASE, EVENTS, JOBS, POLLER, REGISTRY, SETTINGS
+from agent.appkeys import AUTHENTICATOR, DATABASE, EVENTS, JOBS, POLLER, REGISTRY, RENDER, SETTINGS
 from agent.auth import Authenticator, ensure_superuser
+from agent.clock import Clock
 from agent.config import Settings
 from agent.discovery import discover
-from agent.events import EventHub, MachineChanged, MachineReachable, MachineRemoved
+from agent.events import (
+    EventHub,
+    JobChanged,
+    MachineChanged,
+    MachineReachable,
+    MachineRemoved,
+)
+from agent.job_status import JobChange
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.services import Service, Services, own_wait_s
 from agent.storage.auth import AuthStore
 from agent.storage.clock_check import clock_behind
@@ -30,11 +40,17 @@ log = structlog.get_logger(__name__)
 
 
 def create_app(
-    settings: Settings, extra_drivers: Iterable[str] = (), *, reset_database: bool = False
+    settings: Settings,
+    extra_drivers: Iterable[str] = (),
+    *,
+    reset_database: bool = False,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
 ) -> web.Application:
     """Build the application; the store opens and machines start when the app starts.
 
     `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
+    `clock` and `rng` are the print queue's time and retry jitter (the host's unless given).
     """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
@@ -49,11 +65,21 @@ def create_app(
     registry = Registry(
         MachineStore(database), discover(extra_drivers), settings.storage.path, events
     )
-    jobs = JobRunner(JobStore(database), registry, settings.jobs)
+    render = RenderService(settings.jobs.render_limits())
+    jobs = JobRunner(
+        JobStore(database),
+        registry,
+        render,
+        settings.jobs,
+        clock=clock,
+        rng=rng,
+        on_job_changed=functools.partial(_publish_job_change, events),
+    )
     poller = Poller(registry)
     _subscribe(events, poller, jobs)
     app[EVENTS] = events
     app[REGISTRY] = registry
+    app[RENDER] = render
     app[JOBS] = jobs
     app[POLLER] = poller
     app.cleanup_ctx.append(_core)
@@ -71,10 +97,17 @@ def _subscribe(events: EventHub, poller: Poller, jobs: JobRunner) -> None:
     events.subscribe(MachineReachable, jobs.on_machine_reachable)
 
 
+def _publish_job_change(events: EventHub, change: JobChange) -> None:
+    """Every committed job transition, as a `JobChanged` event."""
+    old = None if change.old is None else str(change.old)
+    events.publish(JobChanged(change.job, change.machine, old, str(change.new)))
+
+
 def core_services(app: web.Application) -> list[Service]:
     """The core in start order (stopped in reverse); the HTTP server comes after it."""
-    database, registry, jobs, poller, events = (
+    database, render, registry, jobs, poller, events = (
         app[DATABASE],
+        app[RENDER],
         app[REGISTRY],
         app[JOBS],
         app[POLLER],
@@ -84,6 +117,7 @@ def core_services(app: web.Application) -> list[Service]:
     return [
         Service("store", start=database.open, stop=database.close),
         Service("auth", start=steps.bootstrap_auth),
+        Service("render", start=render.start, stop=render.close),
         Service("events", stop=functools.partial(events.close, own_wait_s("events"))),
         Service("registry", start=steps.start_registry, stop=registry.close),
         Service("jobs", start=steps.start_jobs, stop=jobs.close),

@@ -10,6 +10,7 @@ from agent.events import EventHub
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
+from agent.render_service import RenderService
 from agent.storage.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +20,4 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobRunner)
 POLLER = web.AppKey("poller", Poller)
 EVENTS = web.AppKey("events", EventHub)
+RENDER = web.AppKey("render", RenderService)

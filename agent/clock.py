@@ -2,18 +2,20 @@
 
 A Raspberry Pi has no real-time clock: it boots with an old wall time that NTP later steps by
 hours or days. Deadlines therefore run on the monotonic clock; the wall clock only stamps
-records. Tests give the queue a clock whose wall time they can step.
+records. The queue also waits through its clock (backoff, expiry, the stall watchdog, pruning),
+so tests give it a clock whose time they move instead of waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Protocol
 
 
 class Clock(Protocol):
-    """Where the queue reads the time."""
+    """Where the queue reads the time and waits for it to pass."""
 
     def now(self) -> dt.datetime:
         """The wall clock, in UTC; it may jump."""
@@ -21,6 +23,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float:
         """Seconds on a clock that never jumps (only differences mean anything)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once `seconds` have passed on `monotonic()`."""
         ...
 
 
@@ -34,3 +40,23 @@ class SystemClock:
     def monotonic(self) -> float:
         """`time.monotonic()`."""
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep`."""
+        await asyncio.sleep(seconds)
+
+
+async def wait_event(clock: Clock, event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set, at most `seconds` on `clock`; True if it was set."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Not awaited: awaiting them could swallow a cancellation of the caller. Both end at
+        # the next turn of the loop.
+        waiter.cancel()
+        sleeper.cancel()
+    return event.is_set()

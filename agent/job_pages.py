@@ -1,113 +1,23 @@
-"""The job a driver prints: pages rendered one at a time on the render thread, progress, stop.
+"""The job a driver prints: its pages (rendered by the render service), progress, stop request.
 
-While the driver sends page N the next page is rendered, and no more than `KEPT_PAGES` rendered
-pages are held, so a long document costs the memory of two pages, not of all of them.
+While the driver sends page N the next page is rendered, and no more than two rendered pages are
+held (`agent.render_service.JobPages`), so a long document costs the memory of two pages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from agent.documents import DocumentError, RenderLimits
-from agent.machine import Machine
+from agent.documents import DocumentError
 from agent.storage.jobs import JobRow
-from drivers.base import LabelPrinterDriver, PrintFailed, RenderOptions
+from drivers.base import PrintFailed
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from agent.render import PageSource as RenderSource
-
-# The page being sent and the next one. A document of this many pages or fewer stays rendered for
-# all its copies.
-KEPT_PAGES = 2
-
-# pdfium renders one page at a time anyway (it is not thread-safe); one thread also keeps the
-# render buffers in one malloc arena instead of one per executor thread.
-RENDER_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
-
-
-class PageSource(Protocol):
-    """A document opened for printing (`agent.render.PageSource`); blocking calls."""
-
-    @property
-    def page_count(self) -> int: ...
-
-    def render_page(self, index: int) -> Image:
-        """Page `index` as a 1-bit image; raises DocumentError if it cannot be drawn."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def render_options(
-    driver: LabelPrinterDriver, machine: Machine, options: Mapping[str, Any]
-) -> RenderOptions:
-    """The driver's defaults for this machine, overridden by the job's own options."""
-    defaults = driver.render_options(machine)
-    return RenderOptions(
-        threshold=int(options.get("threshold", defaults.threshold)),
-        dither=bool(options.get("dither", defaults.dither)),
-        rotation=options.get("rotation", defaults.rotation),
-    )
-
-
-def open_for(
-    machine: Machine,
-    document: bytes,
-    content_type: str,
-    options: Mapping[str, Any],
-    limits: RenderLimits,
-) -> RenderSource:
-    """Open a document for a machine's printer without rendering it (blocking: render thread).
-
-    Raises DocumentError for a document that cannot be printed; whatever the driver's
-    `page_format` or `render_options` raise passes through.
-    """
-    from agent.render import open_document  # noqa: PLC0415 - pdfium and Pillow load on first use
-
-    driver = machine.driver
-    assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver
-    return open_document(
-        document,
-        content_type,
-        driver.page_format(machine),
-        render_options(driver, machine, options),
-        limits,
-    )
-
-
-async def open_in_render_thread(
-    machine: Machine,
-    document: bytes,
-    content_type: str,
-    options: Mapping[str, Any],
-    limits: RenderLimits,
-) -> RenderSource:
-    """`open_for` on the render thread."""
-    call = functools.partial(open_for, machine, document, content_type, options, limits)
-    return await asyncio.get_running_loop().run_in_executor(RENDER_EXECUTOR, call)
-
-
-async def check_document(
-    machine: Machine,
-    document: bytes,
-    content_type: str,
-    options: Mapping[str, Any],
-    limits: RenderLimits,
-) -> tuple[int, tuple[str, ...]]:
-    """Pages and warnings of a document for a machine, checked without rendering a page."""
-
-    def check() -> tuple[int, tuple[str, ...]]:
-        with open_for(machine, document, content_type, options, limits) as source:
-            return source.page_count, source.warnings
-
-    return await asyncio.get_running_loop().run_in_executor(RENDER_EXECUTOR, check)
+    from agent.render_service import JobPages
 
 
 class ActiveJob:
@@ -118,7 +28,7 @@ class ActiveJob:
         row: JobRow,
         *,
         raw: bytes | None,
-        source: PageSource | None,
+        pages: JobPages | None,
         first_label: int,
     ) -> None:
         self.pk = row.pk
@@ -138,19 +48,12 @@ class ActiveJob:
         # have printed the label in flight, so the attempt counts as interrupted.
         self.written = False
         self.on_first_write: Callable[[], Awaitable[None]] | None = None
-        self._source = source
-        self._pages: dict[int, asyncio.Future[Image]] = {}
+        self._pages = pages
         self._served = 0
-
-    @property
-    def page_count(self) -> int:
-        """Pages in the document; 0 for raw jobs."""
-        return self._source.page_count if self._source is not None else 0
-
-    @property
-    def labels(self) -> int:
-        """Labels the whole job prints: pages x copies (a raw job: one per copy)."""
-        return self.page_count * self.copies if self._source is not None else self.copies
+        # Pages in the document; 0 for raw jobs.
+        self.page_count = pages.page_count if pages is not None else 0
+        # Labels the whole job prints: pages x copies (a raw job: one per copy).
+        self.labels = self.page_count * self.copies if pages is not None else self.copies
 
     @property
     def stop_requested(self) -> bool:
@@ -164,19 +67,18 @@ class ActiveJob:
 
     async def page(self, index: int) -> Image:
         """Page `index`, rendered on the render thread; the next page starts rendering now."""
-        if self._source is None or not 0 <= index < self._source.page_count:
+        pages = self._pages
+        if pages is None or not 0 <= index < pages.page_count:
             raise IndexError(f"page {index} is not in this job")
-        future = self._pages.get(index) or self._render(index)
         try:
-            page = await asyncio.shield(future)
+            page = await pages.get(index)
         except DocumentError as err:
             raise PrintFailed(str(err)) from err
         # Pages are asked for in label order: the next label shows the next page.
         self._served += 1
-        following = (index + 1) % self._source.page_count
         more = self.first_label + self._served < self.labels
-        if more and not self.stop_requested and following not in self._pages:
-            self._render(following, keep=index)
+        if more and not self.stop_requested:
+            pages.prefetch((index + 1) % pages.page_count, keep=index)
         self.report_activity()
         return page
 
@@ -201,28 +103,6 @@ class ActiveJob:
 
     async def close(self) -> None:
         """Drop rendered pages and close the document (after any render in progress)."""
-        for future in self._pages.values():
-            future.cancel()
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved: a failed prefetch nobody awaited is no error
-        self._pages.clear()
-        source, self._source = self._source, None
-        if source is not None:
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(Exception):
-                await loop.run_in_executor(RENDER_EXECUTOR, source.close)
-
-    def _render(self, index: int, keep: int | None = None) -> asyncio.Future[Image]:
-        assert self._source is not None  # noqa: S101 - checked by the caller
-        for old in list(self._pages):
-            if len(self._pages) < KEPT_PAGES:
-                break
-            if old != keep:
-                dropped = self._pages.pop(old)
-                dropped.cancel()
-                if dropped.done() and not dropped.cancelled():
-                    dropped.exception()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(RENDER_EXECUTOR, self._source.render_page, index)
-        self._pages[index] = future
-        return future
+        pages, self._pages = self._pages, None
+        if pages is not None:
+            await pages.close()

@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 STOP_BUDGETS_S: Final[Mapping[str, float]] = MappingProxyType(
     {
         "store": 2.0,  # the last commit and the connections close
+        "render": 0.1,  # the render thread stops taking work; a render in progress is not awaited
         "events": 0.5,  # async event handlers finish what is queued
         "registry": 3.0,  # drivers release printers, concurrently (a transport closes within 2 s)
         "jobs": 10.5,  # a job being sent finishes its label (8 s), then the workers end (2 s)

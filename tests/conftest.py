@@ -21,6 +21,7 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
+from tests.clocks import SteppableClock
 from tests.loop_watchdog import LoopWatchdog
 
 ADMIN_USER = "admin"
@@ -105,9 +106,15 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> web.Application:
+def clock() -> SteppableClock:
+    """The print queue's clock in the `app` fixture: real time that a test can move on."""
+    return SteppableClock()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: SteppableClock) -> web.Application:
     """The application with the built-in drivers plus the test drivers."""
-    return create_app(settings, extra_drivers=TEST_DRIVERS)
+    return create_app(settings, extra_drivers=TEST_DRIVERS, clock=clock)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -175,26 +174,19 @@ class TroubledDriver(LabelPrinterDriver):
             "name": "Fail in",
             "description": "Where the driver fails",
             "default": "none",
-            "choices": [(c, c) for c in ("none", "page_format", "print", "stall", "held")],
+            "choices": [(c, c) for c in ("none", "page_format", "print", "stall")],
         },
     }
 
     def __init__(self, context: DriverContext) -> None:
         super().__init__(context)
         self.printed: list[tuple[str, int]] = []
-        # FAIL_IN "held": page_format waits (on the render thread) until `release` is set.
-        self.holding = threading.Event()
-        self.release = threading.Event()
 
     async def init_machine(self, machine: Machine) -> None:
         machine.set_status(LabelPrinterStatus.CONNECTED)
 
     def page_format(self, machine: Machine) -> PageFormat:
-        fail_in = machine.get_setting("FAIL_IN", "D")
-        if fail_in == "held":
-            self.holding.set()
-            self.release.wait(timeout=10)
-        if fail_in in ("page_format", "held"):
+        if machine.get_setting("FAIL_IN", "D") == "page_format":
             raise RuntimeError("the label size setting is corrupt")
         return PageFormat(dpi=300, width_dots=732, height_dots=342)
 

@@ -4,40 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from agent.app import create_app
 from agent.appkeys import JOBS
-from agent.clock import SystemClock
 from agent.config import JobsConfig, Settings
+from tests.clocks import SteppableClock
 from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
 
 Client = TestClient[Any, Any]
 
 
-class SteppedClock:
-    """The host's clocks, with a wall clock the test can step."""
-
-    def __init__(self) -> None:
-        self.offset = dt.timedelta()
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 async def _client(
-    aiohttp_client: Any, settings: Settings, clock: SteppedClock, **jobs: Any
+    aiohttp_client: Any, settings: Settings, clock: SteppableClock, **jobs: Any
 ) -> Client:
     config = {"retry_base_seconds": 0.02, "retry_max_seconds": 0.1, **jobs}
-    app = create_app(settings.model_copy(update={"jobs": JobsConfig(**config)}))
-    assert isinstance(app[JOBS].clock, SystemClock)
-    app[JOBS].clock = clock
+    app = create_app(settings.model_copy(update={"jobs": JobsConfig(**config)}), clock=clock)
     client: Client = await aiohttp_client(app)
     return client
 
@@ -59,8 +43,8 @@ async def _set_fault(client: Client, headers: Headers, machine: str, fault: str)
 async def test_a_clock_step_forward_does_not_expire_waiting_jobs(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
-    clock = SteppedClock()
-    clock.offset = -dt.timedelta(days=3)  # booted with an old clock
+    clock = SteppableClock()
+    clock.wall_offset = -dt.timedelta(days=3)  # booted with an old clock
     client = await _client(aiohttp_client, settings, clock)
     admin = await make_token(client)
     machine = (await create_machine(client, admin, name="pi"))["pk"]
@@ -76,7 +60,7 @@ async def test_a_clock_step_forward_does_not_expire_waiting_jobs(
     jobs = client.app[JOBS].jobs
     stored_before = {pk: (await jobs.get(pk)).expires for pk in pks}  # type: ignore[union-attr]
 
-    clock.offset = dt.timedelta()  # NTP steps the clock 3 days forward
+    clock.wall_offset = dt.timedelta()  # NTP steps the clock 3 days forward
     attempts = (await _job(client, admin, pks[0]))["attempts"]
     async with asyncio.timeout(10):
         # The worker keeps retrying after the step: each retry passed the expiry check.
@@ -100,9 +84,9 @@ async def test_a_stored_expiry_never_grants_more_than_the_full_expiry(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
     """A job stored while the clock ran 30 days ahead still expires after `expiry_hours`."""
-    clock = SteppedClock()
-    clock.offset = dt.timedelta(days=30)
-    client = await _client(aiohttp_client, settings, clock, expiry_hours=0.5 / 3600)
+    clock = SteppableClock()
+    clock.wall_offset = dt.timedelta(days=30)
+    client = await _client(aiohttp_client, settings, clock)
     admin = await make_token(client)
     machine = (await create_machine(client, admin, name="pi", active=False))["pk"]
     resp = await client.post(
@@ -113,8 +97,12 @@ async def test_a_stored_expiry_never_grants_more_than_the_full_expiry(
     pk = (await resp.json())["pk"]
     # The agent restarts with the clock set right: 30 days earlier than the job's stamps.
     await client.close()
-    clock.offset = dt.timedelta()
-    client = await _client(aiohttp_client, settings, clock, expiry_hours=0.5 / 3600)
+    clock.wall_offset = dt.timedelta()
+    client = await _client(aiohttp_client, settings, clock)
     admin = await make_token(client)
+    # The restarted worker waits on the inactive machine until the job expires, 24 h from now
+    # (not 30 days and 24 h from the stamps): skip those 24 h, and the job fails.
+    await clock.sleeping(lambda seconds: 23 * 3600 < seconds <= 24 * 3600)
+    clock.advance(24 * 3600)
     job = await wait_for_job(client, admin, pk, ("failed",), timeout=10)
-    assert job["errors"][-1] == f"Not printed within {0.5 / 3600:g} h: the printer was not ready"
+    assert job["errors"][-1] == "Not printed within 24 h: the printer was not ready"

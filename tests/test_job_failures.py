@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+import agent.render as render_module
 from agent.app import create_app
 from agent.appkeys import REGISTRY, SETTINGS
 from agent.config import JobsConfig, Settings
+from agent.job_attempt import backoff
 from drivers.sim import ZplSimulator, serve_pty
+from tests.clocks import SteppableClock
 from tests.conftest import TEST_DRIVERS, Headers, create_machine, label_pdf, wait_for_job
 from tests.fake_drivers import TroubledDriver
 
@@ -21,11 +26,17 @@ MakeToken = Callable[[Client], Awaitable[Headers]]
 
 
 async def _app(
-    aiohttp_client: Any, settings: Settings, make_token: MakeToken, **jobs: Any
+    aiohttp_client: Any,
+    settings: Settings,
+    make_token: MakeToken,
+    clock: SteppableClock | None = None,
+    **jobs: Any,
 ) -> tuple[Client, Headers]:
     config = {"retry_base_seconds": 0.02, "retry_max_seconds": 0.1, **jobs}
     settings = settings.model_copy(update={"jobs": JobsConfig(**config)})
-    app = create_app(settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"))
+    app = create_app(
+        settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"), clock=clock
+    )
     client = await aiohttp_client(app)
     return client, await make_token(client)
 
@@ -81,20 +92,27 @@ async def test_a_driver_error_while_preparing_fails_the_job_and_the_queue_moves_
 
 
 async def test_a_job_cancelled_while_it_is_prepared_stays_cancelled(
-    aiohttp_client: Any, settings: Settings, make_token: MakeToken
+    aiohttp_client: Any, settings: Settings, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, admin = await _app(aiohttp_client, settings, make_token)
     machine = (await create_machine(client, admin, name="t", driver="troubled", active=False))["pk"]
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
-    await _set(client, admin, machine, "FAIL_IN", "held")
-    driver = _troubled(client)
+    holding, release = threading.Event(), threading.Event()
+
+    def held_open(*args: Any, **kwargs: Any) -> Any:
+        """Opening the document on the render thread waits for the test, then fails."""
+        holding.set()
+        release.wait(timeout=10)
+        raise RuntimeError("the render worker broke")
+
+    monkeypatch.setattr(render_module, "open_document", held_open)
     await client.patch(f"/api/machine/{machine}/", json={"active": True}, headers=admin)
     async with asyncio.timeout(10):
-        while not driver.holding.is_set():  # the worker is preparing the job
+        while not holding.is_set():  # the worker is preparing the job
             await asyncio.sleep(0.01)
     resp = await client.delete(f"/api/machine/jobs/{pk}/", headers=admin)
     assert (resp.status, (await resp.json())["status"]) == (200, "cancelled")
-    driver.release.set()  # the preparation fails now, after the cancel
+    release.set()  # the preparation fails now, after the cancel
     async with asyncio.timeout(10):
         while not (await _machine(client, admin, machine))["machine_errors"]:
             await asyncio.sleep(0.01)
@@ -119,19 +137,26 @@ async def test_an_unexpected_error_in_print_is_a_bounded_failed_attempt(
 
 
 async def test_a_stalled_printer_is_stopped_by_the_watchdog_and_the_job_fails(
-    aiohttp_client: Any, settings: Settings, make_token: MakeToken
+    aiohttp_client: Any, settings: Settings, make_token: MakeToken, clock: SteppableClock
 ) -> None:
     client, admin = await _app(
-        aiohttp_client, settings, make_token, max_attempts=2, stall_seconds=0.3
+        aiohttp_client, settings, make_token, clock, max_attempts=2, stall_seconds=60
     )
     machine = (await create_machine(client, admin, name="t", driver="troubled"))["pk"]
     await _set(client, admin, machine, "FAIL_IN", "stall")
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
+    for attempt in (1, 2):
+        await clock.sleeping(lambda seconds: 59 < seconds <= 60)  # this attempt's watchdog
+        clock.advance(59)
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+        assert (job["status"], job["attempts"]) == ("printing", attempt)  # not a stall yet
+        await clock.sleeping(lambda seconds: seconds <= 1)
+        clock.advance(1)
     failed = await wait_for_job(client, admin, pk, ("failed", "complete"), timeout=10)
     assert (failed["status"], failed["attempts"]) == ("failed", 2)
     assert failed["errors"][-1] == (
         "Gave up after 2 failed attempts in a row: "
-        "the printer took no data and printed no label for 0.3 s"
+        "the printer took no data and printed no label for 60 s"
     )
     # The printer is free again: the next job prints.
     await _set(client, admin, machine, "FAIL_IN", "none")
@@ -211,3 +236,40 @@ async def test_a_job_keeps_its_last_errors_and_counts_them_all(
     assert done["error_count"] >= 9
     (output,) = (client.app[SETTINGS].storage.path / "virtual").glob("away-*")
     assert [p.name for p in output.glob(f"{pk}-*.png")] == [f"{pk}-1.png"]
+
+
+class _Jitter(random.Random):
+    """Jitter at a fixed fraction of its range; records each range asked for."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__()
+        self.fraction = fraction
+        self.asked: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.asked.append((a, b))
+        return a + (b - a) * self.fraction
+
+
+def test_backoff_doubles_up_to_the_cap_plus_a_quarter_of_jitter() -> None:
+    steady, most = _Jitter(0.0), _Jitter(1.0)
+    delays = [backoff(n, 2.0, 300.0, steady) for n in (1, 2, 3, 8, 9, 1000)]
+    assert delays == [2.0, 4.0, 8.0, 256.0, 300.0, 300.0]
+    assert (backoff(3, 2.0, 300.0, most), backoff(1000, 2.0, 300.0, most)) == (10.0, 375.0)
+
+
+async def test_retries_take_their_jitter_from_the_injected_random(
+    aiohttp_client: Any, settings: Settings, make_token: MakeToken
+) -> None:
+    jitter = _Jitter(0.5)
+    app = create_app(settings, rng=jitter)
+    client = await aiohttp_client(app)
+    admin = await make_token(client)
+    machine = (await create_machine(client, admin, name="away"))["pk"]
+    await _set(client, admin, machine, "FAULT", "offline")
+    pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
+    async with asyncio.timeout(10):
+        while (await wait_for_job(client, admin, pk, ("queued", "printing")))["attempts"] < 3:
+            await asyncio.sleep(0.01)
+    # The settings fixture retries after 0.02 s, doubling: jitter of up to a quarter of that.
+    assert jitter.asked[:2] == [(0, 0.02 / 4), (0, 0.04 / 4)]

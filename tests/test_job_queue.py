@@ -11,12 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-import agent.jobs as jobs_module
 from agent.app import create_app
 from agent.appkeys import JOBS, POLLER, REGISTRY, SETTINGS
-from agent.config import JobsConfig, Settings
+from agent.config import Settings
+from agent.jobs import WORKER_ERROR_PAUSE_S, JobRunner
 from agent.storage.errors import StoreError
 from agent.storage.jobs import JobStore
+from tests.clocks import SteppableClock
 from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
 
 Client = TestClient[Any, Any]
@@ -79,10 +80,21 @@ async def test_jobs_wait_while_printer_is_away_then_print_once(
     assert printed == [(pk, label) for pk in pks for label in (1, 2)]
 
 
-async def test_inactive_machine_accepts_jobs_that_wait(client: Client, admin: Headers) -> None:
+async def _worker_waiting(runner: JobRunner, machine: dict[str, Any]) -> None:
+    """Until the machine's worker has looked at its queue since it was last woken."""
+    async with asyncio.timeout(10):
+        while (worker := runner.worker(machine["pk"])) is None or worker.wake.is_set():
+            await asyncio.sleep(0.01)
+
+
+async def test_inactive_machine_accepts_jobs_that_wait(
+    client: Client, admin: Headers, clock: SteppableClock
+) -> None:
     machine = await create_machine(client, admin, name="sleepy", active=False)
     pk = await _submit(client, admin, machine)
-    await asyncio.sleep(0.1)
+    await _worker_waiting(client.app[JOBS], machine)
+    clock.advance(3600)  # an hour later the job still waits, untried
+    await _worker_waiting(client.app[JOBS], machine)
     job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
     assert (job["status"], job["attempts"]) == ("queued", 0)
     await client.patch(f"/api/machine/{machine['pk']}/", json={"active": True}, headers=admin)
@@ -123,18 +135,20 @@ async def test_jobs_print_in_submission_order(client: Client, admin: Headers) ->
 
 
 async def test_job_expires_with_the_last_error(
-    aiohttp_client: Any, settings: Settings, make_token: Any
+    client: Client, admin: Headers, clock: SteppableClock
 ) -> None:
-    settings = settings.model_copy(
-        update={"jobs": JobsConfig(expiry_hours=0.3 / 3600, retry_base_seconds=0.02)}
-    )
-    client = await aiohttp_client(create_app(settings))
-    admin = await make_token(client)
     machine = await create_machine(client, admin, name="never")
     await _set(client, admin, machine, "FAULT", "paper-out")
     pk = await _submit(client, admin, machine)
+    async with asyncio.timeout(10):
+        while not (await wait_for_job(client, admin, pk, ("queued",)))["errors"]:
+            await asyncio.sleep(0.01)
+    clock.advance(23.9 * 3600)
+    job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+    assert job["status"] in ("queued", "printing")
+    clock.advance(0.1 * 3600)  # the 24 h of `expiry_hours` are up
     job = await wait_for_job(client, admin, pk, ("failed",))
-    assert job["errors"][-1] == f"Not printed within {0.3 / 3600:g} h: Paper out"
+    assert job["errors"][-1] == "Not printed within 24 h: Paper out"
 
 
 async def test_interrupted_job_resumes_after_its_last_confirmed_label(
@@ -209,19 +223,18 @@ async def test_deleting_a_machine_removes_its_jobs_and_worker(
     machine = await create_machine(client, admin, name="gone", active=False)
     pk = await _submit(client, admin, machine)
     runner = client.app[JOBS]
-    assert machine["pk"] in runner._workers
+    assert runner.worker(machine["pk"]) is not None
     resp = await client.delete(f"/api/machine/{machine['pk']}/", headers=admin)
     assert resp.status == 204
     assert (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).status == 404
     async with asyncio.timeout(5):
-        while machine["pk"] in runner._workers:
+        while runner.worker(machine["pk"]) is not None:
             await asyncio.sleep(0.01)
 
 
 async def test_worker_outlives_a_database_error(
-    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch, clock: SteppableClock
 ) -> None:
-    monkeypatch.setattr(jobs_module, "WORKER_ERROR_PAUSE_S", 0.01)
     store = client.app[JOBS].jobs
     real_get = store.get
     failures = [StoreError("the database did not answer within 30 s")]
@@ -236,8 +249,10 @@ async def test_worker_outlives_a_database_error(
     monkeypatch.setattr(store, "get", flaky_get)
     machine = await create_machine(client, admin, name="flaky")
     pk = await _submit(client, admin, machine)
-    await wait_for_job(client, admin, pk, ("complete",))
+    await clock.sleeping(WORKER_ERROR_PAUSE_S)  # the worker met the error and pauses
     assert failures == []
+    clock.advance(WORKER_ERROR_PAUSE_S)
+    await wait_for_job(client, admin, pk, ("complete",))
     assert _printed(client, "flaky") == [(pk, 1)]
 
 

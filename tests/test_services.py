@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from agent import daemon, jobs, services
 from agent.app import core_services
-from agent.appkeys import DATABASE, EVENTS, JOBS, POLLER, REGISTRY
+from agent.appkeys import DATABASE, EVENTS, JOBS, POLLER, REGISTRY, RENDER
 from agent.services import STOP_BUDGETS_S, Service, Services, own_wait_s
 from agent.storage.errors import StoreError
 from drivers.transport import CLOSE_TIMEOUT
@@ -203,6 +203,7 @@ async def test_the_app_stops_its_real_core_in_reverse_order_once_each_despite_on
         monkeypatch.setattr(obj, "close", recorded)
 
     record("store", app[DATABASE])
+    record("render", app[RENDER])
     record("events", app[EVENTS])
     record("registry", app[REGISTRY], fails=True)
     record("jobs", app[JOBS])
@@ -211,7 +212,7 @@ async def test_the_app_stops_its_real_core_in_reverse_order_once_each_despite_on
     assert closed == []
     with capture_logs() as logs:
         await client.close()
-    assert closed == ["poller", "jobs", "registry", "events", "store"]
+    assert closed == ["poller", "jobs", "registry", "events", "render", "store"]
     assert [e["service"] for e in logs if e["event"] == "service_stop_failed"] == ["registry"]
     # The store was closed for real after the registry's failure.
     with pytest.raises(StoreError, match="the store is closed"):

@@ -8,13 +8,13 @@ import sqlite3
 import uuid
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-import agent.jobs as jobs_module
 from agent.app import create_app
 from agent.appkeys import DATABASE
 from agent.config import Settings
+from agent.jobs import PRUNE_START_DELAY_S
+from tests.clocks import SteppableClock
 from tests.conftest import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -68,8 +68,10 @@ def _seed(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> None:
         conn.execute(sql, params)
 
 
-async def _started(aiohttp_client: Any, settings: Settings) -> Client:
-    client: Client = await aiohttp_client(create_app(settings))
+async def _started(
+    aiohttp_client: Any, settings: Settings, clock: SteppableClock | None = None
+) -> Client:
+    client: Client = await aiohttp_client(create_app(settings, clock=clock))
     return client
 
 
@@ -105,9 +107,8 @@ async def test_with_the_clock_behind_stored_dates_nothing_is_pruned_and_tokens_g
 
 
 async def test_old_jobs_are_pruned_after_start_not_during_it(
-    aiohttp_client: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, settings: Settings, clock: SteppableClock
 ) -> None:
-    monkeypatch.setattr(jobs_module, "PRUNE_START_DELAY_S", 0.2)
     first = await _started(aiohttp_client, settings)
     headers = await _admin(first)
     machine = await create_machine(first, headers, name="desk")
@@ -120,8 +121,11 @@ async def test_old_jobs_are_pruned_after_start_not_during_it(
             "'complete', 1, 'application/pdf', 1, '2020-01-01', '2020-01-01', '2020-01-02')",
             (str(uuid.uuid4()), machine["pk"]),
         )
-    client = await _started(aiohttp_client, settings)
+    client = await _started(aiohttp_client, settings, clock)
     assert await _job_count(client) == 3  # started without waiting for the prune
+    await clock.sleeping(PRUNE_START_DELAY_S)
+    assert await _job_count(client) == 3
+    clock.advance(PRUNE_START_DELAY_S)
     async with asyncio.timeout(10):
         while await _job_count(client) != 0:
             await asyncio.sleep(0.05)

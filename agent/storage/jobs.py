@@ -9,15 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agent.job_status import JobStatus
 from agent.storage.database import Database
 from agent.storage.errors import DuplicateIdempotencyKey, violates_unique
 
-QUEUED = "queued"
-PRINTING = "printing"
-COMPLETE = "complete"
-FAILED = "failed"
-CANCELLED = "cancelled"
-JOB_STATUSES = (QUEUED, PRINTING, COMPLETE, FAILED, CANCELLED)
+QUEUED = JobStatus.QUEUED
+PRINTING = JobStatus.PRINTING
+COMPLETE = JobStatus.COMPLETE
+FAILED = JobStatus.FAILED
+CANCELLED = JobStatus.CANCELLED
+JOB_STATUSES = tuple(status.value for status in JobStatus)
 FINISHED_STATUSES = (COMPLETE, FAILED, CANCELLED)
 # Old jobs are deleted this many at a time, so other calls (a print, an API request) wait for one
 # short transaction at most, not for the whole backlog.
@@ -41,7 +42,7 @@ class JobRow:
     pk: str
     seq: int
     machine: str
-    status: str
+    status: JobStatus
     copies: int
     pages: int | None
     progress: int
@@ -67,7 +68,7 @@ class JobRow:
             pk=r[0],
             seq=r[1],
             machine=r[2],
-            status=r[3],
+            status=JobStatus(r[3]),
             copies=r[4],
             pages=r[5],
             progress=r[6],
@@ -234,10 +235,13 @@ class JobStore:
             "UPDATE job SET progress = ? WHERE pk = ?", (progress, pk), durable=False
         )
 
-    async def requeue(self, pk: str, progress: int, error: str | None) -> None:
-        """Back to the queue with the progress made (and why, if the attempt failed)."""
+    async def requeue(self, pk: str, progress: int, error: str | None) -> bool:
+        """Back to the queue with the progress made (and why, if the attempt failed).
 
-        def requeue(conn: sqlite3.Connection) -> None:
+        False if the job had finished meanwhile (cancelled).
+        """
+
+        def requeue(conn: sqlite3.Connection) -> bool:
             # A job cancelled meanwhile stays cancelled.
             updated = conn.execute(
                 "UPDATE job SET status = ?, progress = ? WHERE pk = ? AND status IN (?, ?)",
@@ -245,16 +249,17 @@ class JobStore:
             ).rowcount
             if updated and error is not None:
                 _append_error(conn, pk, error)
+            return updated == 1
 
         # Lost in a power cut, the job is still `printing` and is requeued at the next start.
-        await self.database.write(requeue, durable=False)
+        return await self.database.write(requeue, durable=False)
 
     async def finish(
         self, pk: str, status: str, finished: str, progress: int, error: str | None
-    ) -> None:
-        """Record the end of a job: complete, failed or cancelled."""
+    ) -> bool:
+        """Record the end of a job: complete, failed or cancelled; False if it had ended already."""
 
-        def finish(conn: sqlite3.Connection) -> None:
+        def finish(conn: sqlite3.Connection) -> bool:
             # Only an unfinished job ends: a job cancelled meanwhile stays cancelled.
             updated = conn.execute(
                 "UPDATE job SET status = ?, finished = ?, progress = ? "
@@ -263,8 +268,9 @@ class JobStore:
             ).rowcount
             if updated and error is not None:
                 _append_error(conn, pk, error)
+            return updated == 1
 
-        await self.database.write(finish)
+        return await self.database.write(finish)
 
     async def shift_expiry(self, seconds: float) -> int:
         """Move the expiry of unfinished jobs by `seconds` (the wall clock stepped); how many."""

@@ -7,6 +7,7 @@ records. Tests give the queue a clock whose wall time they can step.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Protocol
@@ -34,3 +35,7 @@ class SystemClock:
     def monotonic(self) -> float:
         """`time.monotonic()`."""
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)` (with `monotonic`, this is also a driver's `Clock`)."""
+        await asyncio.sleep(seconds)

@@ -14,9 +14,9 @@ from agent.api.listing import limit_offset, page_body
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
-from agent.job_store import JOB_STATUSES, JobRow
 from agent.jobs import JobNotCancellable, TooManyLabels
 from agent.machine import Machine
+from agent.storage.jobs import JOB_STATUSES, JobRow
 from drivers.base import LabelPrinterDriver
 
 MAX_COPIES = 1000

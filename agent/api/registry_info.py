@@ -8,7 +8,7 @@ from aiohttp import web
 
 from agent.api.errors import drf_json
 from agent.api.views import ApiView
-from agent.appkeys import REGISTRY, STORE
+from agent.appkeys import DATABASE, REGISTRY
 from agent.discovery import Provider, is_builtin, provider_file
 
 
@@ -82,7 +82,7 @@ class RegistryStatus(ApiView):
         """Errors met while loading drivers and machines, and a failing disk."""
         registry = self.request.app[REGISTRY]
         errors = list(registry.registry_errors)
-        fault = self.request.app[STORE].fault
+        fault = self.request.app[DATABASE].fault
         if fault is not None:
             errors.append(f"Storage: {fault}")
         return drf_json({"registry_errors": [{"message": e} for e in errors]})

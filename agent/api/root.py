@@ -9,7 +9,7 @@ from aiohttp import web
 from agent import __version__
 from agent.api.errors import ParseError, django_json, drf_json
 from agent.api.views import ApiView, identify
-from agent.appkeys import REGISTRY, SETTINGS, STORE
+from agent.appkeys import DATABASE, REGISTRY, SETTINGS
 from drivers.base import MachineStatus
 
 API_VERSION = 303
@@ -44,7 +44,7 @@ class InfoView(ApiView):
             "debug_mode": False,
             "docker_mode": False,
             "default_locale": "en",
-            "system_health": self.request.app[STORE].fault is None if staff else None,
+            "system_health": self.request.app[DATABASE].fault is None if staff else None,
             "database": "sqlite3" if staff else None,
             "platform": None,
             "installer": None,

@@ -17,8 +17,8 @@ from agent.api.schema_components import (
     ref,
 )
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE
-from agent.job_store import JOB_STATUSES, KEPT_ERRORS
 from agent.jobs import CANCEL_WAIT_S
+from agent.storage.jobs import JOB_STATUSES, KEPT_ERRORS
 
 # Every media type a stored job can have: what the agent draws, and raw printer language.
 DOCUMENT_TYPES = (PDF_CONTENT_TYPE, *IMAGE_CONTENT_TYPES, RAW_CONTENT_TYPE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime  # noqa: F401 - loaded before pydantic_core, see below
 import getpass
 import json
 import sys
@@ -36,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     # The configuration (pydantic) and everything heavier load only here, after argument parsing:
-    # `--help` stays fast, and an interrupt during the imports is caught by `main`.
+    # `--help` stays fast, and an interrupt during the imports is caught by `main`. `datetime` is
+    # imported at the top: pydantic_core imports its C API while it initialises, and an interrupt
+    # inside that import becomes a Rust panic with a traceback instead of a KeyboardInterrupt.
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -6,13 +6,16 @@ Test modules import the fixtures they use by name.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.storage.auth import AuthStore, TokenRow, UserRow
 from agent.storage.database import Database
+from agent.storage.jobs import QUEUED, JobRow
 from agent.storage.machines import MachineRow, MachineStore
 
 MACHINE = MachineRow(
@@ -51,6 +54,33 @@ def user_row(username: str) -> UserRow:
 
 def token_row(user: int, key_hash: str) -> TokenRow:
     return TokenRow(0, user, "label", key_hash, "inv-...", "2099-01-01", False, "2024-01-01", None)
+
+
+def job_row(machine: str = MACHINE.pk, **fields: object) -> JobRow:
+    """A queued job of 3 copies of one page, with `fields` changed."""
+    row = JobRow(
+        pk=str(uuid.uuid4()),
+        seq=0,
+        machine=machine,
+        status=QUEUED,
+        copies=3,
+        pages=1,
+        progress=0,
+        attempts=0,
+        interruptions=0,
+        errors=(),
+        warnings=(),
+        content_type="application/pdf",
+        size=4,
+        options={},
+        idempotency_key=None,
+        created="2026-05-01T00:00:00+00:00",
+        started=None,
+        finished=None,
+        expires="2026-05-02T00:00:00+00:00",
+        error_count=0,
+    )
+    return replace(row, **fields)  # type: ignore[arg-type]
 
 
 def hold(busy: threading.Event, release: threading.Event) -> None:

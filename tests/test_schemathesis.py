@@ -24,8 +24,8 @@ from schemathesis import checks
 from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from agent.api.declare import UUID_PATTERN
 from agent.api.schema import openapi_document
-from agent.api.schema_components import UUID_PATTERN
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import User

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from agent.storage.database import Database
 from agent.storage.errors import DuplicateIdempotencyKey
 from agent.storage.jobs import FAILED, PRINTING, QUEUED, JobRow, JobStore
 from agent.storage.machines import MachineRow, MachineStore
+from tests.storage_helpers import job_row
 
 MACHINES = ("m-1", "m-2")
 NOW = "2026-06-01T12:00:00+00:00"
@@ -38,29 +37,7 @@ def jobs(database: Database) -> JobStore:
 
 
 def job(machine: str = MACHINES[0], **fields: object) -> JobRow:
-    row = JobRow(
-        pk=str(uuid.uuid4()),
-        seq=0,
-        machine=machine,
-        status=QUEUED,
-        copies=3,
-        pages=1,
-        progress=0,
-        attempts=0,
-        interruptions=0,
-        errors=(),
-        warnings=(),
-        content_type="application/pdf",
-        size=4,
-        options={},
-        idempotency_key=None,
-        created="2026-05-01T00:00:00+00:00",
-        started=None,
-        finished=None,
-        expires="2026-05-02T00:00:00+00:00",
-        error_count=0,
-    )
-    return replace(row, **fields)  # type: ignore[arg-type]
+    return job_row(machine, **fields)
 
 
 async def crash_while_printing(

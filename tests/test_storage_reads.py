@@ -20,36 +20,25 @@ import pytest
 from agent.storage.auth import AuthStore, SessionRow
 from agent.storage.clock_check import clock_behind, newest_timestamp
 from agent.storage.database import Database
-from agent.storage.jobs import QUEUED, JobRow, JobStore
+from agent.storage.jobs import QUEUED, JobStore
 from agent.storage.machines import MachineStore, StateRow
-from tests.storage_helpers import HOLD_DEADLINE_S, MACHINE, database, db_path, token_row, user_row
+from tests.storage_helpers import (
+    HOLD_DEADLINE_S,
+    MACHINE,
+    database,
+    db_path,
+    job_row,
+    token_row,
+    user_row,
+)
 
 __all__ = ["database", "db_path"]  # fixtures used by name
 
 NOW = "2026-06-01T12:00:00+00:00"
 KEY_HASH = "ab" * 32
 SESSION_HASH = "cd" * 32
-JOB = JobRow(
-    pk="7d0c1f5e-0000-4000-8000-000000000001",
-    seq=0,
-    machine=MACHINE.pk,
-    status=QUEUED,
-    copies=1,
-    pages=1,
-    progress=0,
-    attempts=0,
-    interruptions=0,
-    errors=(),
-    error_count=0,
-    warnings=(),
-    content_type="application/pdf",
-    size=4,
-    options={},
-    idempotency_key="key-1",
-    created=NOW,
-    started=None,
-    finished=None,
-    expires="2026-06-02T12:00:00+00:00",
+JOB = job_row(
+    pk="7d0c1f5e-0000-4000-8000-000000000001", copies=1, idempotency_key="key-1", created=NOW
 )
 
 

@@ -42,7 +42,7 @@ class SystemClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        """`asyncio.sleep`."""
+        """`asyncio.sleep(seconds)` (with `monotonic`, this is also a driver's `Clock`)."""
         await asyncio.sleep(seconds)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
+
+from drivers.clock import Clock, MonotonicClock
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -271,6 +273,8 @@ class DriverContext:
 
     # A directory this driver may keep files in, under the agent's data directory (made on demand).
     state_dir: Path
+    # The time of the driver's confirm loops (how often it looks, when it gives up).
+    clock: Clock = field(default_factory=MonotonicClock)
 
 
 class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add abstract ones

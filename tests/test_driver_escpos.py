@@ -20,7 +20,6 @@ from drivers.escpos.driver import EscposDriver, status_report
 from drivers.escpos.profiles import model_profiles
 from drivers.escpos.protocol import decode_status
 from drivers.kit import (
-    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     MachineProperty,
@@ -33,6 +32,7 @@ from drivers.kit import (
 )
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
+from tests.driver_time import QUICK_ESCPOS, escpos_driver
 
 QUERY = bytes.fromhex("100401 100402 100403 100404")
 INIT = bytes.fromhex("1b40")
@@ -182,7 +182,7 @@ def tap(sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
 
 @pytest.fixture
 async def machine(tmp_path: Path, server: SimTcpServer) -> AsyncIterator[FakeMachine]:
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     machine = FakeMachine(driver, {"CONNECTION": server.url})
     await driver.init_machine(machine)
     yield machine
@@ -192,14 +192,6 @@ async def machine(tmp_path: Path, server: SimTcpServer) -> AsyncIterator[FakeMac
 def driver_of(machine: FakeMachine) -> EscposDriver:
     assert isinstance(machine.driver, EscposDriver)
     return machine.driver
-
-
-@pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The simulator answers in microseconds; a silent one should fail the test quickly.
-    monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(escpos, "REPLY_BYTE_GAP", 0.3)
 
 
 async def test_golden_bytes_of_a_two_page_job_with_copies(
@@ -247,13 +239,13 @@ async def test_printed_bitmap_equals_the_page(
 def test_page_format_is_the_printable_width(
     tmp_path: Path, settings: dict[str, str], dpi: int, width: int
 ) -> None:
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     page = driver.page_format(FakeMachine(driver, settings))
     assert (page.dpi, page.width_dots, page.height_dots) == (dpi, width, None)
 
 
 def test_render_options_come_from_the_settings(tmp_path: Path) -> None:
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     options = driver.render_options(FakeMachine(driver, {"THRESHOLD": "90", "DITHER": "true"}))
     assert (options.threshold, options.dither) == (90, True)
 
@@ -275,7 +267,7 @@ def test_bad_setting_values_are_refused_with_a_reason(key: str, value: str, mess
 async def test_init_checks_the_uri_but_does_not_touch_the_printer(
     tmp_path: Path, server: SimTcpServer
 ) -> None:
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     with pytest.raises(ConnectionUriError, match="unknown scheme"):
         await driver.init_machine(FakeMachine(driver, {"CONNECTION": "lpt://1"}))
     machine = FakeMachine(driver, {"CONNECTION": server.url})
@@ -501,7 +493,7 @@ async def test_page_the_encoder_refuses_fails_the_job(machine: FakeMachine) -> N
 async def test_without_status_queries_a_job_is_just_the_bytes(tmp_path: Path) -> None:
     out = tmp_path / "printer.bin"
     out.touch()
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     machine = FakeMachine(driver, {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false"})
     await driver.init_machine(machine)
     job = FakeJob([page_16x3()], copies=2)
@@ -556,7 +548,7 @@ def test_profile_setting_accepts_only_python_escpos_profiles() -> None:
 
 
 async def test_a_model_without_raster_support_fails_the_job_at_once(tmp_path: Path) -> None:
-    driver = EscposDriver(DriverContext(tmp_path))
+    driver = escpos_driver(tmp_path)
     # AF-240 is a customer display: python-escpos says it has no raster image support.
     machine = FakeMachine(driver, {"PROFILE": "AF-240", "CONNECTION": "tcp://127.0.0.1:9"})
     with pytest.raises(PrintFailed, match="cannot print images"):
@@ -584,7 +576,7 @@ async def test_status_requests_inside_image_data_never_reprint_a_label(
     assert escpos.realtime_requests(escpos.encode_label(tricky)) == 2
     plain = random_page(64, 20, seed=8)
     async with await serve_tcp(sim) as server:
-        driver = EscposDriver(DriverContext(tmp_path))
+        driver = escpos_driver(tmp_path)
         machine = FakeMachine(driver, {"CONNECTION": server.url})
         await driver.init_machine(machine)
         try:
@@ -660,7 +652,7 @@ async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_
 ) -> None:
     # One reply byte every 100 ms: the four take longer than the (test's 0.3 s) status timeout,
     # which bounds the wait for the first byte; later ones only need to keep coming.
-    assert escpos.STATUS_TIMEOUT < 4 * 0.1
+    assert QUICK_ESCPOS.status_timeout < 4 * 0.1
     sim.set_fault("slow-replies", delay=0.1)
     sim.set_fault("paper-near-end")
     await driver_of(machine).poll(machine)

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import DriverContext
-from drivers.escpos.driver import EscposDriver
 from drivers.sim import EscposSimulator, ZplSimulator, serve_tcp
-from drivers.zpl import driver as zpl
-from drivers.zpl import status as zpl_status
-from drivers.zpl.driver import MAX_RUN, ZplDriver
+from drivers.zpl.driver import MAX_RUN
+from tests.driver_time import escpos_driver, zpl_driver
 from tests.test_driver_escpos import FakeJob, FakeMachine, random_page
 
 
@@ -30,18 +27,11 @@ class StoppingJob(FakeJob):
             self.stop_requested = True
 
 
-@pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.5)
-    monkeypatch.setattr(zpl, "STALL_STATUS_AFTER", 0.05)
-    monkeypatch.setattr(zpl, "ODOMETER_INTERVAL", 0.01)
-
-
 @pytest.fixture
 async def zpl_printer(tmp_path: Path) -> AsyncIterator[tuple[FakeMachine, ZplSimulator]]:
     sim = ZplSimulator()
     async with await serve_tcp(sim) as server:
-        driver = ZplDriver(DriverContext(tmp_path))
+        driver = zpl_driver(tmp_path)
         machine = FakeMachine(driver, {"CONNECTION": server.url, "DPMM": "12"})
         await driver.init_machine(machine)
         yield machine, sim
@@ -52,7 +42,7 @@ async def zpl_printer(tmp_path: Path) -> AsyncIterator[tuple[FakeMachine, ZplSim
 async def escpos_printer(tmp_path: Path) -> AsyncIterator[tuple[FakeMachine, EscposSimulator]]:
     sim = EscposSimulator()
     async with await serve_tcp(sim) as server:
-        driver = EscposDriver(DriverContext(tmp_path))
+        driver = escpos_driver(tmp_path)
         machine = FakeMachine(driver, {"CONNECTION": server.url})
         await driver.init_machine(machine)
         yield machine, sim

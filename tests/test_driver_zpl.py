@@ -12,7 +12,6 @@ from PIL import Image
 
 from agent.setting_values import SettingInvalid, clean_value
 from drivers.kit import (
-    DriverContext,
     LabelPrinterStatus,
     PrinterNotReady,
     PrinterSilent,
@@ -20,9 +19,7 @@ from drivers.kit import (
 )
 from drivers.sim import SimTcpServer, ZplSimulator, serve_tcp
 from drivers.transport import TransportError
-from drivers.zpl import driver as zpl
-from drivers.zpl import status as zpl_status
-from drivers.zpl.driver import ZplDriver
+from drivers.zpl.driver import ZplDriver, ZplTiming
 from drivers.zpl.protocol import (
     ZplError,
     ZplExtendedStatus,
@@ -31,6 +28,7 @@ from drivers.zpl.protocol import (
     parse_host_status,
 )
 from drivers.zpl.status import ZplReading, status_report
+from tests.driver_time import QUICK_ZPL, SteppingClock, zpl_driver
 from tests.test_driver_escpos import FakeJob, FakeMachine, Tap, page_16x3, random_page, same
 
 STATUS = b"~HQES~HS"
@@ -62,15 +60,6 @@ def deafen(sim: ZplSimulator, monkeypatch: pytest.MonkeyPatch, *ignored: bytes) 
     return commands
 
 
-@pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The simulator answers in microseconds and prints at once; silence should fail fast.
-    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.2)
-    monkeypatch.setattr(zpl, "STALL_STATUS_AFTER", 0.05)
-    monkeypatch.setattr(zpl, "ODOMETER_INTERVAL", 0.01)
-    monkeypatch.setattr(zpl, "BUFFER_POLL_INTERVAL", 0.01)
-
-
 @pytest.fixture
 def sim() -> ZplSimulator:
     return ZplSimulator()
@@ -89,7 +78,7 @@ def tap(sim: ZplSimulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
 
 @pytest.fixture
 async def machine(tmp_path: Path, server: SimTcpServer) -> AsyncIterator[FakeMachine]:
-    driver = ZplDriver(DriverContext(tmp_path))
+    driver = zpl_driver(tmp_path)
     machine = FakeMachine(driver, {"CONNECTION": server.url, "DPMM": "12"})
     await driver.init_machine(machine)
     yield machine
@@ -159,7 +148,7 @@ async def test_printed_bitmap_equals_the_page(machine: FakeMachine, sim: ZplSimu
 def test_page_format_from_dpmm_and_label_size(
     tmp_path: Path, settings: dict[str, str], dpi: int, width: int, height: int | None
 ) -> None:
-    driver = ZplDriver(DriverContext(tmp_path))
+    driver = zpl_driver(tmp_path)
     page = driver.page_format(FakeMachine(driver, settings))
     assert (page.dpi, page.width_dots, page.height_dots) == (dpi, width, height)
 
@@ -450,11 +439,15 @@ async def test_without_an_odometer_a_label_counts_when_the_status_after_it_is_fi
 async def test_printer_that_takes_labels_but_prints_none_makes_the_job_wait(
     machine: FakeMachine, sim: ZplSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(zpl, "STALL_TIMEOUT", 0.15)
     monkeypatch.setattr(sim, "_complete", lambda fmt: None)
-    with pytest.raises(PrinterNotReady, match="printed none"):
+    clock = driver_of(machine).context.clock
+    assert isinstance(clock, SteppingClock)
+    started = clock.monotonic()
+    with pytest.raises(PrinterNotReady, match="Took the labels but printed none for 20 s"):
         await driver_of(machine).print(machine, FakeJob([page_16x3()]))
     assert machine.status is LabelPrinterStatus.WARNING
+    # It waited out the stall timeout on its clock, asking for the status along the way.
+    assert clock.monotonic() - started >= ZplTiming().stall_timeout
 
 
 async def test_raw_zpl_passes_through_once_per_copy(
@@ -495,7 +488,7 @@ async def test_a_slow_line_that_keeps_answering_is_not_taken_for_a_printer_that_
 ) -> None:
     # One reply byte every 5 ms: ~HQES alone then takes longer than the 0.2 s query timeout,
     # which now bounds the silence between bytes, not the whole reply.
-    assert len(sim.extended_status()) * 0.005 > zpl_status.QUERY_TIMEOUT
+    assert len(sim.extended_status()) * 0.005 > QUICK_ZPL.query_timeout
     sim.set_fault("slow-replies", delay=0.005)
     sim.set_fault("paper-near-end")
     await driver_of(machine).poll(machine)
@@ -507,7 +500,7 @@ async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_pat
     # file:// (like a one-way /dev/usb/lp0) cannot answer ~HS: with STATUS_QUERY off the
     # formats are just written; the file is created if it does not exist yet.
     out = tmp_path / "zebra.zpl"
-    driver = ZplDriver(DriverContext(tmp_path))
+    driver = zpl_driver(tmp_path)
     settings = {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false", "DPMM": "8"}
     machine = FakeMachine(driver, settings)
     await driver.init_machine(machine)
@@ -535,7 +528,7 @@ async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_pat
 
 
 async def test_a_missing_device_node_is_not_created_as_a_file(tmp_path: Path) -> None:
-    driver = ZplDriver(DriverContext(tmp_path))
+    driver = zpl_driver(tmp_path)
     machine = FakeMachine(driver, {"CONNECTION": "file:///dev/usb/lp97", "STATUS_QUERY": "false"})
     await driver.init_machine(machine)
     try:

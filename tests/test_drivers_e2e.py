@@ -26,11 +26,9 @@ from PIL import Image, ImageChops, ImageDraw
 from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
 from drivers.base import LabelPrinterDriver, RenderOptions
-from drivers.escpos import driver as escpos
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
-from drivers.zpl import driver as zpl
-from drivers.zpl import status as zpl_status
 from tests.conftest import Headers, create_machine, wait_for_job
+from tests.driver_time import use_quick_timing
 from tests.test_driver_escpos import Tap
 
 Client = TestClient[Any, Any]
@@ -46,13 +44,9 @@ SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplS
 
 
 @pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_timing(client: Client) -> None:
     # Replies come in microseconds; a printer gone deaf should fail an attempt quickly.
-    monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.3)
-    monkeypatch.setattr(zpl, "STALL_STATUS_AFTER", 0.05)
-    monkeypatch.setattr(zpl, "ODOMETER_INTERVAL", 0.01)
+    use_quick_timing(client.app[REGISTRY].drivers)
 
 
 def label_images(driver: str) -> list[Image.Image]:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from agent import events
-from agent.appkeys import EVENTS, POLLER
+from agent.appkeys import EVENTS, POLLER, REGISTRY
 from agent.events import (
     Event,
     MachineAdded,
@@ -24,8 +24,8 @@ from agent.events import (
 )
 from drivers.base import LabelPrinterStatus
 from drivers.sim import ZplSimulator, serve_tcp
-from drivers.zpl import status as zpl_status
 from tests.conftest import Headers, create_machine
+from tests.driver_time import use_quick_timing
 
 Client = TestClient[Any, Any]
 E = TypeVar("E", bound=Event)
@@ -46,9 +46,9 @@ def _fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_timing(client: Client) -> None:
     # Replies come in microseconds; a printer gone deaf should fail a poll quickly.
-    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.3)
+    use_quick_timing(client.app[REGISTRY].drivers)
 
 
 class Recorder:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 import agent.registry as registry_module
 from agent import discovery
 from agent.app import create_app
+from agent.clock import SystemClock
 from agent.config import MachineEntry
 from agent.discovery import discover
 from agent.poller import Poller
@@ -20,6 +21,7 @@ from agent.registry import ConfigMachineError, Registry
 from agent.storage.database import Database
 from agent.storage.machines import MachineStore
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus, Machine, PrintJob
+from drivers.clock import Clock as DriverClock
 
 Client = TestClient[Any, Any]
 
@@ -101,6 +103,11 @@ async def test_each_driver_is_created_with_its_own_state_directory(
     assert registry.drivers["recording"].state_dir == tmp_path / "data" / "recording"
     assert registry.drivers["virtual"].state_dir == tmp_path / "data" / "virtual"
     assert registry.drivers["zpl"].context.state_dir == tmp_path / "data" / "zpl"
+    assert isinstance(registry.drivers["zpl"].context.clock, DriverClock)
+
+
+def test_the_agent_clock_is_also_a_driver_clock() -> None:
+    assert isinstance(SystemClock(), DriverClock)
 
 
 async def test_start_runs_init_driver_then_initialises_active_machines(

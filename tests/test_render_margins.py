@@ -16,10 +16,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from agent.render import RenderLimits, open_document
 from drivers.base import PageFormat, RenderOptions
-from drivers.escpos import driver as escpos
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_tcp
-from drivers.zpl import driver as zpl
-from drivers.zpl import status as zpl_status
 from tests import zebra_reference
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap
@@ -57,15 +54,6 @@ CASES = {
     ),
 }
 SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
-
-
-@pytest.fixture(autouse=True)
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(escpos, "STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(escpos, "LABEL_STATUS_TIMEOUT", 0.3)
-    monkeypatch.setattr(zpl_status, "QUERY_TIMEOUT", 0.3)
-    monkeypatch.setattr(zpl, "STALL_STATUS_AFTER", 0.05)
-    monkeypatch.setattr(zpl, "ODOMETER_INTERVAL", 0.01)
 
 
 def framed(size: tuple[int, int]) -> Image.Image:

@@ -239,18 +239,24 @@ async def test_exchanges_run_one_at_a_time(link: Link, printer: Printer) -> None
     order: list[str] = []
     release = asyncio.Event()
 
+    holding = asyncio.Event()
+
     async def job(tag: str, wait: bool) -> None:
         async with link.exchange() as transport:
             order.append(f"{tag} start")
             await transport.write(tag.encode())
             if wait:
+                holding.set()
                 await release.wait()
             order.append(f"{tag} end")
 
     first = asyncio.create_task(job("a", wait=True), name="job a")
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(2):
+        await holding.wait()
     second = asyncio.create_task(job("b", wait=False), name="job b")
-    await asyncio.sleep(0.01)
+    for _ in range(20):  # turns of the loop in which b would start if nothing held it back
+        await asyncio.sleep(0)
+    assert not second.done()
     assert order == ["a start"]
     release.set()
     await asyncio.gather(first, second)
@@ -298,7 +304,10 @@ async def test_cancel_while_connecting_leaves_nothing_open(clock: Clock) -> None
         attempts = Attempts(port, connect_timeout=5)
         link = Link(attempts, name="slow", clock=clock)
         task = asyncio.create_task(link.ensure_connected(), name="connect")
-        await asyncio.sleep(0.05)  # the task runs until the kernel leaves its SYN unanswered
+        # The task runs until its connect waits for the SYN the kernel leaves unanswered.
+        async with asyncio.timeout(2):
+            while not attempts.made:  # noqa: ASYNC110 - no event marks the attempt
+                await asyncio.sleep(0.001)
         assert state_of(link) is LinkState.CONNECTING
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

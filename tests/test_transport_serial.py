@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import os
 import termios
 import threading
@@ -56,6 +58,13 @@ async def port(pty: Pty) -> AsyncIterator[SerialTransport]:
     await transport.close()
 
 
+def waiting_input(fd: int) -> int:
+    """Bytes in a terminal's input queue (FIONREAD)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
 async def read_master(pty: Pty, size: int) -> bytes:
     """Read what the transport wrote, as the printer would."""
     loop = asyncio.get_running_loop()
@@ -104,7 +113,9 @@ async def test_stale_input_is_dropped_on_open(pty: Pty) -> None:
     await first.open()
     await first.close()
     os.write(pty.master, b"boot banner")
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(2):  # until the banner waits in the port's input queue
+        while waiting_input(pty.slave) < len(b"boot banner"):
+            await asyncio.sleep(0.001)
     second = SerialTransport(SerialTarget(pty.name))
     await second.open()
     try:
@@ -179,7 +190,9 @@ async def test_close_is_idempotent_and_stops_io(pty: Pty, port: SerialTransport)
 
 async def test_close_wakes_a_pending_read(port: SerialTransport) -> None:
     reader = asyncio.create_task(port.read(1, timeout=10), name="status read")
-    await asyncio.sleep(0.01)
+    for _ in range(5):  # turns of the loop for the read to start waiting on the port
+        await asyncio.sleep(0)
+    assert not reader.done()
     async with asyncio.timeout(1):
         await port.close()
         with pytest.raises(TransportClosed, match="was closed"):

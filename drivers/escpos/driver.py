@@ -28,6 +28,7 @@ from drivers.escpos.protocol import (
 from drivers.kit import (
     Condition,
     ConnectedDriver,
+    DriverContext,
     LabelPrinterStatus,
     Machine,
     MachineProperty,
@@ -59,15 +60,23 @@ from drivers.transport import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-# A printer answers DLE EOT the moment it receives it, even mid-print; 2 s also covers a busy
-# 9600-baud serial line.
-STATUS_TIMEOUT = 2.0
-# After a label the query queues behind the label's bytes in the printer's receive buffer, which
-# drains only as fast as the printer prints: a few seconds for a long label.
-LABEL_STATUS_TIMEOUT = 10.0
-# Once the printer has started answering, each further reply byte comes within this time, even
-# on a slow line (a 1200-baud link or a congested Wi-Fi bridge answers a byte in ~10-100 ms).
-REPLY_BYTE_GAP = 1.0
+
+@dataclass(frozen=True, slots=True)
+class EscposTiming:
+    """How long the driver waits for the printer's status replies, in seconds."""
+
+    # A printer answers DLE EOT the moment it receives it, even mid-print; 2 s also covers a busy
+    # 9600-baud serial line.
+    status_timeout: float = 2.0
+    # After a label the query queues behind the label's bytes in the printer's receive buffer,
+    # which drains only as fast as the printer prints: a few seconds for a long label.
+    label_status_timeout: float = 10.0
+    # Once the printer has started answering, each further reply byte comes within this time, even
+    # on a slow line (a 1200-baud link or a congested Wi-Fi bridge answers a byte in ~10-100 ms).
+    reply_byte_gap: float = 1.0
+
+
+DEFAULT_TIMING = EscposTiming()
 # All four real-time status queries in one write; the printer answers one byte each, in order.
 STATUS_QUERY = b"".join(STATUS_QUERIES[n] for n in (1, 2, 3, 4))
 STATUS_REPLY_BYTES = 4
@@ -92,6 +101,7 @@ class _JobOptions:
     feed_dots: int
     layout: BandLayout
     status: bool
+    timing: EscposTiming
 
 
 def validate_profile(value: SettingValue) -> None:
@@ -173,6 +183,10 @@ class EscposDriver(ConnectedDriver[None]):
         "POLL_INTERVAL": poll_interval_setting(30),
     }
 
+    def __init__(self, context: DriverContext, timing: EscposTiming = DEFAULT_TIMING) -> None:
+        super().__init__(context)
+        self.timing = timing
+
     def new_state(self) -> None:
         """ESC/POS printers keep no per-machine state beyond the link."""
 
@@ -187,7 +201,8 @@ class EscposDriver(ConnectedDriver[None]):
             return
         async with link.exchange() as transport:
             await discard_received(transport)
-            report = await query_status(transport, STATUS_TIMEOUT)
+            timing = self.timing
+            report = await query_status(transport, timing.status_timeout, timing.reply_byte_gap)
         report.apply(machine)
 
     def page_format(self, machine: Machine) -> PageFormat:
@@ -220,13 +235,15 @@ class EscposDriver(ConnectedDriver[None]):
         model = _model(machine)
         if job.raw is None and model is not None and not model.raster:
             raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
-        options = _job_options(machine)
+        options = _job_options(machine, self.timing)
         link = self._connections.get(machine).link
         async with link.exchange() as link_transport:
             transport = reporting(link_transport, job)
             if options.status:
                 await discard_received(transport)
-                (await query_status(transport, STATUS_TIMEOUT)).raise_if_blocking(machine)
+                timing = self.timing
+                report = await query_status(transport, timing.status_timeout, timing.reply_byte_gap)
+                report.raise_if_blocking(machine)
             if job.raw is not None:
                 for copy in raw_copies(job):
                     await transport.write(job.raw)
@@ -247,19 +264,21 @@ def realtime_requests(sent: bytes) -> int:
 async def query_status(
     transport: Transport,
     timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
+    byte_gap: float,
     sent: bytes = b"",
 ) -> StatusReport:
     """Send `DLE EOT 1..4` and read the four reply bytes; `PrinterSilent` if they do not come.
 
+    The reply may take `timeout` to begin; then each further byte comes within `byte_gap`.
     `sent` is what was written since the last complete reply: status requests hidden in it
     (image bytes that happen to read `10 04 n`) may be answered first, and those bytes are
     skipped. A reply whose bytes lack the fixed bits is out of step: the line is drained and the
     printer asked once more, so a misread reply never counts as a fault.
     """
-    reply = await _exchange(transport, timeout, realtime_requests(sent))
+    reply = await _exchange(transport, timeout, byte_gap, realtime_requests(sent))
     if not all(map(is_valid_status_byte, reply)):
         await drain_input(transport)
-        reply = await _exchange(transport, timeout, 0)
+        reply = await _exchange(transport, timeout, byte_gap, 0)
     try:
         status = decode_status(dict(zip((1, 2, 3, 4), reply, strict=True)))
     except ValueError as err:
@@ -269,10 +288,15 @@ async def query_status(
     return status_report(status)
 
 
-async def _exchange(transport: Transport, timeout: float, unsolicited: int) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
+async def _exchange(
+    transport: Transport,
+    timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
+    byte_gap: float,
+    unsolicited: int,
+) -> bytes:
     await transport.write(STATUS_QUERY)
     try:
-        return await _read_reply(transport, timeout, unsolicited)
+        return await _read_reply(transport, timeout, byte_gap, unsolicited)
     except TransportTimeout as err:
         raise PrinterSilent(
             f"no answer to the status query (DLE EOT) within {timeout:g} s: the printer is off, "
@@ -280,12 +304,17 @@ async def _exchange(transport: Transport, timeout: float, unsolicited: int) -> b
         ) from err
 
 
-async def _read_reply(transport: Transport, timeout: float, unsolicited: int) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
+async def _read_reply(
+    transport: Transport,
+    timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
+    byte_gap: float,
+    unsolicited: int,
+) -> bytes:
     """The query's four reply bytes, after up to `unsolicited` replies to hidden requests.
 
     Until the query's own reply has begun, a byte may take the whole `timeout` (the printer
     may first have to print what its buffer holds); after that, each further byte comes within
-    `REPLY_BYTE_GAP`. A printer that skips requests inside image data (some clones) sends fewer
+    `byte_gap`. A printer that skips requests inside image data (some clones) sends fewer
     bytes: once the line goes quiet with four or more, the last four are the reply.
     """
     loop = asyncio.get_running_loop()
@@ -293,7 +322,7 @@ async def _read_reply(transport: Transport, timeout: float, unsolicited: int) ->
     want = unsolicited + STATUS_REPLY_BYTES
     buf = bytearray()
     while len(buf) < want:
-        wait = REPLY_BYTE_GAP if len(buf) > unsolicited else deadline - loop.time()
+        wait = byte_gap if len(buf) > unsolicited else deadline - loop.time()
         try:
             buf += await transport.read(want - len(buf), max(wait, 0.001))
         except TransportTimeout as err:
@@ -374,7 +403,9 @@ async def _accepted(
     # No drain here: replies to requests hidden in the label may still be on their way, and
     # `query_status` skips exactly those.
     if options.status:
-        report = await query_status(transport, LABEL_STATUS_TIMEOUT, sent)
+        timing = options.timing
+        timeout = timing.label_status_timeout
+        report = await query_status(transport, timeout, timing.reply_byte_gap, sent)
         report.raise_if_blocking(machine)
     job.report_progress(printed)
 
@@ -386,7 +417,7 @@ def _model(machine: Machine) -> ModelProfile | None:
     return model_profiles().get(name)
 
 
-def _job_options(machine: Machine) -> _JobOptions:
+def _job_options(machine: Machine, timing: EscposTiming) -> _JobOptions:
     dpi = int(machine.get_setting("DPI", "D"))
     layout = BAND_LAYOUTS.get(str(machine.get_setting("BUFFER", "D")), BAND_LAYOUTS["default"])
     return _JobOptions(
@@ -394,6 +425,7 @@ def _job_options(machine: Machine) -> _JobOptions:
         feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),
         layout=layout,
         status=bool(machine.get_setting("STATUS_QUERY", "D")),
+        timing=timing,
     )
 
 

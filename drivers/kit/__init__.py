@@ -5,7 +5,8 @@
 - `status`: what a status query found (`StatusReport` of `Condition`s) and the errors that make a
   job wait (`PrinterNotReady`, `PrinterSilent`);
 - `connected`: `ConnectedDriver`, the lifecycle of a driver with one `Link` per machine;
-- `Family` (`drivers.family`): what a family package declares in its `FAMILY`.
+- `Family` (`drivers.family`): what a family package declares in its `FAMILY`;
+- `Clock` (`drivers.clock`): the time of a driver's confirm loops, given in its `DriverContext`.
 
 A family's driver imports from here (`from drivers.kit import ConnectedDriver, StatusReport`);
 the transports it talks through are in `drivers.transport`.
@@ -33,6 +34,7 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.clock import Clock, MonotonicClock
 from drivers.family import Family
 from drivers.kit.connected import ConnectedDriver, Connections, MachineConnection, connection_uri
 from drivers.kit.settings import (
@@ -45,6 +47,7 @@ from drivers.kit.settings import (
 from drivers.kit.status import Condition, PrinterNotReady, PrinterSilent, StatusReport
 
 __all__ = [
+    "Clock",
     "Condition",
     "DriverContext",
     "ConnectedDriver",
@@ -56,6 +59,7 @@ __all__ = [
     "MachineConnection",
     "MachineProperty",
     "MachineSnapshot",
+    "MonotonicClock",
     "PageFormat",
     "PrintFailed",
     "PrintJob",

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from drivers.kit import (
     ConnectedDriver,
+    DriverContext,
     Machine,
     PageFormat,
     PrinterSilent,
@@ -43,9 +45,17 @@ from drivers.transport import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-# The printer answers STATUS? once it has taken what came before it: within 2 s even after a long
-# label at 9600 baud. Every wait on the printer has a timeout like this one.
-STATUS_TIMEOUT = 2.0
+
+@dataclass(frozen=True, slots=True)
+class TemplateTiming:
+    """How long the driver waits for the printer, in seconds (tests give shorter ones)."""
+
+    # The printer answers STATUS? once it has taken what came before it: within 2 s even after a
+    # long label at 9600 baud. Every wait on the printer has a timeout like this one.
+    status_timeout: float = 2.0
+
+
+DEFAULT_TIMING = TemplateTiming()
 # A status line is a few words; a longer "line" is not this printer talking.
 MAX_STATUS_LINE = 256
 
@@ -83,6 +93,10 @@ class TemplateDriver(ConnectedDriver[None]):
         "POLL_INTERVAL": poll_interval_setting(30),
     }
 
+    def __init__(self, context: DriverContext, timing: TemplateTiming = DEFAULT_TIMING) -> None:
+        super().__init__(context)
+        self.timing = timing
+
     def new_state(self) -> None:
         """No per-machine state: the link is all this printer needs."""
 
@@ -91,7 +105,7 @@ class TemplateDriver(ConnectedDriver[None]):
         link = self._connections.get(machine).link
         async with link.exchange() as transport:
             await discard_received(transport)
-            report = await query_status(transport)
+            report = await query_status(transport, self.timing.status_timeout)
         report.apply(machine)
 
     def page_format(self, machine: Machine) -> PageFormat:
@@ -116,30 +130,31 @@ class TemplateDriver(ConnectedDriver[None]):
         Raw jobs (`job.raw`, in the printer's language) are sent unchanged, once per copy.
         """
         link = self._connections.get(machine).link
+        timeout = self.timing.status_timeout
         async with link.exchange() as link_transport:
             transport = reporting(link_transport, job)
             await discard_received(transport)
-            (await query_status(transport)).raise_if_blocking(machine)
+            (await query_status(transport, timeout)).raise_if_blocking(machine)
             if job.raw is not None:
                 for copy in raw_copies(job):
                     await transport.write(job.raw)
-                    (await query_status(transport)).raise_if_blocking(machine)
+                    (await query_status(transport, timeout)).raise_if_blocking(machine)
                     job.report_progress(copy + 1)
                 return
             async for number, page in labels(job):
                 await transport.write(await asyncio.to_thread(_encode, page))
-                (await query_status(transport)).raise_if_blocking(machine)
+                (await query_status(transport, timeout)).raise_if_blocking(machine)
                 job.report_progress(number + 1)
 
 
-async def query_status(transport: Transport) -> StatusReport:
-    """Send STATUS? and read the answer; `PrinterSilent` if none comes within `STATUS_TIMEOUT`."""
+async def query_status(transport: Transport, timeout: float) -> StatusReport:  # noqa: ASYNC109 - per-call timeout is the contract
+    """Send STATUS? and read the answer; `PrinterSilent` if none comes within `timeout` s."""
     await transport.write(STATUS_QUERY)
     try:
-        line = await read_until(transport, b"\n", STATUS_TIMEOUT, max_size=MAX_STATUS_LINE)
+        line = await read_until(transport, b"\n", timeout, max_size=MAX_STATUS_LINE)
     except TransportTimeout as err:
         raise PrinterSilent(
-            f"no answer to STATUS? within {STATUS_TIMEOUT:g} s: the printer is off or unreachable"
+            f"no answer to STATUS? within {timeout:g} s: the printer is off or unreachable"
         ) from err
     try:
         return status_report(decode_status(line))

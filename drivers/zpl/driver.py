@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 from drivers.kit import (
+    Clock,
     ConnectedDriver,
+    DriverContext,
     LabelPrinterStatus,
     Machine,
     PageFormat,
@@ -38,6 +40,8 @@ from drivers.kit import (
 from drivers.transport import Link, Transport, discard_received, drain_input
 from drivers.zpl.protocol import DPMM_TO_DPI, encode_page
 from drivers.zpl.status import (
+    QUERY_TIMEOUT,
+    ZplReading,
     ZplState,
     read_identification,
     read_odometer,
@@ -48,21 +52,32 @@ from drivers.zpl.status import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-# While labels print the odometer is read this often; a label takes 0.3 s or more to print.
-ODOMETER_INTERVAL = 0.1
-# With no label counted for this long, ask the printer whether it stopped (paper out, pause).
-STALL_STATUS_AFTER = 1.0
-# No label counted for this long with no fault reported: the printer is not printing our job
-# (a 6 inch label at 1 inch/s takes 6 s).
-STALL_TIMEOUT = 20.0
+
+@dataclass(frozen=True, slots=True)
+class ZplTiming:
+    """How long the driver waits for the printer and how often it looks, in seconds."""
+
+    # Each byte of a reply to a status query (see `drivers.zpl.status.QUERY_TIMEOUT`).
+    query_timeout: float = QUERY_TIMEOUT
+    # While labels print the odometer is read this often; a label takes 0.3 s or more to print.
+    odometer_interval: float = 0.1
+    # With no label counted for this long, ask the printer whether it stopped (paper out, pause).
+    stall_status_after: float = 1.0
+    # No label counted for this long with no fault reported: the printer is not printing our job
+    # (a 6 inch label at 1 inch/s takes 6 s).
+    stall_timeout: float = 20.0
+    # Before resuming a job the printer may still be printing its earlier labels: wait this long,
+    # asking every `buffer_poll_interval`.
+    buffer_wait_timeout: float = 10.0
+    buffer_poll_interval: float = 0.2
+
+
+DEFAULT_TIMING = ZplTiming()
 # Formats sent ahead of the odometer, so the printer always has the next label in its buffer.
 FORMATS_AHEAD = 2
 # Copies of a one-page document go out as one format (`^PQ`) of at most this many labels: a stop
 # request (cancel, shutdown) takes effect after the formats already sent.
 MAX_RUN = 10
-# Before resuming a job the printer may still be printing its earlier labels; wait this long.
-BUFFER_WAIT_TIMEOUT = 10.0
-BUFFER_POLL_INTERVAL = 0.2
 _FORMAT_DELIMITERS = re.compile(r"\^XA|\^XZ", re.IGNORECASE)
 
 
@@ -159,6 +174,10 @@ class ZplDriver(ConnectedDriver[ZplState]):
         "POLL_INTERVAL": poll_interval_setting(15),
     }
 
+    def __init__(self, context: DriverContext, timing: ZplTiming = DEFAULT_TIMING) -> None:
+        super().__init__(context)
+        self.timing = timing
+
     def new_state(self) -> ZplState:
         """What the driver learns about one printer (odometer support, identification)."""
         return ZplState()
@@ -179,12 +198,13 @@ class ZplDriver(ConnectedDriver[ZplState]):
             return
         async with connection.link.exchange() as transport:
             await discard_received(transport)
-            reading = await read_status(transport, state)
+            query_timeout = self.timing.query_timeout
+            reading = await read_status(transport, state, query_timeout)
             if state.identification is None:
-                state.identification = await read_identification(transport)
+                state.identification = await read_identification(transport, query_timeout)
             odometer = None
             if state.odometer is not False:
-                odometer = await read_odometer(transport)
+                odometer = await read_odometer(transport, query_timeout)
                 state.odometer = odometer is not None
         status_report(
             reading,
@@ -217,78 +237,137 @@ class ZplDriver(ConnectedDriver[ZplState]):
         Raw jobs (`job.raw`, ZPL) are sent unchanged, once per copy.
         """
         connection = self._connections.get(machine)
-        state = connection.state
         if not machine.get_setting("STATUS_QUERY", "D"):
             await _print_blind(connection.link, job, _format_options(machine))
             return
         async with connection.link.exchange() as link_transport:
             transport = reporting(link_transport, job)
             await discard_received(transport)
-            reading = await read_status(transport, state)
-            status_report(reading).raise_if_blocking(machine)
+            printer = _Printer(
+                machine, transport, connection.state, self.timing, self.context.clock
+            )
+            await printer.raise_if_blocking()
             if job.raw is not None:
                 for copy in raw_copies(job):
                     await transport.write(job.raw)
                     # A raw job may ask the printer things itself; drop its answers.
                     await drain_input(transport)
-                    status_report(await read_status(transport, state)).raise_if_blocking(machine)
+                    await printer.raise_if_blocking()
                     job.report_progress(copy + 1)
                 return
             options = _format_options(machine)
-            odometer = await read_odometer(transport) if state.odometer is not False else None
+            state = connection.state
+            odometer = await printer.odometer() if state.odometer is not False else None
             if odometer is None:
                 state.odometer = False
-                await self._print_unconfirmed(machine, transport, state, job, options)
+                await _print_unconfirmed(printer, job, options)
             else:
                 state.odometer = True
-                await self._print_counted(machine, transport, state, job, options, odometer)
+                await _print_counted(printer, job, options, odometer)
 
-    async def _print_counted(
-        self,
-        machine: Machine,
-        transport: Transport,
-        state: ZplState,
-        job: PrintJob,
-        options: _FormatOptions,
-        odometer: int,
-    ) -> None:
-        start = job.first_label
-        pending = state.pending
-        if pending is not None and pending.job == job.pk:
-            # The last attempt's formats may still be printing: count them once they are done.
-            await _wait_for_empty_buffer(machine, transport, state)
-            odometer = await _require_odometer(transport)
-            start = max(start, pending.printed(odometer))
-            job.report_progress(start)
-        pending = state.start_job(job.pk, odometer, start)
-        ends: list[int] = []
-        index = 0
-        async for run in _runs(job, start):
-            if index >= FORMATS_AHEAD:
-                await _confirm(machine, transport, state, job, ends[index - FORMATS_AHEAD])
-                if job.stop_requested:
-                    break
-            data = await asyncio.to_thread(_encode, run, options)
-            pending.sent = run.end
-            await transport.write(data)
-            ends.append(run.end)
-            index += 1
-        if ends:
-            await _confirm(machine, transport, state, job, ends[-1])
-        state.pending = None
 
-    async def _print_unconfirmed(
-        self,
-        machine: Machine,
-        transport: Transport,
-        state: ZplState,
-        job: PrintJob,
-        options: _FormatOptions,
-    ) -> None:
-        async for run in _runs(job, job.first_label):
-            await transport.write(await asyncio.to_thread(_encode, run, options))
-            status_report(await read_status(transport, state)).raise_if_blocking(machine)
-            job.report_progress(run.end)
+@dataclass(frozen=True, slots=True)
+class _Printer:
+    """One exchange with a machine's printer during a job: its queries, timing and clock."""
+
+    machine: Machine
+    transport: Transport
+    state: ZplState
+    timing: ZplTiming
+    clock: Clock
+
+    async def status(self) -> ZplReading:
+        return await read_status(self.transport, self.state, self.timing.query_timeout)
+
+    async def raise_if_blocking(self) -> None:
+        """Read the status; when the printer cannot print, show why and make the job wait."""
+        status_report(await self.status()).raise_if_blocking(self.machine)
+
+    async def odometer(self) -> int | None:
+        return await read_odometer(self.transport, self.timing.query_timeout)
+
+    async def require_odometer(self) -> int:
+        odometer = await self.odometer()
+        if odometer is None:
+            raise PrinterSilent("the printer stopped answering the odometer query")
+        return odometer
+
+    async def confirm(self, job: PrintJob, until: int) -> None:
+        """Read the odometer until it counted label `until`; raise if the printer stopped."""
+        pending = self.state.pending
+        if pending is None:
+            raise RuntimeError("confirm() before the job's odometer was read")
+        timing, clock = self.timing, self.clock
+        last, last_change = -1, clock.monotonic()
+        next_check = last_change + timing.stall_status_after
+        while True:
+            printed = pending.printed(await self.require_odometer())
+            job.report_progress(printed)
+            if printed >= until:
+                return
+            now = clock.monotonic()
+            if printed != last:
+                last, last_change, next_check = printed, now, now + timing.stall_status_after
+            elif now >= next_check:
+                await self.raise_if_blocking()
+                next_check = now + timing.stall_status_after
+            if now - last_change >= timing.stall_timeout:
+                self.not_ready(f"Took the labels but printed none for {timing.stall_timeout:g} s")
+            await clock.sleep(timing.odometer_interval)
+
+    async def wait_for_empty_buffer(self) -> None:
+        """Wait until the printer printed what it holds (an earlier attempt's labels)."""
+        deadline = self.clock.monotonic() + self.timing.buffer_wait_timeout
+        while True:
+            host = (await self.status()).host
+            if host is None or not (host.formats_in_buffer or host.labels_remaining):
+                return
+            if self.clock.monotonic() >= deadline:
+                self.not_ready(f"Still printing {host.labels_remaining} earlier labels")
+            await self.clock.sleep(self.timing.buffer_poll_interval)
+
+    def not_ready(self, text: str) -> NoReturn:
+        """Show a stalled printer as WARNING and make the job wait."""
+        self.machine.set_status(LabelPrinterStatus.WARNING)
+        self.machine.set_status_text(text)
+        raise PrinterNotReady(text)
+
+
+async def _print_counted(
+    printer: _Printer, job: PrintJob, options: _FormatOptions, odometer: int
+) -> None:
+    state = printer.state
+    start = job.first_label
+    pending = state.pending
+    if pending is not None and pending.job == job.pk:
+        # The last attempt's formats may still be printing: count them once they are done.
+        await printer.wait_for_empty_buffer()
+        odometer = await printer.require_odometer()
+        start = max(start, pending.printed(odometer))
+        job.report_progress(start)
+    pending = state.start_job(job.pk, odometer, start)
+    ends: list[int] = []
+    index = 0
+    async for run in _runs(job, start):
+        if index >= FORMATS_AHEAD:
+            await printer.confirm(job, ends[index - FORMATS_AHEAD])
+            if job.stop_requested:
+                break
+        data = await asyncio.to_thread(_encode, run, options)
+        pending.sent = run.end
+        await printer.transport.write(data)
+        ends.append(run.end)
+        index += 1
+    if ends:
+        await printer.confirm(job, ends[-1])
+    state.pending = None
+
+
+async def _print_unconfirmed(printer: _Printer, job: PrintJob, options: _FormatOptions) -> None:
+    async for run in _runs(job, job.first_label):
+        await printer.transport.write(await asyncio.to_thread(_encode, run, options))
+        await printer.raise_if_blocking()
+        job.report_progress(run.end)
 
 
 async def _print_blind(link: Link, job: PrintJob, options: _FormatOptions) -> None:
@@ -303,57 +382,6 @@ async def _print_blind(link: Link, job: PrintJob, options: _FormatOptions) -> No
         async for run in _runs(job, job.first_label):
             await transport.write(await asyncio.to_thread(_encode, run, options))
             job.report_progress(run.end)
-
-
-async def _confirm(
-    machine: Machine, transport: Transport, state: ZplState, job: PrintJob, until: int
-) -> None:
-    """Read the odometer until it counted label `until`; raise if the printer stopped."""
-    pending = state.pending
-    assert pending is not None  # noqa: S101 - set by the caller before sending
-    loop = asyncio.get_running_loop()
-    last, last_change = -1, loop.time()
-    next_check = last_change + STALL_STATUS_AFTER
-    while True:
-        printed = pending.printed(await _require_odometer(transport))
-        job.report_progress(printed)
-        if printed >= until:
-            return
-        now = loop.time()
-        if printed != last:
-            last, last_change, next_check = printed, now, now + STALL_STATUS_AFTER
-        elif now >= next_check:
-            status_report(await read_status(transport, state)).raise_if_blocking(machine)
-            next_check = now + STALL_STATUS_AFTER
-        if now - last_change >= STALL_TIMEOUT:
-            _not_ready(machine, f"Took the labels but printed none for {STALL_TIMEOUT:g} s")
-        await asyncio.sleep(ODOMETER_INTERVAL)
-
-
-async def _wait_for_empty_buffer(machine: Machine, transport: Transport, state: ZplState) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BUFFER_WAIT_TIMEOUT
-    while True:
-        host = (await read_status(transport, state)).host
-        if host is None or not (host.formats_in_buffer or host.labels_remaining):
-            return
-        if loop.time() >= deadline:
-            _not_ready(machine, f"Still printing {host.labels_remaining} earlier labels")
-        await asyncio.sleep(BUFFER_POLL_INTERVAL)
-
-
-def _not_ready(machine: Machine, text: str) -> NoReturn:
-    """Show a stalled printer as WARNING and make the job wait."""
-    machine.set_status(LabelPrinterStatus.WARNING)
-    machine.set_status_text(text)
-    raise PrinterNotReady(text)
-
-
-async def _require_odometer(transport: Transport) -> int:
-    odometer = await read_odometer(transport)
-    if odometer is None:
-        raise PrinterSilent("the printer stopped answering the odometer query")
-    return odometer
 
 
 async def _runs(job: PrintJob, start: int) -> AsyncIterator[_Run]:

@@ -27,7 +27,8 @@ from drivers.zpl.protocol import (
 
 # A Zebra answers host queries within tens of ms, even while printing; 2 s also covers a busy
 # 9600-baud serial line. It bounds the wait for each byte, so a slow line that keeps sending
-# is not taken for a printer that is off; `REPLY_MAX_TIME` bounds a whole reply.
+# is not taken for a printer that is off; `REPLY_MAX_TIME` bounds a whole reply. The default of
+# the driver's `ZplTiming.query_timeout`, which every query below is given.
 QUERY_TIMEOUT = 2.0
 REPLY_MAX_TIME = 30.0
 ODOMETER_QUERY = sgd_getvar("odometer.total_label_count")
@@ -75,23 +76,27 @@ class ZplReading:
     extended: ZplExtendedStatus | None
 
 
-async def read_status(transport: Transport, state: ZplState) -> ZplReading:
+async def read_status(transport: Transport, state: ZplState, query_timeout: float) -> ZplReading:
     """Ask ~HQES (if the printer answers it), then ~HS; `PrinterSilent` if neither answers.
+
+    Each reply byte may take `query_timeout` seconds (so may the silence before the reply).
 
     Zebra printers stay silent to ~HS in some faults (media out, head open, ribbon out); ~HQES
     then tells which, so ~HS is not asked when ~HQES reports an error other than pause.
     """
     extended = None
     if state.extended is not False:
-        extended = await _query(transport, EXTENDED_STATUS_QUERY, 1, parse_extended_status)
+        extended = await _query(
+            transport, EXTENDED_STATUS_QUERY, 1, parse_extended_status, query_timeout
+        )
         if extended is not None:
             state.extended = True
             if int(extended.errors) & ~int(ZplError.PAUSED):
                 return ZplReading(None, extended)
-    host = await _query(transport, HOST_STATUS_QUERY, 3, parse_host_status)
+    host = await _query(transport, HOST_STATUS_QUERY, 3, parse_host_status, query_timeout)
     if host is None and extended is None:
         raise PrinterSilent(
-            f"no answer to ~HS or ~HQES within {QUERY_TIMEOUT:g} s: the printer is off or "
+            f"no answer to ~HS or ~HQES within {query_timeout:g} s: the printer is off or "
             "unreachable (older printers also stay silent to ~HS when out of paper or open)"
         )
     if extended is None and state.extended is None:
@@ -99,17 +104,21 @@ async def read_status(transport: Transport, state: ZplState) -> ZplReading:
     return ZplReading(host, extended)
 
 
-async def read_identification(transport: Transport) -> ZplIdentification | None:
+async def read_identification(
+    transport: Transport, query_timeout: float
+) -> ZplIdentification | None:
     """Ask ~HI (model, firmware, dots per mm); None if there is no answer."""
-    return await _query(transport, HOST_IDENTIFICATION_QUERY, 1, parse_host_identification)
+    return await _query(
+        transport, HOST_IDENTIFICATION_QUERY, 1, parse_host_identification, query_timeout
+    )
 
 
-async def read_odometer(transport: Transport) -> int | None:
+async def read_odometer(transport: Transport, query_timeout: float) -> int | None:
     """Read SGD `odometer.total_label_count`; None if the printer does not answer with a number."""
     await transport.write(ODOMETER_QUERY)
     try:
-        await _read_until(transport, b'"', REPLY_MAX_TIME)
-        value = await _read_until(transport, b'"', REPLY_MAX_TIME)
+        await _read_until(transport, b'"', REPLY_MAX_TIME, query_timeout)
+        value = await _read_until(transport, b'"', REPLY_MAX_TIME, query_timeout)
     except TransportTimeout:
         await drain_input(transport)
         return None
@@ -167,13 +176,22 @@ def status_report(
 _ParsedT = TypeVar("_ParsedT")
 
 
-async def _read_until(transport: Transport, terminator: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 - per-call timeout is the contract
-    """A reply up to `terminator`: each byte within `QUERY_TIMEOUT`, all within `timeout`."""
-    return await read_until(transport, terminator, timeout, idle_timeout=QUERY_TIMEOUT)
+async def _read_until(
+    transport: Transport,
+    terminator: bytes,
+    timeout: float,  # noqa: ASYNC109 - per-call timeout is the contract
+    query_timeout: float,
+) -> bytes:
+    """A reply up to `terminator`: each byte within `query_timeout`, all within `timeout`."""
+    return await read_until(transport, terminator, timeout, idle_timeout=query_timeout)
 
 
 async def _query(
-    transport: Transport, query: bytes, frames: int, parse: Callable[[bytes], _ParsedT]
+    transport: Transport,
+    query: bytes,
+    frames: int,
+    parse: Callable[[bytes], _ParsedT],
+    query_timeout: float,
 ) -> _ParsedT | None:
     """Send a query and parse `frames` STX...ETX replies; None (input dropped) if they do not come."""
     await transport.write(query)
@@ -182,7 +200,8 @@ async def _query(
     reply = bytearray()
     try:
         for _ in range(frames):
-            reply += await _read_until(transport, ETX, max(deadline - loop.time(), 0.001))
+            remaining = max(deadline - loop.time(), 0.001)
+            reply += await _read_until(transport, ETX, remaining, query_timeout)
     except TransportTimeout:
         await drain_input(transport)
         return None

@@ -32,11 +32,9 @@ def app(settings: Settings) -> web.Application:
 
 
 @pytest.fixture(params=MATRIX, ids=lambda entry: entry.slug)
-def entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Entry:
-    """Each family of the matrix in turn, with its timeouts lowered for the suite."""
+def entry(request: pytest.FixtureRequest) -> Entry:
+    """Each family of the matrix in turn."""
     chosen: Entry = request.param
-    for name, seconds in chosen.quick.items():
-        monkeypatch.setattr(name, seconds)
     return chosen
 
 

@@ -52,9 +52,10 @@ class Entry:
     - `faults`: what each fault the family declares (and "offline") shows after one poll;
     - `tcp_connection`, `pty_connection`: the `CONNECTION` URI of a simulator on a loopback port
       and on a pseudo-terminal (the usual forms unless the driver wants more, a baud rate...);
-    - `quick`: module-level timeouts to lower for the suite (`"package.module.NAME": seconds`).
-      The simulators answer in microseconds, and a printer gone deaf should fail an attempt in a
-      fraction of a second, not after a timeout made for real printers.
+    - `timing`: the driver's timing for the suite (what its constructor takes as `timing` and
+      keeps in `self.timing`), or None for its defaults. The simulators answer in microseconds,
+      and a printer gone deaf should fail an attempt in a fraction of a second, not after a
+      timeout made for real printers.
     """
 
     family: Family
@@ -63,7 +64,7 @@ class Entry:
     settings: Mapping[str, str] = field(default_factory=dict)
     tcp_connection: Callable[[str, int], str] = tcp_uri
     pty_connection: Callable[[str], str] = serial_uri
-    quick: Mapping[str, float] = field(default_factory=dict)
+    timing: object | None = None
 
     @property
     def driver(self) -> type[LabelPrinterDriver]:

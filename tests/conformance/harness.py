@@ -158,7 +158,12 @@ async def wait_for_machine(
 async def add_printer(
     client: Client, headers: Headers, entry: Entry, sim: Simulator, tap: Tap, connection: str
 ) -> Printer:
-    """Create the machine through the API, set it up, and wait for its first poll."""
+    """Create the machine through the API, set it up, and wait for its first poll.
+
+    The family's driver in the agent takes the entry's timing (quick timeouts) first.
+    """
+    if entry.timing is not None:
+        client.app[REGISTRY].drivers[entry.slug].timing = entry.timing
     machine = await create_machine(client, headers, name=f"{entry.slug}-printer", driver=entry.slug)
     pk = machine["pk"]
     for key, value in (*entry.settings.items(), ("CONNECTION", connection)):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from drivers import escpos, template, zpl
 from drivers.base import LabelPrinterStatus as S
+from drivers.escpos.driver import EscposTiming
+from drivers.template.driver import TemplateTiming
+from drivers.zpl.driver import ZplTiming
 from tests.conformance.entry import Entry, LabelSize, Shown
 
 MATRIX: tuple[Entry, ...] = (
@@ -29,10 +32,7 @@ MATRIX: tuple[Entry, ...] = (
             "presenter-waiting": Shown(S.WARNING, "Label waiting in the presenter"),
             "offline": Shown(S.DISCONNECTED, "no answer to the status query (DLE EOT)"),
         },
-        quick={
-            "drivers.escpos.driver.STATUS_TIMEOUT": 0.3,
-            "drivers.escpos.driver.LABEL_STATUS_TIMEOUT": 0.3,
-        },
+        timing=EscposTiming(status_timeout=0.3, label_status_timeout=0.3),
     ),
     Entry(
         family=zpl.FAMILY,
@@ -48,11 +48,7 @@ MATRIX: tuple[Entry, ...] = (
             "label-waiting": Shown(S.WARNING, "Label waiting to be taken (peel-off)"),
             "offline": Shown(S.DISCONNECTED, "no answer to ~HS or ~HQES"),
         },
-        quick={
-            "drivers.zpl.status.QUERY_TIMEOUT": 0.3,
-            "drivers.zpl.driver.STALL_STATUS_AFTER": 0.05,
-            "drivers.zpl.driver.ODOMETER_INTERVAL": 0.01,
-        },
+        timing=ZplTiming(query_timeout=0.3, stall_status_after=0.05, odometer_interval=0.01),
     ),
     # The template family (drivers/template/), the example to copy: its whole conformance entry.
     Entry(
@@ -66,6 +62,6 @@ MATRIX: tuple[Entry, ...] = (
         },
         # Not needed (the driver's default), shown here for a family whose serial port needs more.
         pty_connection=lambda path: f"serial://{path}?baudrate=9600",
-        quick={"drivers.template.driver.STATUS_TIMEOUT": 0.3},
+        timing=TemplateTiming(status_timeout=0.3),
     ),
 )

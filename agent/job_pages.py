@@ -69,7 +69,7 @@ def open_for(
     Raises DocumentError for a document that cannot be printed; whatever the driver's
     `page_format` or `render_options` raise passes through.
     """
-    from agent.render import open_document  # noqa: PLC0415 - pdfium and Pillow load on first use
+    from agent.render import open_document  # pdfium and Pillow load on first use
 
     driver = machine.driver
     assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver

@@ -372,7 +372,7 @@ class JobRunner:
                 if await self._print(machine, job):
                     _discard(queue, job)
                     self._forget_job(job.pk)
-            except Exception:  # noqa: BLE001 - the worker must outlive a failing database
+            except Exception:  # the worker must outlive a failing database
                 log.exception("job_worker_error", job=job.pk)
                 await asyncio.sleep(WORKER_ERROR_PAUSE_S)
 
@@ -600,7 +600,7 @@ class JobRunner:
             await asyncio.sleep(CLOCK_CHECK_INTERVAL_S)
             try:
                 await self.check_clock()
-            except Exception:  # noqa: BLE001 - a failing database must not end the watch
+            except Exception:  # a failing database must not end the watch
                 log.exception("clock_check_failed")
 
 

@@ -363,7 +363,7 @@ class Registry:
                 await call
         except TimeoutError:
             error: Exception | str = f"{hook} did not finish within {HOOK_TIMEOUT_S:g} s"
-        except Exception as err:  # noqa: BLE001 - driver failures are shown, never raised
+        except Exception as err:  # driver failures are shown, never raised
             error = err
             log.warning("driver_hook_failed", hook=hook, exc_info=err)
         else:

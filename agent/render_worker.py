@@ -243,6 +243,12 @@ def _stop_at_exit() -> None:
         _POOL.worker.process.kill()
 
 
+def worker_process() -> subprocess.Popen[bytes] | None:
+    """The render worker's process while one is started, else None."""
+    worker = _POOL.worker
+    return worker.process if worker is not None else None
+
+
 def stop_worker() -> None:
     """Stop the render worker (it starts again on the next document)."""
     _POOL.stop()
@@ -332,9 +338,9 @@ def _orphan(generation: int, doc: int) -> None:
 
 def _serve(memory_bytes: int) -> None:
     """Answer requests on stdin/stdout until stdin closes."""
-    import resource  # noqa: PLC0415 - the child's alone
+    import resource  # the child's alone
 
-    from agent.render import open_in_process  # noqa: PLC0415 - the child's alone
+    from agent.render import open_in_process  # the child's alone
 
     # Ctrl-C in a terminal reaches the whole process group: the daemon decides when this stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -203,7 +203,7 @@ def _run_validator(validator: Any, value: object) -> None:
         raise SettingInvalid("value", str(err)) from err
     except SettingValidationError as err:
         raise SettingInvalid("non_field_errors", str(err)) from err
-    except Exception as err:  # noqa: BLE001 - any other failure is InvenTree's generic message
+    except Exception as err:  # any other failure is InvenTree's generic message
         raise SettingInvalid("value", "Value does not pass validation checks") from err
 
 

@@ -200,7 +200,7 @@ def run_cli(
     if without_root_powers and os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            import pytest  # noqa: PLC0415 - only this branch needs it
+            import pytest  # only this branch needs it
 
             pytest.skip("running as root without setpriv: file modes cannot be tested")
         command = [
@@ -230,7 +230,7 @@ OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
 def give_to_another_user(path: Path) -> None:
     """Make `path` belong to another user, as `sudo` leaves files behind (needs root)."""
     if os.geteuid() != 0:
-        import pytest  # noqa: PLC0415 - only this branch needs it
+        import pytest  # only this branch needs it
 
         pytest.skip("only root can give a file to another user")
     os.chown(path, OTHER_UID, OTHER_UID)
@@ -243,9 +243,9 @@ def logging_restored() -> Iterator[None]:
     structlog caches loggers on first use once configured; left configured, later tests could
     not capture log events.
     """
-    import structlog  # noqa: PLC0415 - only in-process command tests need it
+    import structlog  # only in-process command tests need it
 
-    from agent.log import stop_logging  # noqa: PLC0415
+    from agent.log import stop_logging
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

@@ -165,7 +165,7 @@ def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) 
         env = daemon_env(
             tmp_path / "data", free_port(), {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
         )
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "agent", "run"],
             cwd=REPO_ROOT,
             env=env,

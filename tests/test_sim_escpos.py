@@ -58,7 +58,7 @@ def all_printed(labels: list[ReceivedLabel], pages: list[Image.Image]) -> bool:
 async def until(condition: Callable[[], bool]) -> None:
     """Poll state that has no event of its own (server bookkeeping, console output)."""
     async with asyncio.timeout(REPLY_TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
+        while not condition():  # nothing to wait on but the state itself
             await asyncio.sleep(0.001)
 
 

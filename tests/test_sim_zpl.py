@@ -68,7 +68,7 @@ def ink_page(width: int, rows: list[bytes]) -> Image.Image:
 async def until(condition: Callable[[], bool]) -> None:
     """Poll state that has no event of its own (server bookkeeping, console output)."""
     async with asyncio.timeout(REPLY_TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
+        while not condition():  # nothing to wait on but the state itself
             await asyncio.sleep(0.001)
 
 

@@ -188,7 +188,7 @@ async def test_idle_connection_closed_by_the_printer_reconnects_silently(
     for writer in printer.writers:  # the printer's idle timeout
         writer.close()
     async with asyncio.timeout(2):
-        while attempts.made[0].is_open:  # noqa: ASYNC110 - waiting for the FIN to be processed
+        while attempts.made[0].is_open:  # waiting for the FIN to be processed
             await asyncio.sleep(0.005)
     with capture_logs() as logs:
         async with link.exchange() as transport:

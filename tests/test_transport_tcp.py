@@ -197,7 +197,7 @@ async def test_is_open_turns_false_when_the_printer_hangs_up(
     assert transport.is_open
     await printer.hang_up()
     async with asyncio.timeout(2):
-        while alive(transport):  # noqa: ASYNC110 - the FIN arrives on the loop, no event to await
+        while alive(transport):  # the FIN arrives on the loop, no event to await
             await asyncio.sleep(0.005)
     with pytest.raises(TransportClosed):
         await transport.write(b"label")

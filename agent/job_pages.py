@@ -72,7 +72,8 @@ def open_for(
     from agent.render import open_document  # pdfium and Pillow load on first use
 
     driver = machine.driver
-    assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - callers check the driver
+    if not isinstance(driver, LabelPrinterDriver):
+        raise TypeError(f"{machine.name} has no label printer driver")
     return open_document(
         document,
         content_type,
@@ -213,7 +214,8 @@ class ActiveJob:
                 await loop.run_in_executor(RENDER_EXECUTOR, source.close)
 
     def _render(self, index: int, keep: int | None = None) -> asyncio.Future[Image]:
-        assert self._source is not None  # noqa: S101 - checked by the caller
+        if self._source is None:
+            raise RuntimeError("the job's document is closed")
         for old in list(self._pages):
             if len(self._pages) < KEPT_PAGES:
                 break

@@ -414,7 +414,8 @@ class JobRunner:
 
     async def _send(self, machine: Machine, job: JobRow, active: ActiveJob) -> bool:
         driver = machine.driver
-        assert isinstance(driver, LabelPrinterDriver)  # noqa: S101 - checked by the worker
+        if not isinstance(driver, LabelPrinterDriver):
+            raise TypeError(f"{machine.name} has no label printer driver")
         self._active[job.pk] = active
         if not await self.jobs.mark_printing(job.pk, self.clock.now().isoformat()):
             return True  # cancelled while it was being rendered

@@ -439,7 +439,8 @@ def _config_setting_text(
 
 
 def _restore_state(machine: Machine, state: StateRow) -> None:
-    assert machine.machine_type is not None  # noqa: S101 - checked by the caller
+    if machine.machine_type is None:
+        return  # a machine of an unknown type has no status to restore
     try:
         machine.status = machine.machine_type.MACHINE_STATUS(state.status)
     except ValueError:

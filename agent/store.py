@@ -443,7 +443,8 @@ class Store:
             pk = cursor.lastrowid
             sql = f"SELECT {_USER_COLUMNS} FROM user WHERE pk = ?"  # noqa: S608 - fixed names
             result = _one(conn, UserRow.from_row, sql, (pk,))
-            assert result is not None  # noqa: S101 - just inserted in this transaction
+            if result is None:
+                raise StoreError("a row inserted in this transaction is missing")
             return result
 
         return await self.call(insert)
@@ -472,7 +473,8 @@ class Store:
                 f"SELECT {_TOKEN_COLUMNS} FROM api_token WHERE pk = ?",  # noqa: S608 - fixed names
                 (cursor.lastrowid,),
             )
-            assert result is not None  # noqa: S101 - just inserted in this transaction
+            if result is None:
+                raise StoreError("a row inserted in this transaction is missing")
             return result
 
         return await self.call(insert)

@@ -312,7 +312,8 @@ async def _confirm(
 ) -> None:
     """Read the odometer until it counted label `until`; raise if the printer stopped."""
     pending = state.pending
-    assert pending is not None  # noqa: S101 - set by the caller before sending
+    if pending is None:
+        raise RuntimeError("no labels are waiting to be confirmed")
     loop = asyncio.get_running_loop()
     last, last_change = -1, loop.time()
     next_check = last_change + STALL_STATUS_AFTER

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -113,12 +114,20 @@ class IssuedToken:
     expiry: str
 
 
+class AuthMethod(StrEnum):
+    """How a request proved who made it."""
+
+    TOKEN = "token"  # noqa: S105 - Authorization: Token <key> (a name, not a secret)
+    BASIC = "basic"  # Authorization: Basic <username:password>
+    SESSION = "session"  # the `sessionid` cookie of a login
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who made a request and how."""
 
     user: User
-    method: str  # "token", "basic" or "session"
+    method: AuthMethod
     session: SessionRow | None = None
 
 
@@ -237,7 +246,7 @@ class Authenticator:
                 raise AuthenticationFailed(
                     "Invalid token header. Token string should not contain spaces."
                 )
-            return Identity(await self.user_for_token(parts[1]), "token")
+            return Identity(await self.user_for_token(parts[1]), AuthMethod.TOKEN)
         if keyword == "basic":
             if len(parts) == 1:
                 raise AuthenticationFailed("Invalid basic header. No credentials provided.")
@@ -246,7 +255,9 @@ class Authenticator:
                     "Invalid basic header. Credentials string should not contain spaces."
                 )
             username, password = _decode_basic(parts[1])
-            return Identity(await self.user_for_password(username, password, source), "basic")
+            return Identity(
+                await self.user_for_password(username, password, source), AuthMethod.BASIC
+            )
         return None
 
     async def user_for_token(self, key: str) -> User:
@@ -306,7 +317,7 @@ class Authenticator:
         row = await self.store.get_user(pk=session.user)
         if row is None or not row.is_active:
             return None
-        return Identity(User.from_row(row), "session", session)
+        return Identity(User.from_row(row), AuthMethod.SESSION, session)
 
     async def start_session(self, user: User) -> tuple[str, str]:
         """Log a user in: returns (session key, CSRF secret) for the cookies."""

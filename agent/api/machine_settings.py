@@ -13,7 +13,7 @@ from aiohttp import web
 from agent.api.errors import NotFound, ValidationFailed, drf_json
 from agent.api.fields import clean_input, expect_object
 from agent.api.metadata import SETTING_FIELDS
-from agent.api.views import ApiView
+from agent.api.views import ApiView, ViewPermission
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
 from agent.setting_values import (
@@ -99,7 +99,7 @@ class MachineSettingDetail(ApiView):
         "- PATCH: Update machine setting\n\n"
         "(Note that these cannot be created or deleted via API)"
     )
-    permission = "model"
+    permission = ViewPermission.MODEL
 
     async def get(self) -> web.StreamResponse:
         """One setting, saved or default."""

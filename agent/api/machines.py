@@ -27,7 +27,7 @@ from agent.api.listing import (
     single_value,
 )
 from agent.api.metadata import machine_actions
-from agent.api.views import ApiView
+from agent.api.views import ApiView, ViewPermission
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
 from agent.registry import DuplicateName, Registry
@@ -150,7 +150,7 @@ class MachineList(ApiView):
         "- GET: Return a list of all Machine objects\n"
         "- POST: create a MachineConfig"
     )
-    permission = "admin_role"
+    permission = ViewPermission.ADMIN_ROLE
 
     async def get(self) -> web.StreamResponse:
         """Filter, search, order, then paginate when `limit` is given.
@@ -229,7 +229,7 @@ class MachineDetail(ApiView):
         "- PATCH: partial update a MachineConfig\n"
         "- DELETE: delete a MachineConfig"
     )
-    permission = "admin_role"
+    permission = ViewPermission.ADMIN_ROLE
 
     async def get(self) -> web.StreamResponse:
         """One machine."""

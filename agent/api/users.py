@@ -11,7 +11,7 @@ from agent.api.errors import Throttled, ValidationFailed, drf_json
 from agent.api.fields import expect_object
 from agent.api.views import ApiView, identify
 from agent.appkeys import AUTHENTICATOR
-from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, User
+from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, AuthMethod, User
 from agent.login_limits import LoginThrottled
 
 TOKEN_NAME_MAX = 100
@@ -48,7 +48,7 @@ class GetAuthToken(ApiView):
         token = await self.request.app[AUTHENTICATOR].issue_token(self.user, name)
         response = drf_json({"token": token.key, "name": name, "expiry": token.expiry})
         identity = await identify(self.request)
-        if identity is not None and identity.method != "session":
+        if identity is not None and identity.method is not AuthMethod.SESSION:
             await _log_in(self.request, response, self.user)
         return response
 

@@ -13,16 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from agent.config import Settings
     from agent.store import Store
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
-# 128 + SIGINT, as a shell reports a command stopped with Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,8 +212,8 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.api.users import clean_token_name
     from agent.auth import Authenticator, User
+    from agent.text_cleaning import clean_token_name
 
     async def create() -> str | None:
         store = await _open_store(settings)

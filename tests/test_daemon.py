@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent import cli, daemon
+from agent import cli, daemon, exit_codes
 from agent.config import load_settings
 from tests.daemon_helpers import (
     OTHER_UID,
@@ -153,8 +153,7 @@ def test_shutdown_budget_fits_inside_systemd_stop_timeout() -> None:
 
 def test_systemd_does_not_restart_after_a_configuration_error() -> None:
     codes = _unit_setting("RestartPreventExitStatus").split()
-    assert str(daemon.EXIT_CONFIG) in codes
-    assert str(cli.EXIT_CONFIG) in codes
+    assert str(exit_codes.EXIT_CONFIG) in codes
 
 
 def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.api.schema import openapi_document
-from agent.api.schema_components import UUID_PATTERN
+from agent.api.uuids import UUID_PATTERN
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, STORE
 from agent.auth import User

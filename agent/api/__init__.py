@@ -5,10 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.api import jobs, machine_settings, machines, registry_info, root, schema, users
+from agent.api.uuids import UUID
 from agent.api.views import ApiView
-
-# Django's `<uuid:>` converter: lower-case hex only; anything else falls to the catch-all 404.
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/", root.InfoView),

@@ -13,6 +13,7 @@ from agent.api.fields import FieldErrors
 from agent.api.listing import limit_offset, page_body
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
+from agent.booleans import drf_bool
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
 from agent.job_store import JOB_STATUSES, JobRow
 from agent.jobs import JobNotCancellable, TooManyLabels
@@ -28,8 +29,6 @@ _EXTENSION_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
 }
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
 
 
 def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
@@ -193,9 +192,9 @@ def _options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, A
     if "threshold" in source:
         options["threshold"] = _int_option(source, "threshold", 128, 0, 255, errors)
     if "dither" in source:
-        value = source["dither"].strip().lower()
-        if value in _TRUE or value in _FALSE:
-            options["dither"] = value in _TRUE
+        dither = drf_bool(source["dither"])
+        if dither is not None:
+            options["dither"] = dither
         else:
             errors.add("dither", "Must be a valid boolean.")
     if "rotation" in source:

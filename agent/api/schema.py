@@ -24,7 +24,6 @@ from agent.api.listing import SEARCH_BUDGET_S, SEARCH_MAX_LENGTH
 from agent.api.schema_components import (
     ANONYMOUS_OK,
     SECURITY_SCHEMES,
-    UUID_PATTERN,
     component_responses,
     component_schemas,
     json_response,
@@ -36,6 +35,7 @@ from agent.api.schema_components import (
     status_codes_text,
 )
 from agent.api.schema_jobs import job_paths, job_schemas
+from agent.api.uuids import UUID_PATTERN
 from agent.api.views import ApiView
 
 OPENAPI_VERSION = "3.0.3"

@@ -10,8 +10,6 @@ from drivers.base import LabelPrinterStatus
 
 Schema = dict[str, Any]
 
-# Django's `<uuid:>` converter: lower-case hex only.
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SECURED: list[dict[str, list[str]]] = [{"tokenAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
 ANONYMOUS_OK: list[dict[str, list[str]]] = [*SECURED, {}]
 # Error answers: status -> (component name, description, body schema names; several: anyOf).

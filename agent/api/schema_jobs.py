@@ -6,7 +6,6 @@ from typing import Any
 
 from agent.api.jobs import IDEMPOTENCY_KEY_MAX, MAX_COPIES, ROTATIONS
 from agent.api.schema_components import (
-    UUID_PATTERN,
     Schema,
     json_response,
     links,
@@ -16,6 +15,7 @@ from agent.api.schema_components import (
     query_parameter,
     ref,
 )
+from agent.api.uuids import UUID_PATTERN
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE
 from agent.job_store import JOB_STATUSES, KEPT_ERRORS
 from agent.jobs import CANCEL_WAIT_S

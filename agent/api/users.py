@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
@@ -13,16 +12,7 @@ from agent.api.views import ApiView, identify
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, AuthMethod, User
 from agent.login_limits import LoginThrottled
-
-TOKEN_NAME_MAX = 100
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_HTML_TAG = re.compile(r"<[^>]*>")
-
-
-def clean_token_name(raw: str) -> str:
-    """InvenTree's token label cleaning: strip, no HTML or control characters, spaces to '-'."""
-    name = _CONTROL_CHARS.sub("", _HTML_TAG.sub("", raw.strip()))
-    return re.sub(r"\s", "-", name)[:TOKEN_NAME_MAX]
+from agent.text_cleaning import clean_token_name
 
 
 async def _log_in(request: web.Request, response: web.StreamResponse, user: User) -> None:

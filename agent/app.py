@@ -11,7 +11,7 @@ from aiohttp import web
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
 from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
-from agent.auth import Authenticator, ensure_superuser
+from agent.auth import PASSWORD_COST, Authenticator, PasswordCost, ensure_superuser
 from agent.config import Settings
 from agent.discovery import discover
 from agent.job_store import JobStore
@@ -27,11 +27,16 @@ POLLER_STOP_TIMEOUT_S = 2.0
 
 
 def create_app(
-    settings: Settings, extra_drivers: Iterable[str] = (), *, reset_database: bool = False
+    settings: Settings,
+    extra_drivers: Iterable[str] = (),
+    *,
+    reset_database: bool = False,
+    password_cost: PasswordCost = PASSWORD_COST,
 ) -> web.Application:
     """Build the application; the store opens and machines start when the app starts.
 
-    `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
+    `reset_database` lets a missing, empty or damaged database be replaced by an empty one;
+    `password_cost` is the scrypt cost of new password hashes (tests use a cheap one).
     """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
@@ -39,7 +44,7 @@ def create_app(
     store = Store(settings.database_path, secret_path=settings.secret_path, reset=reset_database)
     app[SETTINGS] = settings
     app[STORE] = store
-    app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
+    app[AUTHENTICATOR] = Authenticator(store, settings.secret_path, password_cost=password_cost)
     registry = Registry(store, discover(extra_drivers), settings.storage.path)
     jobs = JobRunner(JobStore(store), registry, settings.jobs)
     poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
@@ -76,7 +81,8 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
         if admin and password:
-            if await ensure_superuser(store, admin, password, settings.auth.admin_email):
+            email, cost = settings.auth.admin_email, authenticator.password_cost
+            if await ensure_superuser(store, admin, password, email, cost):
                 log.info("admin_user_created", username=admin)
         elif admin and await store.get_user(username=admin) is None:
             log.warning(

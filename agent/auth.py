@@ -58,12 +58,21 @@ SESSION_LIFETIME = dt.timedelta(days=14)
 # working at most this much later.
 TOKEN_CACHE_SECONDS = 60.0
 
-# scrypt cost: 2**14 x 8 takes about 50 ms and 16 MiB on a Raspberry Pi 4 class CPU.
-_SCRYPT_N = 2**14
-_SCRYPT_R = 8
-_SCRYPT_P = 1
 _CSRF_CHARS = string.ascii_letters + string.digits
 CSRF_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCost:
+    """scrypt's work factors for new password hashes; a stored hash carries its own."""
+
+    n: int  # CPU and memory cost, a power of two
+    r: int  # block size
+    p: int  # parallelism
+
+
+# 2**14 x 8 takes about 50 ms and 16 MiB on a Raspberry Pi 4 class CPU.
+PASSWORD_COST = PasswordCost(n=2**14, r=8, p=1)
 
 
 class AuthenticationFailed(Exception):
@@ -134,13 +143,11 @@ class Identity:
 # passwords
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, cost: PasswordCost = PASSWORD_COST) -> str:
     """A salted scrypt hash, self-describing (`scrypt$n$r$p$salt$hash`). Slow: call in a thread."""
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    return "$".join(
-        ("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
-    )
+    digest = _scrypt(password, salt, cost.n, cost.r, cost.p)
+    return "$".join(("scrypt", str(cost.n), str(cost.r), str(cost.p), _b64(salt), _b64(digest)))
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -221,9 +228,13 @@ def csrf_failure(cookie: str | None, header: str | None) -> str | None:
 class Authenticator:
     """Resolves credentials to users: `Token`, then `Basic`, then the session cookie."""
 
-    def __init__(self, store: Store, secret_path: Path) -> None:
+    def __init__(
+        self, store: Store, secret_path: Path, *, password_cost: PasswordCost = PASSWORD_COST
+    ) -> None:
         self.store = store
         self.secret_path = secret_path
+        # The cost of the passwords this authenticator hashes (tests choose a cheap one).
+        self.password_cost = password_cost
         self._secret_key: bytes | None = None
         # Set at start when the clock is behind stored dates: new tokens date from here instead.
         self.not_before: dt.date | None = None
@@ -300,7 +311,8 @@ class Authenticator:
         row = await self.store.get_user(username=username)
         if row is None:
             # Spend the same time as a real check, so usernames cannot be probed by timing.
-            await _run_kdf(lambda: verify_password(password, _dummy_hash()))
+            cost = self.password_cost
+            await _run_kdf(lambda: verify_password(password, _dummy_hash(cost)))
             raise AuthenticationFailed("Invalid username/password.")
         if not await _run_kdf(lambda: verify_password(password, row.password_hash)):
             raise AuthenticationFailed("Invalid username/password.")
@@ -404,11 +416,12 @@ async def create_user(
     superuser: bool = False,
     role: str = "view",
     email: str = "",
+    cost: PasswordCost = PASSWORD_COST,
 ) -> UserRow:
     """Add a user with a hashed password; raises sqlite3.IntegrityError if the name is taken."""
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown role '{role}' (choose from {', '.join(ROLE_PERMISSIONS)})")
-    password_hash = await _run_kdf(lambda: hash_password(password))
+    password_hash = await _run_kdf(lambda: hash_password(password, cost))
     return await store.insert_user(
         UserRow(
             pk=0,
@@ -426,11 +439,17 @@ async def create_user(
     )
 
 
-async def ensure_superuser(store: Store, username: str, password: str, email: str = "") -> bool:
+async def ensure_superuser(
+    store: Store,
+    username: str,
+    password: str,
+    email: str = "",
+    cost: PasswordCost = PASSWORD_COST,
+) -> bool:
     """Create the bootstrap superuser unless a user of that name exists; True if created."""
     if await store.get_user(username=username) is not None:
         return False
-    await create_user(store, username, password, superuser=True, email=email)
+    await create_user(store, username, password, superuser=True, email=email, cost=cost)
     return True
 
 
@@ -488,5 +507,5 @@ def _now_iso() -> str:
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(8))
+def _dummy_hash(cost: PasswordCost) -> str:
+    return hash_password(secrets.token_hex(8), cost)

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, STORE
-from agent.auth import User, create_user
+from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.loop_watchdog import LoopWatchdog
 
@@ -31,6 +31,10 @@ TEST_DRIVERS = (
     "tests.fake_drivers:FailingInitDriver",
     "tests.fake_drivers:OtherTypeDriver",
 )
+
+# scrypt at its lowest cost for the apps of tests: a password costs microseconds, not ~100 ms.
+# The production cost is what create_app uses unless told otherwise (tests/test_auth.py).
+CHEAP_PASSWORD_COST = PasswordCost(n=2, r=1, p=1)
 
 Headers = dict[str, str]
 MakeUser = Callable[..., Awaitable[Headers]]
@@ -105,9 +109,15 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> web.Application:
+def password_cost() -> PasswordCost:
+    """The scrypt cost of the test app's new password hashes (override for the real one)."""
+    return CHEAP_PASSWORD_COST
+
+
+@pytest.fixture
+def app(settings: Settings, password_cost: PasswordCost) -> web.Application:
     """The application with the built-in drivers plus the test drivers."""
-    return create_app(settings, extra_drivers=TEST_DRIVERS)
+    return create_app(settings, extra_drivers=TEST_DRIVERS, password_cost=password_cost)
 
 
 @pytest.fixture
@@ -122,8 +132,10 @@ async def make_user(client: TestClient[Any, Any]) -> MakeUser:
     """Create a user directly in the store; returns token headers for it."""
 
     async def make(username: str, *, role: str = "view", superuser: bool = False) -> Headers:
-        store = client.app[STORE]
-        row = await create_user(store, username, "pw-" + username, role=role, superuser=superuser)
+        store, cost = client.app[STORE], client.app[AUTHENTICATOR].password_cost
+        row = await create_user(
+            store, username, "pw-" + username, role=role, superuser=superuser, cost=cost
+        )
         key = await client.app[AUTHENTICATOR].token_for(User.from_row(row), "test")
         return {"Authorization": f"Token {key}"}
 

@@ -18,7 +18,7 @@ from agent.config import HttpConfig, Settings
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.log import configure_logging, stop_logging
 from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
-from tests.conftest import closed_by_peer
+from tests.conftest import CHEAP_PASSWORD_COST, closed_by_peer
 from tests.daemon_helpers import logging_restored
 
 _EMFILE = OSError(24, "Too many open files")
@@ -38,7 +38,7 @@ UNFINISHED_LOGIN = (
 async def _serving(settings: Settings, idle_timeout_s: float) -> AsyncIterator[CappedTCPSite]:
     """The app served the way the daemon serves it, with a small connection cap."""
     http = HttpConfig(idle_timeout_s=idle_timeout_s, max_connections=CAP)
-    app = create_app(settings.model_copy(update={"http": http}))
+    app = create_app(settings.model_copy(update={"http": http}), password_cost=CHEAP_PASSWORD_COST)
     runner = web.AppRunner(app, access_log=None, **runner_options(http))
     await runner.setup()
     site = CappedTCPSite(runner, "127.0.0.1", 0, max_connections=connection_cap(http))

@@ -18,6 +18,7 @@ from agent.config import Settings
 from tests.conftest import (
     ADMIN_PASSWORD,
     ADMIN_USER,
+    CHEAP_PASSWORD_COST,
     Headers,
     basic_headers,
     create_machine,
@@ -69,7 +70,7 @@ def _seed(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 
 async def _started(aiohttp_client: Any, settings: Settings) -> Client:
-    client: Client = await aiohttp_client(create_app(settings))
+    client: Client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     return client
 
 

@@ -34,6 +34,8 @@ from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, CHEAP_PASSWORD_COST, TEST_DRIVERS
 from tests.daemon_helpers import REPO_ROOT
 
+pytestmark = pytest.mark.schemathesis
+
 # Start and stop of the app (SQLite open, driver load) take milliseconds; this bounds a hang.
 SERVER_TIMEOUT_S = 10.0
 # One local request; the slowest is a login (scrypt, ~50 ms).

@@ -20,6 +20,7 @@ from agent.log import configure_logging, stop_logging
 from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
 from tests.conftest import CHEAP_PASSWORD_COST, closed_by_peer
 from tests.daemon_helpers import logging_restored
+from tests.waiting import wait_until
 
 _EMFILE = OSError(24, "Too many open files")
 IDLE_TIMEOUT_S = 0.3
@@ -122,9 +123,7 @@ async def test_idle_connections_at_the_cap_make_room_for_a_request(
     server = patient_server
     held = [await _connect(server) for _ in range(CAP)]
     try:
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.open_connections < CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.open_connections >= CAP, CLOSE_DEADLINE_S)
         # Connections that sent nothing do not lock clients out until their idle timeout: the
         # oldest of them is closed to serve the newcomer.
         for _ in range(2):
@@ -146,9 +145,7 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
     server = patient_server
     held = [await _busy(server) for _ in range(CAP)]
     try:
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.busy_connections() < CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.busy_connections() >= CAP, CLOSE_DEADLINE_S)
         reader, writer = await _connect(server)
         answer = await _answer(reader)
         writer.close()
@@ -158,9 +155,7 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
         assert await closed_by_peer(reader)
         # One held connection goes away: a new client is served again.
         held.pop()[1].close()
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.open_connections >= CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.open_connections < CAP, CLOSE_DEADLINE_S)
         reader, writer = await _connect(server)
         writer.write(REQUEST)
         assert (await _answer(reader)).startswith(b"HTTP/1.1 200")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sqlite3
 import uuid
@@ -25,6 +24,7 @@ from tests.conftest import (
     label_pdf,
     wait_for_job,
 )
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 
@@ -123,9 +123,11 @@ async def test_old_jobs_are_pruned_after_start_not_during_it(
         )
     client = await _started(aiohttp_client, settings)
     assert await _job_count(client) == 3  # started without waiting for the prune
-    async with asyncio.timeout(10):
-        while await _job_count(client) != 0:
-            await asyncio.sleep(0.05)
+
+    async def pruned() -> bool:
+        return await _job_count(client) == 0
+
+    await wait_until(pruned, timeout=10)
 
 
 async def _job_count(client: Client) -> int:
@@ -162,10 +164,12 @@ async def test_a_job_saved_after_its_request_timed_out_is_printed_all_the_same(
     finally:
         other.close()
     monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 30.0)
-    async with asyncio.timeout(20):
-        while True:
-            listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()
-            if listed and listed[0]["status"] == "complete":
-                break
-            await asyncio.sleep(0.05)
+    listed: list[Any] = []
+
+    async def printed() -> bool:
+        nonlocal listed
+        listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()
+        return bool(listed) and listed[0]["status"] == "complete"
+
+    await wait_until(printed, timeout=20)
     assert len(listed) == 1

@@ -21,6 +21,7 @@ from drivers.transport import (
     TransportClosed,
     link_for,
 )
+from tests.waiting import settle, wait_until
 
 
 class Clock:
@@ -187,9 +188,8 @@ async def test_idle_connection_closed_by_the_printer_reconnects_silently(
         assert await transport.read(2, timeout=2) == b"OK"
     for writer in printer.writers:  # the printer's idle timeout
         writer.close()
-    async with asyncio.timeout(2):
-        while attempts.made[0].is_open:  # waiting for the FIN to be processed
-            await asyncio.sleep(0.005)
+    # The FIN is processed on the loop: no event to await.
+    await wait_until(lambda: not attempts.made[0].is_open, timeout=2)
     with capture_logs() as logs:
         async with link.exchange() as transport:
             await transport.write(b"status?")
@@ -248,9 +248,9 @@ async def test_exchanges_run_one_at_a_time(link: Link, printer: Printer) -> None
             order.append(f"{tag} end")
 
     first = asyncio.create_task(job("a", wait=True), name="job a")
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: order == ["a start"])
     second = asyncio.create_task(job("b", wait=False), name="job b")
-    await asyncio.sleep(0.01)
+    await settle()  # b runs until it waits for a's exchange to end
     assert order == ["a start"]
     release.set()
     await asyncio.gather(first, second)
@@ -298,7 +298,8 @@ async def test_cancel_while_connecting_leaves_nothing_open(clock: Clock) -> None
         attempts = Attempts(port, connect_timeout=5)
         link = Link(attempts, name="slow", clock=clock)
         task = asyncio.create_task(link.ensure_connected(), name="connect")
-        await asyncio.sleep(0.05)  # the task runs until the kernel leaves its SYN unanswered
+        await wait_until(lambda: attempts.count == 1)
+        await settle()  # the task runs until the kernel leaves its SYN unanswered
         assert state_of(link) is LinkState.CONNECTING
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

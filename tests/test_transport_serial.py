@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import struct
 import termios
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,7 @@ from drivers.transport import (
     read_exactly,
 )
 from drivers.transport.threads import run_in_thread
+from tests.waiting import settle, wait_until
 
 
 @dataclass
@@ -54,6 +57,12 @@ async def port(pty: Pty) -> AsyncIterator[SerialTransport]:
     await transport.open()
     yield transport
     await transport.close()
+
+
+def _waiting_input(fd: int) -> int:
+    """Bytes in a terminal's input queue (the pty passes written bytes on asynchronously)."""
+    count: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    return count
 
 
 async def read_master(pty: Pty, size: int) -> bytes:
@@ -104,7 +113,7 @@ async def test_stale_input_is_dropped_on_open(pty: Pty) -> None:
     await first.open()
     await first.close()
     os.write(pty.master, b"boot banner")
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: _waiting_input(pty.slave) == len(b"boot banner"))
     second = SerialTransport(SerialTarget(pty.name))
     await second.open()
     try:
@@ -179,7 +188,7 @@ async def test_close_is_idempotent_and_stops_io(pty: Pty, port: SerialTransport)
 
 async def test_close_wakes_a_pending_read(port: SerialTransport) -> None:
     reader = asyncio.create_task(port.read(1, timeout=10), name="status read")
-    await asyncio.sleep(0.01)
+    await settle()  # the read waits for data
     async with asyncio.timeout(1):
         await port.close()
         with pytest.raises(TransportClosed, match="was closed"):

@@ -22,6 +22,7 @@ from agent.appkeys import AUTHENTICATOR, STORE
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.loop_watchdog import LoopWatchdog
+from tests.waiting import wait_until
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -200,14 +201,15 @@ async def wait_for_job(
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Poll a job until its status is one of `statuses` (bounded)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            job: dict[str, Any] = await (
-                await client.get(f"/api/machine/jobs/{pk}/", headers=headers)
-            ).json()
-            if job["status"] in statuses:
-                return job
-            await asyncio.sleep(0.01)
+    job: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal job
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=headers)).json()
+        return job["status"] in statuses
+
+    await wait_until(reached, timeout, f"job {pk} {' or '.join(statuses)}")
+    return job
 
 
 def label_pdf(pages: int = 1, size: tuple[int, int] = (732, 342)) -> bytes:

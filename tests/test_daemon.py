@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from tests.daemon_helpers import (
     spawned_daemon,
     token_auth,
 )
+from tests.waiting import wait_until_blocking
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "first-password"
@@ -173,11 +173,12 @@ def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) 
             stderr=stderr,
         )
         try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while b'"listening"' not in stderr_path.read_bytes():
-                assert time.monotonic() < deadline, stderr_path.read_bytes()
+
+            def listening() -> bool:
                 assert proc.poll() is None, stderr_path.read_bytes()
-                time.sleep(0.01)
+                return b'"listening"' in stderr_path.read_bytes()
+
+            wait_until_blocking(listening, STARTUP_TIMEOUT_S, "the daemon listening")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
         finally:

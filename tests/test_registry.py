@@ -134,7 +134,7 @@ class SlowDriver(LabelPrinterDriver):
     DESCRIPTION = "Never finishes init"
 
     async def init_machine(self, machine: Machine) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from agent import render_worker
 from agent.render import DocumentError, PageSource, RenderLimits, open_document
 from drivers.base import PageFormat, RenderOptions
 from tests.handmade_pdf import drawing_bomb_pdf, text_labels_pdf
+from tests.waiting import wait_until_blocking
 
 PDF = "application/pdf"
 PAGE_FORMAT = PageFormat(dpi=300, width_dots=732, height_dots=342)
@@ -77,9 +77,7 @@ def test_the_worker_exits_with_the_process_that_started_it() -> None:
         check=True,
     )
     worker = int(result.stdout.split()[0])
-    deadline = time.monotonic() + EXIT_DEADLINE_S
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_blocking(lambda: not _alive(worker), EXIT_DEADLINE_S, "the worker exited")
     assert not _alive(worker)
 
 

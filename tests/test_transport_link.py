@@ -220,7 +220,7 @@ async def test_cancelled_exchange_drops_the_connection_without_failure(
         async with link.exchange() as transport:
             await transport.write(b"half a label")
             started.set()
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # until cancelled
 
     task = asyncio.create_task(job(), name="job")
     await started.wait()

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.login_limits import LoginLimiter
-from agent.store import SessionRow, Store, StoreRefused, TokenRow, UserRow
+from agent.storage.auth import AuthStore, SessionRow, TokenRow, UserRow
+from agent.storage.errors import StoreRefused
 
 T = TypeVar("T")
 
@@ -229,7 +230,7 @@ class Authenticator:
     """Resolves credentials to users: `Token`, then `Basic`, then the session cookie."""
 
     def __init__(
-        self, store: Store, secret_path: Path, *, password_cost: PasswordCost = PASSWORD_COST
+        self, store: AuthStore, secret_path: Path, *, password_cost: PasswordCost = PASSWORD_COST
     ) -> None:
         self.store = store
         self.secret_path = secret_path
@@ -409,7 +410,7 @@ class Authenticator:
 
 
 async def create_user(
-    store: Store,
+    store: AuthStore,
     username: str,
     password: str,
     *,
@@ -418,7 +419,7 @@ async def create_user(
     email: str = "",
     cost: PasswordCost = PASSWORD_COST,
 ) -> UserRow:
-    """Add a user with a hashed password; raises sqlite3.IntegrityError if the name is taken."""
+    """Add a user with a hashed password; raises DuplicateUsername if the name is taken."""
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown role '{role}' (choose from {', '.join(ROLE_PERMISSIONS)})")
     password_hash = await _run_kdf(lambda: hash_password(password, cost))
@@ -440,7 +441,7 @@ async def create_user(
 
 
 async def ensure_superuser(
-    store: Store,
+    store: AuthStore,
     username: str,
     password: str,
     email: str = "",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime  # noqa: F401 - loaded before pydantic_core, see below
 import getpass
 import json
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +17,7 @@ from agent.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_U
 
 if TYPE_CHECKING:
     from agent.config import Settings
-    from agent.store import Store
+    from agent.storage.database import Database
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     # The configuration (pydantic) and everything heavier load only here, after argument parsing:
-    # `--help` stays fast, and an interrupt during the imports is caught by `main`.
+    # `--help` stays fast, and an interrupt during the imports is caught by `main`. `datetime` is
+    # imported at the top: pydantic_core imports its C API while it initialises, and an interrupt
+    # inside that import becomes a Rust panic with a traceback instead of a KeyboardInterrupt.
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -52,7 +54,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "check-config":
         return _check_config(settings, config_path)
     from agent.datadir import DataDirError, check_data_dir
-    from agent.store import StoreError
+    from agent.storage.errors import StoreError
 
     try:
         # The CLI adds to the data the service uses; it never starts a database of its own.
@@ -108,27 +110,29 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`simulate escpos|zpl [options]`: each language's help lists its own faults."""
+    """`simulate LANGUAGE [options]`, one per family with a simulator: each help lists its faults."""
     from pathlib import Path  # keeps this block self-contained
 
-    from drivers.sim.faults import COMMON_FAULTS, FAULTS_BY_LANGUAGE  # plain data
+    from drivers.family import builtin_families  # declarations, no simulator code
+    from drivers.sim.faults import COMMON_FAULTS  # plain data
 
-    titles = {"escpos": "an ESC/POS receipt or label printer", "zpl": "a Zebra ZPL printer"}
+    simulated = [family for family in builtin_families().values() if family.simulator is not None]
     simulate = commands.add_parser(
         "simulate",
-        help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware",
+        help=f"run a printer simulator ({', '.join(f.language for f in simulated)}) to try"
+        " printing without hardware",
         description="Run a printer simulator; `simulate LANGUAGE --help` lists its faults.",
     )
     languages = simulate.add_subparsers(dest="language", metavar="LANGUAGE", required=True)
-    for language, own in FAULTS_BY_LANGUAGE.items():
-        faults = {**own, **COMMON_FAULTS}
+    for family in simulated:
+        faults = {**family.faults, **COMMON_FAULTS}
         width = max(map(len, faults))
         listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in faults.items())
         parser = languages.add_parser(
-            language,
-            help=f"simulate {titles[language]}",
-            description=f"Simulate {titles[language]} on TCP (default port 9100) or a pty.",
-            epilog=f"faults of the {language} simulator (--fault):\n{listing}",
+            family.language,
+            help=f"simulate {family.title}",
+            description=f"Simulate {family.title} on TCP (default port 9100) or a pty.",
+            epilog=f"faults of the {family.language} simulator (--fault):\n{listing}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         where = parser.add_mutually_exclusive_group()
@@ -175,6 +179,8 @@ def _check_config(settings: Settings, config_path: Path | None) -> int:
 
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.auth import create_user
+    from agent.storage.auth import AuthStore
+    from agent.storage.errors import DuplicateUsername
 
     database = settings.database_path.absolute()
     if not args.password_stdin and not sys.stdin.isatty():
@@ -189,10 +195,10 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("the password must not be empty", EXIT_USAGE)
 
     async def create() -> None:
-        store = await _open_store(settings)
+        database = await _open_database(settings)
         try:
             await create_user(
-                store,
+                AuthStore(database),
                 args.name,
                 password,
                 superuser=args.superuser,
@@ -200,11 +206,11 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 email=args.email,
             )
         finally:
-            await store.close()
+            await database.close()
 
     try:
         asyncio.run(create())
-    except sqlite3.IntegrityError:
+    except DuplicateUsername:
         return _fail(f"user '{args.name}' already exists in {database}", EXIT_FAILURE)
     kind = " (superuser)" if args.superuser else f" (role {args.role})"
     print(f"created user '{args.name}'{kind} in {database}")
@@ -213,11 +219,13 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.auth import Authenticator, User
+    from agent.storage.auth import AuthStore
     from agent.text_cleaning import clean_token_name
 
     async def create() -> str | None:
-        store = await _open_store(settings)
+        database = await _open_database(settings)
         try:
+            store = AuthStore(database)
             row = await store.get_user(username=args.user)
             if row is None:
                 return None
@@ -225,7 +233,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
                 User.from_row(row), clean_token_name(args.name), reuse=False
             )
         finally:
-            await store.close()
+            await database.close()
 
     key = asyncio.run(create())
     if key is None:
@@ -234,13 +242,13 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _open_store(settings: Settings) -> Store:
-    from agent.store import Store
+async def _open_database(settings: Settings) -> Database:
+    from agent.storage.database import Database
 
     # The daemon's refusals too: an emptied database next to secret.key is not a new install.
-    store = Store(settings.database_path, secret_path=settings.secret_path)
-    await store.open()
-    return store
+    database = Database(settings.database_path, secret_path=settings.secret_path)
+    await database.open()
+    return database
 
 
 def _read_password(from_stdin: bool) -> str | None:

@@ -39,9 +39,10 @@ from bench._common import (
     start_daemon,
     verdict,
 )
-from drivers import escpos_protocol, zpl_protocol
 from drivers.base import PageFormat, RenderOptions
+from drivers.escpos import protocol as escpos_protocol
 from drivers.sim import ZplSimulator, serve_tcp
+from drivers.zpl import protocol as zpl_protocol
 
 ADMIN = ("bench", "bench-password")
 SUBMITTERS = 8

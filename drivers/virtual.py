@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers._connection import int_range
-from drivers.base import (
+from drivers.kit import (
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -27,6 +27,7 @@ from drivers.base import (
     RenderOptions,
     SettingDef,
     SettingValue,
+    int_range,
     labels,
 )
 
@@ -136,8 +137,8 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         """Re-read the simulated state."""
         await self.poll(machine)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         # What `poll` reports per machine, by the settings it was worked out from: it changes
         # only with them, and thousands of virtual printers are polled every few seconds.
         self._reports: weakref.WeakKeyDictionary[Machine, _Report] = weakref.WeakKeyDictionary()

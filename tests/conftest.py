@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image, ImageDraw
 
 from agent.app import create_app
-from agent.appkeys import AUTHENTICATOR, STORE
+from agent.appkeys import AUTHENTICATOR
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.loop_watchdog import LoopWatchdog
@@ -133,9 +133,14 @@ async def make_user(client: TestClient[Any, Any]) -> MakeUser:
     """Create a user directly in the store; returns token headers for it."""
 
     async def make(username: str, *, role: str = "view", superuser: bool = False) -> Headers:
-        store, cost = client.app[STORE], client.app[AUTHENTICATOR].password_cost
+        authenticator = client.app[AUTHENTICATOR]
         row = await create_user(
-            store, username, "pw-" + username, role=role, superuser=superuser, cost=cost
+            authenticator.store,
+            username,
+            "pw-" + username,
+            role=role,
+            superuser=superuser,
+            cost=authenticator.password_cost,
         )
         key = await client.app[AUTHENTICATOR].token_for(User.from_row(row), "test")
         return {"Authorization": f"Token {key}"}

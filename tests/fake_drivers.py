@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from drivers.base import (
     BaseDriver,
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -65,8 +66,8 @@ class RecordingDriver(LabelPrinterDriver):
         "SPEED": {"name": "Speed", "description": "No default", "default": "", "validator": int},
     }
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         self.calls: list[tuple[str, str]] = []
 
     async def init_driver(self) -> None:
@@ -178,8 +179,8 @@ class TroubledDriver(LabelPrinterDriver):
         },
     }
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         self.printed: list[tuple[str, int]] = []
         # FAIL_IN "held": page_format waits (on the render thread) until `release` is set.
         self.holding = threading.Event()

@@ -15,9 +15,11 @@ from aiohttp.test_utils import TestClient
 from PIL import Image, ImageChops, ImageDraw
 
 from agent.render import RenderLimits, open_document
-from drivers import escpos, zpl, zpl_status
 from drivers.base import PageFormat, RenderOptions
+from drivers.escpos import driver as escpos
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_tcp
+from drivers.zpl import driver as zpl
+from drivers.zpl import status as zpl_status
 from tests import zebra_reference
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap

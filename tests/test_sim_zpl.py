@@ -15,7 +15,7 @@ import serial
 from PIL import Image, ImageChops, ImageDraw
 
 from drivers.sim import ReceivedLabel, ZplSimulator, run_simulator, serve_pty, serve_tcp
-from drivers.zpl_protocol import (
+from drivers.zpl.protocol import (
     EXTENDED_STATUS_QUERY,
     HOST_IDENTIFICATION_QUERY,
     HOST_STATUS_QUERY,

@@ -8,8 +8,8 @@ import zlib
 import pytest
 from PIL import Image, ImageChops
 
-from drivers import zpl_protocol
-from drivers.zpl_protocol import (
+from drivers.zpl import protocol as zpl_protocol
+from drivers.zpl.protocol import (
     GraphicHeader,
     ZplError,
     ZplWarning,

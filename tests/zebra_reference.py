@@ -1,6 +1,6 @@
 """A test-side reading of ZPL label formats, written from Zebra's ZPL II Programming Guide.
 
-It shares no code with `drivers/zpl_protocol.py` (neither the encoder nor the simulator's decoder),
+It shares no code with `drivers/zpl/protocol.py` (neither the encoder nor the simulator's decoder),
 so a misreading of the guide in one of them shows up as a difference here. It reads only what the
 agent sends for a rendered page: `^PW` (print width), `^LL` (label length), `^FOx,y` field origins,
 and `^GFA` graphic fields in ASCII hex with the guide's compression scheme:

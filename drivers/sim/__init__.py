@@ -10,19 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from drivers.escpos.simulator import EscposSimulator
     from drivers.sim.base import ReceivedLabel, Simulator
-    from drivers.sim.escpos import EscposSimulator
     from drivers.sim.run import make_simulator, run_simulator
     from drivers.sim.server import PtySession, SimTcpServer, serve_pty, serve_tcp
-    from drivers.sim.zpl import ZplSimulator
+    from drivers.zpl.simulator import ZplSimulator
 
 _WHERE = {
-    "EscposSimulator": "drivers.sim.escpos",
+    "EscposSimulator": "drivers.escpos.simulator",
     "PtySession": "drivers.sim.server",
     "ReceivedLabel": "drivers.sim.base",
     "SimTcpServer": "drivers.sim.server",
     "Simulator": "drivers.sim.base",
-    "ZplSimulator": "drivers.sim.zpl",
+    "ZplSimulator": "drivers.zpl.simulator",
     "make_simulator": "drivers.sim.run",
     "run_simulator": "drivers.sim.run",
     "serve_pty": "drivers.sim.server",

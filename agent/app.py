@@ -13,7 +13,7 @@ from aiohttp import web
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
 from agent.appkeys import AUTHENTICATOR, DATABASE, EVENTS, JOBS, POLLER, REGISTRY, RENDER, SETTINGS
-from agent.auth import Authenticator, ensure_superuser
+from agent.auth import PASSWORD_COST, Authenticator, PasswordCost, ensure_superuser
 from agent.clock import Clock
 from agent.config import Settings
 from agent.discovery import discover
@@ -46,11 +46,13 @@ def create_app(
     reset_database: bool = False,
     clock: Clock | None = None,
     rng: random.Random | None = None,
+    password_cost: PasswordCost = PASSWORD_COST,
 ) -> web.Application:
     """Build the application; the store opens and machines start when the app starts.
 
     `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
-    `clock` and `rng` are the print queue's time and retry jitter (the host's unless given).
+    `clock` and `rng` are the print queue's time and retry jitter (the host's unless given);
+    `password_cost` is the scrypt cost of new password hashes (tests use a cheap one).
     """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
@@ -60,7 +62,9 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[DATABASE] = database
-    app[AUTHENTICATOR] = Authenticator(AuthStore(database), settings.secret_path)
+    app[AUTHENTICATOR] = Authenticator(
+        AuthStore(database), settings.secret_path, password_cost=password_cost
+    )
     events = EventHub()
     registry = Registry(
         MachineStore(database), discover(extra_drivers), settings.storage.path, events
@@ -166,7 +170,8 @@ class _StartSteps:
         admin = settings.auth.admin_user
         password = settings.auth.admin_password.get_secret_value()
         if admin and password:
-            if await ensure_superuser(store, admin, password, settings.auth.admin_email):
+            email, cost = settings.auth.admin_email, authenticator.password_cost
+            if await ensure_superuser(store, admin, password, email, cost):
                 log.info("admin_user_created", username=admin)
         elif admin and await store.get_user(username=admin) is None:
             log.warning(

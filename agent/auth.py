@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,12 +59,21 @@ SESSION_LIFETIME = dt.timedelta(days=14)
 # working at most this much later.
 TOKEN_CACHE_SECONDS = 60.0
 
-# scrypt cost: 2**14 x 8 takes about 50 ms and 16 MiB on a Raspberry Pi 4 class CPU.
-_SCRYPT_N = 2**14
-_SCRYPT_R = 8
-_SCRYPT_P = 1
 _CSRF_CHARS = string.ascii_letters + string.digits
 CSRF_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCost:
+    """scrypt's work factors for new password hashes; a stored hash carries its own."""
+
+    n: int  # CPU and memory cost, a power of two
+    r: int  # block size
+    p: int  # parallelism
+
+
+# 2**14 x 8 takes about 50 ms and 16 MiB on a Raspberry Pi 4 class CPU.
+PASSWORD_COST = PasswordCost(n=2**14, r=8, p=1)
 
 
 class AuthenticationFailed(Exception):
@@ -114,25 +124,31 @@ class IssuedToken:
     expiry: str
 
 
+class AuthMethod(StrEnum):
+    """How a request proved who made it."""
+
+    TOKEN = "token"  # noqa: S105 - Authorization: Token <key> (a name, not a secret)
+    BASIC = "basic"  # Authorization: Basic <username:password>
+    SESSION = "session"  # the `sessionid` cookie of a login
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who made a request and how."""
 
     user: User
-    method: str  # "token", "basic" or "session"
+    method: AuthMethod
     session: SessionRow | None = None
 
 
 # passwords
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, cost: PasswordCost = PASSWORD_COST) -> str:
     """A salted scrypt hash, self-describing (`scrypt$n$r$p$salt$hash`). Slow: call in a thread."""
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    return "$".join(
-        ("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
-    )
+    digest = _scrypt(password, salt, cost.n, cost.r, cost.p)
+    return "$".join(("scrypt", str(cost.n), str(cost.r), str(cost.p), _b64(salt), _b64(digest)))
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -213,9 +229,13 @@ def csrf_failure(cookie: str | None, header: str | None) -> str | None:
 class Authenticator:
     """Resolves credentials to users: `Token`, then `Basic`, then the session cookie."""
 
-    def __init__(self, store: AuthStore, secret_path: Path) -> None:
+    def __init__(
+        self, store: AuthStore, secret_path: Path, *, password_cost: PasswordCost = PASSWORD_COST
+    ) -> None:
         self.store = store
         self.secret_path = secret_path
+        # The cost of the passwords this authenticator hashes (tests choose a cheap one).
+        self.password_cost = password_cost
         self._secret_key: bytes | None = None
         # Set at start when the clock is behind stored dates: new tokens date from here instead.
         self.not_before: dt.date | None = None
@@ -238,7 +258,7 @@ class Authenticator:
                 raise AuthenticationFailed(
                     "Invalid token header. Token string should not contain spaces."
                 )
-            return Identity(await self.user_for_token(parts[1]), "token")
+            return Identity(await self.user_for_token(parts[1]), AuthMethod.TOKEN)
         if keyword == "basic":
             if len(parts) == 1:
                 raise AuthenticationFailed("Invalid basic header. No credentials provided.")
@@ -247,7 +267,9 @@ class Authenticator:
                     "Invalid basic header. Credentials string should not contain spaces."
                 )
             username, password = _decode_basic(parts[1])
-            return Identity(await self.user_for_password(username, password, source), "basic")
+            return Identity(
+                await self.user_for_password(username, password, source), AuthMethod.BASIC
+            )
         return None
 
     async def user_for_token(self, key: str) -> User:
@@ -290,7 +312,8 @@ class Authenticator:
         row = await self.store.get_user(username=username)
         if row is None:
             # Spend the same time as a real check, so usernames cannot be probed by timing.
-            await _run_kdf(lambda: verify_password(password, _dummy_hash()))
+            cost = self.password_cost
+            await _run_kdf(lambda: verify_password(password, _dummy_hash(cost)))
             raise AuthenticationFailed("Invalid username/password.")
         if not await _run_kdf(lambda: verify_password(password, row.password_hash)):
             raise AuthenticationFailed("Invalid username/password.")
@@ -307,7 +330,7 @@ class Authenticator:
         row = await self.store.get_user(pk=session.user)
         if row is None or not row.is_active:
             return None
-        return Identity(User.from_row(row), "session", session)
+        return Identity(User.from_row(row), AuthMethod.SESSION, session)
 
     async def start_session(self, user: User) -> tuple[str, str]:
         """Log a user in: returns (session key, CSRF secret) for the cookies."""
@@ -394,11 +417,12 @@ async def create_user(
     superuser: bool = False,
     role: str = "view",
     email: str = "",
+    cost: PasswordCost = PASSWORD_COST,
 ) -> UserRow:
     """Add a user with a hashed password; raises DuplicateUsername if the name is taken."""
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown role '{role}' (choose from {', '.join(ROLE_PERMISSIONS)})")
-    password_hash = await _run_kdf(lambda: hash_password(password))
+    password_hash = await _run_kdf(lambda: hash_password(password, cost))
     return await store.insert_user(
         UserRow(
             pk=0,
@@ -416,11 +440,17 @@ async def create_user(
     )
 
 
-async def ensure_superuser(store: AuthStore, username: str, password: str, email: str = "") -> bool:
+async def ensure_superuser(
+    store: AuthStore,
+    username: str,
+    password: str,
+    email: str = "",
+    cost: PasswordCost = PASSWORD_COST,
+) -> bool:
     """Create the bootstrap superuser unless a user of that name exists; True if created."""
     if await store.get_user(username=username) is not None:
         return False
-    await create_user(store, username, password, superuser=True, email=email)
+    await create_user(store, username, password, superuser=True, email=email, cost=cost)
     return True
 
 
@@ -478,5 +508,5 @@ def _now_iso() -> str:
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(8))
+def _dummy_hash(cost: PasswordCost) -> str:
+    return hash_password(secrets.token_hex(8), cost)

@@ -13,16 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from agent.config import Settings
     from agent.storage.database import Database
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
-# 128 + SIGINT, as a shell reports a command stopped with Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:
         # Ctrl-C before the daemon's own signal handling is in place (imports, start-up).
-        print("inventree-edge: interrupted", file=sys.stderr)  # noqa: T201
+        print("inventree-edge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -47,7 +42,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "simulate":
         return _simulate(args)
-    from agent.config import ConfigError, load_settings, resolve_config_path  # noqa: PLC0415
+    from agent.config import ConfigError, load_settings, resolve_config_path
 
     config_path = resolve_config_path(args.config)
     try:
@@ -58,8 +53,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run(settings, args)
     if args.command == "check-config":
         return _check_config(settings, config_path)
-    from agent.datadir import DataDirError, check_data_dir  # noqa: PLC0415
-    from agent.storage.errors import StoreError  # noqa: PLC0415
+    from agent.datadir import DataDirError, check_data_dir
+    from agent.storage.errors import StoreError
 
     try:
         # The CLI adds to the data the service uses; it never starts a database of its own.
@@ -77,13 +72,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"inventree-edge: {message}", file=sys.stderr)  # noqa: T201
+    print(f"inventree-edge: {message}", file=sys.stderr)
     return code
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.daemon import serve  # noqa: PLC0415 - keep `check-config` and `--help` light
-    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
+    from agent.daemon import serve  # keep `check-config` and `--help` light
+    from agent.log import configure_logging, stop_logging
 
     configure_logging(settings.log.level, settings.log.format)
     try:
@@ -93,8 +88,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
-    from drivers.sim.run import run_simulator  # noqa: PLC0415 - only this command
+    from agent.log import configure_logging, stop_logging
+    from drivers.sim.run import run_simulator  # only this command
 
     # The simulator prints one line per label on stdout; only problems go to the log.
     configure_logging("warning", "auto")
@@ -107,7 +102,7 @@ def _simulate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as err:
-        print(f"inventree-edge: cannot start the simulator: {err}", file=sys.stderr)  # noqa: T201
+        print(f"inventree-edge: cannot start the simulator: {err}", file=sys.stderr)
         return 1
     finally:
         stop_logging()
@@ -116,10 +111,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`simulate LANGUAGE [options]`, one per family with a simulator: each help lists its faults."""
-    from pathlib import Path  # noqa: PLC0415 - keeps this block self-contained
+    from pathlib import Path  # keeps this block self-contained
 
-    from drivers.family import builtin_families  # noqa: PLC0415 - declarations, no simulator code
-    from drivers.sim.faults import COMMON_FAULTS  # noqa: PLC0415 - plain data
+    from drivers.family import builtin_families  # declarations, no simulator code
+    from drivers.sim.faults import COMMON_FAULTS  # plain data
 
     simulated = [family for family in builtin_families().values() if family.simulator is not None]
     simulate = commands.add_parser(
@@ -163,9 +158,9 @@ def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _check_config(settings: Settings, config_path: Path | None) -> int:
     """Refuse what `run` would refuse, `[[machines]]` settings included; print the result."""
-    from agent.discovery import discover  # noqa: PLC0415 - loads every driver
-    from agent.log import configure_logging, stop_logging  # noqa: PLC0415
-    from agent.registry import ConfigMachineError, check_config_machines  # noqa: PLC0415
+    from agent.discovery import discover  # loads every driver
+    from agent.log import configure_logging, stop_logging
+    from agent.registry import ConfigMachineError, check_config_machines
 
     # Drivers that fail to load are logged (stderr); stdout is the configuration alone.
     configure_logging("warning", settings.log.format)
@@ -176,16 +171,16 @@ def _check_config(settings: Settings, config_path: Path | None) -> int:
         return _fail(f"configuration error: bad [[machines]] entry in {where}: {err}", EXIT_CONFIG)
     finally:
         stop_logging()
-    from agent.config import masked_dump  # noqa: PLC0415
+    from agent.config import masked_dump
 
-    print(json.dumps(masked_dump(settings), indent=2))  # noqa: T201
+    print(json.dumps(masked_dump(settings), indent=2))
     return 0
 
 
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.auth import create_user  # noqa: PLC0415
-    from agent.storage.auth import AuthStore  # noqa: PLC0415
-    from agent.storage.errors import DuplicateUsername  # noqa: PLC0415
+    from agent.auth import create_user
+    from agent.storage.auth import AuthStore
+    from agent.storage.errors import DuplicateUsername
 
     database = settings.database_path.absolute()
     if not args.password_stdin and not sys.stdin.isatty():
@@ -218,14 +213,14 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     except DuplicateUsername:
         return _fail(f"user '{args.name}' already exists in {database}", EXIT_FAILURE)
     kind = " (superuser)" if args.superuser else f" (role {args.role})"
-    print(f"created user '{args.name}'{kind} in {database}")  # noqa: T201
+    print(f"created user '{args.name}'{kind} in {database}")
     return 0
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from agent.api.users import clean_token_name  # noqa: PLC0415
-    from agent.auth import Authenticator, User  # noqa: PLC0415
-    from agent.storage.auth import AuthStore  # noqa: PLC0415
+    from agent.auth import Authenticator, User
+    from agent.storage.auth import AuthStore
+    from agent.text_cleaning import clean_token_name
 
     async def create() -> str | None:
         database = await _open_database(settings)
@@ -243,12 +238,12 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     key = asyncio.run(create())
     if key is None:
         return _fail(f"no user '{args.user}' in {settings.database_path.absolute()}", EXIT_FAILURE)
-    print(key)  # noqa: T201
+    print(key)
     return 0
 
 
 async def _open_database(settings: Settings) -> Database:
-    from agent.storage.database import Database  # noqa: PLC0415
+    from agent.storage.database import Database
 
     # The daemon's refusals too: an emptied database next to secret.key is not a new install.
     database = Database(settings.database_path, secret_path=settings.secret_path)

@@ -17,6 +17,14 @@ from aiohttp import web
 from agent.app import create_app
 from agent.config import Settings
 from agent.datadir import DataDirError, check_data_dir
+from agent.exit_codes import (
+    EXIT_CONFIG,
+    EXIT_DATA,
+    EXIT_DATA_DIR,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+)
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.instance_lock import AlreadyRunning, lock_data_dir
 from agent.log_limits import limit_library_logs
@@ -34,15 +42,6 @@ log = structlog.get_logger(__name__)
 HTTP_SHUTDOWN_TIMEOUT_S = STOP_BUDGETS_S["http"]  # open requests finish, keep-alive ones close
 TASKS_SHUTDOWN_TIMEOUT_S = 0.5  # the watchdog task is cancelled
 SHUTDOWN_BUDGET_S = 24.0
-
-# Exit codes. Those that need a person to act are in the unit's RestartPreventExitStatus, so that
-# systemd does not restart into the same failure every RestartSec (a test checks the unit).
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the port, or the data directory, is another daemon's
-EXIT_DATA_DIR = 77  # EX_NOPERM: the data directory is another user's, read-only or not a directory
-EXIT_CONFIG = 78  # EX_CONFIG: the configuration is wrong
-EXIT_DATA = 65  # EX_DATAERR: the database or secret.key is lost, damaged or cannot be written
 
 
 async def serve(settings: Settings, *, reset_database: bool = False) -> int:

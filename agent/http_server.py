@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import resource
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -79,7 +79,8 @@ class CappedTCPSite(web.TCPSite):
         """Listen, with each connection counted from accept to close."""
         await web.BaseSite.start(self)
         server = self._runner.server
-        assert server is not None  # noqa: S101 - set by runner.setup(), which must come first
+        if server is None:
+            raise RuntimeError("the runner's setup() must come before the site's start()")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: self._protocol(server), self._host, self._port, backlog=self._backlog
@@ -173,9 +174,9 @@ class _Refuse(asyncio.Protocol):
         self._cap = cap
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)  # noqa: S101 - a TCP transport
-        transport.write(_REFUSAL)
-        transport.close()
+        stream = cast(asyncio.WriteTransport, transport)  # a TCP transport
+        stream.write(_REFUSAL)
+        stream.close()
         event = _refusals_logged.check("connection_refused")
         if event is not None:
             log.warning("connections_at_cap", max_connections=self._cap, **event)

@@ -99,7 +99,7 @@ def _stderr_is_journal() -> bool:
 
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Set up structlog and the stdlib root logger once for the process."""
-    global _listener  # noqa: PLW0603 - one listener per process
+    global _listener  # one listener per process
     stop_logging()
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
@@ -157,7 +157,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
 
 def stop_logging() -> None:
     """Flush and stop the writer thread (at exit, and before reconfiguring)."""
-    global _listener  # noqa: PLW0603 - one listener per process
+    global _listener  # one listener per process
     if _listener is not None:
         _listener.stop()
         _listener = None

@@ -178,7 +178,7 @@ class Poller:
                 # job holds the printer, once it lets go. On the interval a printing job is
                 # status enough.
                 await self.poll_once(machine, wait_for_lock=woken)
-            except Exception:  # noqa: BLE001 - the loop must outlive a failing database
+            except Exception:  # the loop must outlive a failing database
                 log.exception("poll_loop_error", machine=machine.name)
             interval = self._interval(machine)
             retry_in = self._retry_in.get(machine.pk)

@@ -439,7 +439,7 @@ def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
     except UnidentifiedImageError as err:
         formats = ", ".join(_PILLOW_FORMATS)
         raise DocumentError(f"the image cannot be read: it is not a valid {formats} image") from err
-    except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
+    except Exception as err:  # Pillow's decoders raise many types on bad input
         raise DocumentError(f"the image cannot be read: {err}") from err
     with image:
         # Opening read only the header: the size is known before a pixel is decoded.
@@ -448,7 +448,7 @@ def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
             frames: int = getattr(image, "n_frames", 1)
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
             grey = _to_grey(image)
-        except Exception as err:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
+        except Exception as err:  # Pillow's decoders raise many types on bad input
             raise DocumentError(f"the image cannot be read: {err}") from err
         if frames > 1:
             layouter.warnings.append(f"the image has {frames} frames; only the first is printed")

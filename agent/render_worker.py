@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from PIL import Image
 
@@ -73,10 +73,9 @@ class _Worker:
             stdout=subprocess.PIPE,
             close_fds=True,
         )
-        assert self.process.stdin is not None  # noqa: S101 - asked for above
-        assert self.process.stdout is not None  # noqa: S101
-        self._stdin: IO[bytes] = self.process.stdin
-        self._stdout_fd = self.process.stdout.fileno()
+        # Both pipes were asked for above: Popen sets them.
+        self._stdin = cast(IO[bytes], self.process.stdin)
+        self._stdout_fd = cast(IO[bytes], self.process.stdout).fileno()
         try:
             header, _ = self._receive(time.monotonic() + START_TIMEOUT_S)
         except BaseException:
@@ -158,7 +157,8 @@ class _Pool:
     ) -> tuple[dict[str, Any], bytes]:
         """One request and its answer (the lock held by the caller); raises on a failed request."""
         memory = limits.max_memory_bytes
-        assert memory is not None  # noqa: S101 - callers render in process otherwise
+        if memory is None:
+            raise ValueError("the render worker needs a memory cap; render in process without one")
         retry = header.get("op") == "open"
         while True:
             worker = self.running(memory, limits)
@@ -201,16 +201,15 @@ class _Pool:
                 raise RuntimeError(f"the render worker cannot start: {err}") from err
             self.generation += 1
             self.orphans.clear()
-        self._close_orphans(limits)
+        self._close_orphans(self.worker, limits)
         return self.worker
 
-    def _close_orphans(self, limits: RenderLimits) -> None:
-        assert self.worker is not None  # noqa: S101 - started by the caller
+    def _close_orphans(self, worker: _Worker, limits: RenderLimits) -> None:
         orphans = [doc for generation, doc in self.orphans if generation == self.generation]
         self.orphans.clear()
         for doc in orphans:
             with contextlib.suppress(_WorkerDied):
-                self.worker.exchange({"op": "close", "doc": doc}, b"", limits.max_seconds)
+                worker.exchange({"op": "close", "doc": doc}, b"", limits.max_seconds)
 
     def _discard(self, *, kill: bool = False) -> None:
         worker, self.worker = self.worker, None
@@ -241,6 +240,12 @@ def _stop_at_exit() -> None:
             _POOL.lock.release()
     elif _POOL.worker is not None:
         _POOL.worker.process.kill()
+
+
+def worker_process() -> subprocess.Popen[bytes] | None:
+    """The render worker's process while one is started, else None."""
+    worker = _POOL.worker
+    return worker.process if worker is not None else None
 
 
 def stop_worker() -> None:
@@ -284,7 +289,8 @@ class IsolatedPages(PageSource):
         self._finalizer = weakref.finalize(self, _orphan, self._generation, self._doc)
 
     def _open(self) -> dict[str, Any]:
-        assert self._document is not None  # noqa: S101 - checked by callers
+        if self._document is None:
+            raise ValueError("the document is closed")
         doc = _POOL.new_id()
         answer, _ = _POOL.call(self._limits, {**self._request, "doc": doc}, self._document)
         self._doc, self._generation = doc, _POOL.generation
@@ -297,7 +303,8 @@ class IsolatedPages(PageSource):
         if not 0 <= index < self.page_count:
             raise IndexError(f"page index {index} is outside the document's {self.page_count}")
         memory = self._limits.max_memory_bytes
-        assert memory is not None  # noqa: S101 - only opened in the worker with a cap
+        if memory is None:
+            raise ValueError("the render worker needs a memory cap; render in process without one")
         with _POOL.lock:
             _POOL.running(memory, self._limits)  # a worker that died is replaced first
             if self._generation != _POOL.generation:
@@ -332,9 +339,9 @@ def _orphan(generation: int, doc: int) -> None:
 
 def _serve(memory_bytes: int) -> None:
     """Answer requests on stdin/stdout until stdin closes."""
-    import resource  # noqa: PLC0415 - the child's alone
+    import resource  # the child's alone
 
-    from agent.render import open_in_process  # noqa: PLC0415 - the child's alone
+    from agent.render import open_in_process  # the child's alone
 
     # Ctrl-C in a terminal reaches the whole process group: the daemon decides when this stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,13 +12,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent.booleans import setting_bool, str2bool
 from drivers.base import SettingDef, SettingOutOfRange, SettingValidationError, SettingValue
 
 MAX_VALUE_LENGTH = 2000
 PROTECTED_MASK = "***"
-_TRUE_STRINGS = frozenset({"1", "y", "yes", "t", "true", "ok", "on"})
-# Accepted as False when a client sends them; anything neither true nor false is refused.
-_FALSE_STRINGS = frozenset({"", "0", "n", "no", "f", "false", "off"})
 
 # API list URLs of the models a setting may point to (InvenTree's `model` key).
 _MODEL_URLS: Mapping[str, str] = {
@@ -37,11 +35,6 @@ class SettingInvalid(Exception):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-def str2bool(value: object) -> bool:
-    """InvenTree's truthy strings; anything else is False."""
-    return str(value).strip().lower() in _TRUE_STRINGS
 
 
 def validators_of(definition: SettingDef) -> list[Any]:
@@ -142,10 +135,10 @@ def clean_value(definition: SettingDef, value: object) -> str:
         )
     coerced: object = text
     if is_bool(definition):
-        lowered = text.strip().lower()
-        if lowered not in _TRUE_STRINGS and lowered not in _FALSE_STRINGS:
+        parsed = setting_bool(text)
+        if parsed is None:
             raise SettingInvalid("value", "Must be a valid boolean.")
-        coerced = lowered in _TRUE_STRINGS
+        coerced = parsed
     elif is_int(definition):
         coerced = _parse_int(text.strip())
         if coerced is None:
@@ -203,7 +196,7 @@ def _run_validator(validator: Any, value: object) -> None:
         raise SettingInvalid("value", str(err)) from err
     except SettingValidationError as err:
         raise SettingInvalid("non_field_errors", str(err)) from err
-    except Exception as err:  # noqa: BLE001 - any other failure is InvenTree's generic message
+    except Exception as err:  # any other failure is InvenTree's generic message
         raise SettingInvalid("value", "Value does not pass validation checks") from err
 
 

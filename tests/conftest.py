@@ -19,10 +19,11 @@ from PIL import Image, ImageDraw
 
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
-from agent.auth import User, create_user
+from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.clocks import SteppableClock
 from tests.loop_watchdog import LoopWatchdog
+from tests.waiting import wait_until
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -32,6 +33,10 @@ TEST_DRIVERS = (
     "tests.fake_drivers:FailingInitDriver",
     "tests.fake_drivers:OtherTypeDriver",
 )
+
+# scrypt at its lowest cost for the apps of tests: a password costs microseconds, not ~100 ms.
+# The production cost is what create_app uses unless told otherwise (tests/test_auth.py).
+CHEAP_PASSWORD_COST = PasswordCost(n=2, r=1, p=1)
 
 Headers = dict[str, str]
 MakeUser = Callable[..., Awaitable[Headers]]
@@ -112,9 +117,17 @@ def clock() -> SteppableClock:
 
 
 @pytest.fixture
-def app(settings: Settings, clock: SteppableClock) -> web.Application:
+def password_cost() -> PasswordCost:
+    """The scrypt cost of the test app's new password hashes (override for the real one)."""
+    return CHEAP_PASSWORD_COST
+
+
+@pytest.fixture
+def app(settings: Settings, clock: SteppableClock, password_cost: PasswordCost) -> web.Application:
     """The application with the built-in drivers plus the test drivers."""
-    return create_app(settings, extra_drivers=TEST_DRIVERS, clock=clock)
+    return create_app(
+        settings, extra_drivers=TEST_DRIVERS, clock=clock, password_cost=password_cost
+    )
 
 
 @pytest.fixture
@@ -129,8 +142,15 @@ async def make_user(client: TestClient[Any, Any]) -> MakeUser:
     """Create a user directly in the store; returns token headers for it."""
 
     async def make(username: str, *, role: str = "view", superuser: bool = False) -> Headers:
-        store = client.app[AUTHENTICATOR].store
-        row = await create_user(store, username, "pw-" + username, role=role, superuser=superuser)
+        authenticator = client.app[AUTHENTICATOR]
+        row = await create_user(
+            authenticator.store,
+            username,
+            "pw-" + username,
+            role=role,
+            superuser=superuser,
+            cost=authenticator.password_cost,
+        )
         key = await client.app[AUTHENTICATOR].token_for(User.from_row(row), "test")
         return {"Authorization": f"Token {key}"}
 
@@ -195,14 +215,15 @@ async def wait_for_job(
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Poll a job until its status is one of `statuses` (bounded)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            job: dict[str, Any] = await (
-                await client.get(f"/api/machine/jobs/{pk}/", headers=headers)
-            ).json()
-            if job["status"] in statuses:
-                return job
-            await asyncio.sleep(0.01)
+    job: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal job
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=headers)).json()
+        return job["status"] in statuses
+
+    await wait_until(reached, timeout, f"job {pk} {' or '.join(statuses)}")
+    return job
 
 
 def label_pdf(pages: int = 1, size: tuple[int, int] = (732, 342)) -> bytes:

@@ -12,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.waiting import wait_until_blocking
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A cold start (interpreter, imports, SQLite migration) takes well under a second; this bounds a
@@ -27,7 +28,6 @@ STARTUP_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 # One local HTTP exchange with the daemon.
 HTTP_TIMEOUT_S = 5.0
-_POLL_INTERVAL_S = 0.01
 # Variables a developer's shell or systemd may have set; the tests give their own.
 _SCRUBBED_PREFIXES = ("INVENTREE_EDGE_", "NOTIFY_SOCKET", "WATCHDOG_")
 
@@ -200,7 +200,7 @@ def run_cli(
     if without_root_powers and os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            import pytest  # noqa: PLC0415 - only this branch needs it
+            import pytest  # only this branch needs it
 
             pytest.skip("running as root without setpriv: file modes cannot be tested")
         command = [
@@ -230,7 +230,7 @@ OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
 def give_to_another_user(path: Path) -> None:
     """Make `path` belong to another user, as `sudo` leaves files behind (needs root)."""
     if os.geteuid() != 0:
-        import pytest  # noqa: PLC0415 - only this branch needs it
+        import pytest  # only this branch needs it
 
         pytest.skip("only root can give a file to another user")
     os.chown(path, OTHER_UID, OTHER_UID)
@@ -243,9 +243,9 @@ def logging_restored() -> Iterator[None]:
     structlog caches loggers on first use once configured; left configured, later tests could
     not capture log events.
     """
-    import structlog  # noqa: PLC0415 - only in-process command tests need it
+    import structlog  # only in-process command tests need it
 
-    from agent.log import stop_logging  # noqa: PLC0415
+    from agent.log import stop_logging
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -323,16 +323,24 @@ def _command(config: Path | None, args: Sequence[str] = ()) -> list[str]:
 
 def _wait_listening(proc: subprocess.Popen[bytes], stderr_path: Path) -> int:
     """The port from the daemon's `listening` log line."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
+    port = 0
+
+    def listening() -> bool:
+        nonlocal port
         # Only whole lines: the daemon may be halfway through writing the last one.
         for line in stderr_path.read_text().split("\n")[:-1]:
             if '"listening"' in line:
                 url = json.loads(line)["url"]
-                return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+                port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+                return True
         if proc.poll() is not None:
             raise DaemonStartError(
                 f"daemon exited with {proc.returncode}: {stderr_path.read_text()}"
             )
-        time.sleep(_POLL_INTERVAL_S)
-    raise DaemonStartError(f"daemon not listening after {STARTUP_TIMEOUT_S} s")
+        return False
+
+    try:
+        wait_until_blocking(listening, STARTUP_TIMEOUT_S)
+    except AssertionError:
+        raise DaemonStartError(f"daemon not listening after {STARTUP_TIMEOUT_S} s") from None
+    return port

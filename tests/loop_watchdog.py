@@ -57,6 +57,8 @@ class LoopWatchdog:
         self.loop = loop
         self.threshold_s = threshold_s
         self.blocks: list[Block] = []
+        # Pings the loop has answered: a test waits for one before it blocks the loop.
+        self.pings_answered = 0
         self._loop_thread = threading.get_ident()
         # Opened once and re-read: tests that count the process's open files see it stay put.
         self._stat_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/stat", os.O_RDONLY)
@@ -118,6 +120,7 @@ class LoopWatchdog:
             if cpu >= self.threshold_s or longest_sleep >= self.threshold_s:
                 wall = time.perf_counter() - wall_start
                 self.blocks.append(Block(cpu, wall, stack, longest_sleep))
+            self.pings_answered += 1
             self._stop.wait(PING_INTERVAL_S)
 
     def _stat_fields(self) -> list[str]:

@@ -13,7 +13,7 @@ from agent.api.declare import Answer, ApiModel, Doc, Endpoint, Operation, Patche
 from agent.api.metadata import fields_metadata
 from agent.api.openapi import build_document, error_statuses
 from agent.api.schema import openapi_document
-from agent.api.views import ApiView
+from agent.api.views import ApiView, ViewPermission
 
 
 class Widget(ApiModel):
@@ -67,7 +67,7 @@ def test_an_operation_without_a_handler_is_refused() -> None:
 
 
 class WidgetView(ApiView):
-    permission = "admin_role"
+    permission = ViewPermission.ADMIN_ROLE
     endpoint = _widget_endpoint("GET", "PATCH")
 
     async def get(self) -> web.StreamResponse:

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, DATABASE
-from agent.auth import create_user
+from agent.auth import PASSWORD_COST, PasswordCost, create_user, hash_password
 from agent.config import Settings
 from agent.storage.machines import MachineStore
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Headers, MakeUser, basic_headers
@@ -500,3 +501,35 @@ async def test_keys_and_passwords_are_not_stored_in_clear(
     assert raw, "no database files found"
     for secret in (key, key[4:44], session, ADMIN_PASSWORD, "bobs-own-secret-password"):
         assert secret.encode() not in raw, secret
+
+
+def test_new_passwords_are_hashed_at_the_production_cost_unless_told_otherwise() -> None:
+    assert PasswordCost(n=2**14, r=8, p=1) == PASSWORD_COST
+    assert hash_password("secret").startswith("scrypt$16384$8$1$")
+    assert hash_password("secret", PasswordCost(n=4, r=2, p=1)).startswith("scrypt$4$2$1$")
+
+
+async def test_an_app_hashes_at_the_production_cost_by_default(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client: Client = await aiohttp_client(create_app(settings))
+    assert client.app[AUTHENTICATOR].password_cost == PASSWORD_COST
+    row = await client.app[AUTHENTICATOR].store.get_user(username=ADMIN_USER)
+    assert row is not None
+    assert row.password_hash.startswith("scrypt$16384$8$1$")
+    assert (await client.get("/api/user/me/", headers=admin_basic())).status == 200
+
+
+async def test_a_password_is_checked_at_the_cost_it_was_hashed_with(client: Client) -> None:
+    # The test app hashes cheaply; a hash made at the production cost (an older database) works.
+    store = client.app[AUTHENTICATOR].store
+    await create_user(store, "olga", "olgas-password", cost=PASSWORD_COST)
+    row = await store.get_user(username="olga")
+    assert row is not None
+    assert row.password_hash.startswith("scrypt$16384$8$1$")
+    good = basic_headers("olga", "olgas-password")
+    assert (await client.get("/api/user/me/", headers=good)).status == 200
+    wrong = basic_headers("olga", "not-her-password")
+    assert await detail_401(await client.get("/api/user/me/", headers=wrong)) == (
+        "Invalid username/password."
+    )

@@ -13,14 +13,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent import cli, daemon
+from agent import cli, daemon, exit_codes
 from agent.config import load_settings
 from tests.daemon_helpers import (
     OTHER_UID,
@@ -40,6 +39,7 @@ from tests.daemon_helpers import (
     spawned_daemon,
     token_auth,
 )
+from tests.waiting import wait_until_blocking
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "first-password"
@@ -209,8 +209,7 @@ def test_shutdown_budget_fits_inside_systemd_stop_timeout() -> None:
 
 def test_systemd_does_not_restart_after_a_configuration_error() -> None:
     codes = _unit_setting("RestartPreventExitStatus").split()
-    assert str(daemon.EXIT_CONFIG) in codes
-    assert str(cli.EXIT_CONFIG) in codes
+    assert str(exit_codes.EXIT_CONFIG) in codes
 
 
 def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) -> None:
@@ -221,7 +220,7 @@ def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) 
         env = daemon_env(
             tmp_path / "data", free_port(), {"JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
         )
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "agent", "run"],
             cwd=REPO_ROOT,
             env=env,
@@ -230,11 +229,12 @@ def test_under_journald_the_daemon_gives_each_line_its_priority(tmp_path: Path) 
             stderr=stderr,
         )
         try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while b'"listening"' not in stderr_path.read_bytes():
-                assert time.monotonic() < deadline, stderr_path.read_bytes()
+
+            def listening() -> bool:
                 assert proc.poll() is None, stderr_path.read_bytes()
-                time.sleep(0.01)
+                return b'"listening"' in stderr_path.read_bytes()
+
+            wait_until_blocking(listening, STARTUP_TIMEOUT_S, "the daemon listening")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=NOTIFY_TIMEOUT_S) == 0
         finally:

@@ -456,7 +456,7 @@ async def test_a_lost_connection_mid_label_raises_and_the_retry_resends_it(
         await driver_of(machine).print(machine, job)
     assert job.progress == [1]
     sim.clear_fault()
-    link = driver_of(machine)._connections.get(machine).link
+    link = driver_of(machine).connections.get(machine).link
     link.retry_now()
     resumed = FakeJob(pages, first_label=1)
     await driver_of(machine).print(machine, resumed)
@@ -636,7 +636,7 @@ def test_model_profiles_load_without_python_escpos_yaml_parse_on_the_event_loop(
 
 
 def test_model_profiles_match_python_escpos() -> None:
-    from escpos import capabilities  # noqa: PLC0415 - the reference, loaded only here
+    from escpos import capabilities  # the reference, loaded only here
 
     reference = capabilities.CAPABILITIES["profiles"]
     ours = model_profiles()

@@ -411,7 +411,7 @@ async def test_lost_connection_resumes_after_the_labels_the_odometer_counted(
     assert job.progress == []
     assert len(sim.labels) == 1
     sim.clear_fault()
-    driver_of(machine)._connections.get(machine).link.retry_now()
+    driver_of(machine).connections.get(machine).link.retry_now()
     resumed = FakeJob(three)
     await driver_of(machine).print(machine, resumed)
     assert resumed.progress[0] == 1
@@ -439,7 +439,7 @@ async def test_without_an_odometer_a_label_counts_when_the_status_after_it_is_fi
 async def test_printer_that_takes_labels_but_prints_none_makes_the_job_wait(
     machine: FakeMachine, sim: ZplSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sim, "_complete", lambda fmt: None)
+    monkeypatch.setattr(sim, "complete_format", lambda fmt: None)
     clock = driver_of(machine).context.clock
     assert isinstance(clock, SteppingClock)
     started = clock.monotonic()

@@ -9,7 +9,6 @@ keeps what is particular to these two families and their transports.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import io
 import queue
@@ -30,6 +29,7 @@ from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, ser
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.driver_time import use_quick_timing
 from tests.test_driver_escpos import Tap
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 PAGES = 3
@@ -147,28 +147,33 @@ async def wait_for_machine(
     client: Client, headers: Headers, pk: str, ready: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
     """Read the machine through the API until `ready(machine)` holds (bounded)."""
-    async with asyncio.timeout(5.0):
-        while True:
-            resp = await client.get(f"/api/machine/{pk}/", headers=headers)
-            machine: dict[str, Any] = await resp.json()
-            if ready(machine):
-                return machine
-            await asyncio.sleep(0.01)
+    machine: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal machine
+        machine = await (await client.get(f"/api/machine/{pk}/", headers=headers)).json()
+        return ready(machine)
+
+    await wait_until(reached, 5.0)
+    return machine
 
 
 async def wait_until_waiting(printer: Printer, job: dict[str, Any], status: int) -> dict[str, Any]:
     """Wait until the job is back in the queue after a failed attempt and the machine says why."""
-    async with asyncio.timeout(5.0):
-        while True:
-            current = await wait_for_job(
-                printer.client, printer.headers, job["pk"], ("queued", "complete", "failed")
-            )
-            machine = await printer.get()
-            if current["status"] != "queued" or (
-                current["attempts"] > 0 and machine["status"] == status
-            ):
-                return current
-            await asyncio.sleep(0.01)
+    current: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal current
+        current = await wait_for_job(
+            printer.client, printer.headers, job["pk"], ("queued", "complete", "failed")
+        )
+        machine = await printer.get()
+        return current["status"] != "queued" or (
+            current["attempts"] > 0 and machine["status"] == status
+        )
+
+    await wait_until(reached, 5.0)
+    return current
 
 
 @pytest.fixture(params=["escpos", "zpl"])

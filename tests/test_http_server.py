@@ -18,8 +18,9 @@ from agent.config import HttpConfig, Settings
 from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.log import configure_logging, stop_logging
 from agent.log_limits import RepeatFilter, RepeatLimiter, limit_library_logs
-from tests.conftest import closed_by_peer
+from tests.conftest import CHEAP_PASSWORD_COST, closed_by_peer
 from tests.daemon_helpers import logging_restored
+from tests.waiting import wait_until
 
 _EMFILE = OSError(24, "Too many open files")
 IDLE_TIMEOUT_S = 0.3
@@ -38,7 +39,7 @@ UNFINISHED_LOGIN = (
 async def _serving(settings: Settings, idle_timeout_s: float) -> AsyncIterator[CappedTCPSite]:
     """The app served the way the daemon serves it, with a small connection cap."""
     http = HttpConfig(idle_timeout_s=idle_timeout_s, max_connections=CAP)
-    app = create_app(settings.model_copy(update={"http": http}))
+    app = create_app(settings.model_copy(update={"http": http}), password_cost=CHEAP_PASSWORD_COST)
     runner = web.AppRunner(app, access_log=None, **runner_options(http))
     await runner.setup()
     site = CappedTCPSite(runner, "127.0.0.1", 0, max_connections=connection_cap(http))
@@ -122,9 +123,7 @@ async def test_idle_connections_at_the_cap_make_room_for_a_request(
     server = patient_server
     held = [await _connect(server) for _ in range(CAP)]
     try:
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.open_connections < CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.open_connections >= CAP, CLOSE_DEADLINE_S)
         # Connections that sent nothing do not lock clients out until their idle timeout: the
         # oldest of them is closed to serve the newcomer.
         for _ in range(2):
@@ -146,9 +145,7 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
     server = patient_server
     held = [await _busy(server) for _ in range(CAP)]
     try:
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.busy_connections() < CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.busy_connections() >= CAP, CLOSE_DEADLINE_S)
         reader, writer = await _connect(server)
         answer = await _answer(reader)
         writer.close()
@@ -158,9 +155,7 @@ async def test_connections_over_the_cap_get_503_and_room_comes_back(
         assert await closed_by_peer(reader)
         # One held connection goes away: a new client is served again.
         held.pop()[1].close()
-        async with asyncio.timeout(CLOSE_DEADLINE_S):
-            while server.open_connections >= CAP:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: server.open_connections < CAP, CLOSE_DEADLINE_S)
         reader, writer = await _connect(server)
         writer.write(REQUEST)
         assert (await _answer(reader)).startswith(b"HTTP/1.1 200")

@@ -22,6 +22,7 @@ from agent.storage.database import Database
 from agent.storage.machines import MachineStore
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus, Machine, PrintJob
 from drivers.clock import Clock as DriverClock
+from tests.conftest import CHEAP_PASSWORD_COST
 
 Client = TestClient[Any, Any]
 
@@ -82,7 +83,11 @@ def test_discovery_requires_print_on_label_printer_drivers() -> None:
 async def test_registry_errors_are_shown_by_the_api(
     aiohttp_client: Any, settings: Any, make_token: Any
 ) -> None:
-    app = create_app(settings, extra_drivers=("tests.fake_drivers:MissingNameDriver",))
+    app = create_app(
+        settings,
+        extra_drivers=("tests.fake_drivers:MissingNameDriver",),
+        password_cost=CHEAP_PASSWORD_COST,
+    )
     client = await aiohttp_client(app)
     headers = await make_token(client)
     resp = await client.get("/api/machine/status/", headers=headers)
@@ -148,7 +153,7 @@ class SlowDriver(LabelPrinterDriver):
     DESCRIPTION = "Never finishes init"
 
     async def init_machine(self, machine: Machine) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
         return None
@@ -268,7 +273,7 @@ async def test_drivers_list_names_the_providing_plugin(
 ) -> None:
     point = EntryPoint("acme-slow", "tests.test_registry:SlowDriver", "inventree_edge.drivers")
     monkeypatch.setattr(discovery, "entry_points", lambda group: [point])
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     headers = await make_token(client)
     drivers = await (await client.get("/api/machine/drivers/", headers=headers)).json()
     slow = next(d for d in drivers if d["slug"] == "slow")

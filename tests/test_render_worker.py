@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from agent import render_worker
 from agent.render import DocumentError, PageSource, RenderLimits, open_document
 from drivers.base import PageFormat, RenderOptions
 from tests.handmade_pdf import drawing_bomb_pdf, text_labels_pdf
+from tests.waiting import wait_until_blocking
 
 PDF = "application/pdf"
 PAGE_FORMAT = PageFormat(dpi=300, width_dots=732, height_dots=342)
@@ -66,7 +66,7 @@ def test_the_worker_exits_with_the_process_that_started_it() -> None:
         "from tests.test_render_worker import open_pdf\n"
         "from tests.handmade_pdf import text_labels_pdf\n"
         "source = open_pdf(text_labels_pdf(1))\n"
-        "print(render_worker._POOL.worker.process.pid, flush=True)\n"
+        "print(render_worker.worker_process().pid, flush=True)\n"
         "import os; os._exit(0)\n"  # no clean-up at all: as if killed
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter
@@ -77,9 +77,7 @@ def test_the_worker_exits_with_the_process_that_started_it() -> None:
         check=True,
     )
     worker = int(result.stdout.split()[0])
-    deadline = time.monotonic() + EXIT_DEADLINE_S
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_blocking(lambda: not _alive(worker), EXIT_DEADLINE_S, "the worker exited")
     assert not _alive(worker)
 
 
@@ -96,10 +94,10 @@ def _alive(pid: int) -> bool:
 def test_the_worker_can_be_stopped_and_starts_again() -> None:
     with open_pdf(text_labels_pdf(1)):
         pass
-    worker = render_worker._POOL.worker
+    worker = render_worker.worker_process()
     assert worker is not None
     render_worker.stop_worker()
-    assert worker.process.poll() is not None
+    assert worker.poll() is not None
     with open_pdf(text_labels_pdf(2)) as source:
         assert source.page_count == 2
 
@@ -108,14 +106,14 @@ def test_a_worker_killed_between_requests_is_replaced_without_failing_anyone() -
     labels = text_labels_pdf(2)
     with open_pdf(labels) as source:
         expected = source.render_page(1).tobytes()
-        worker = render_worker._POOL.worker
+        worker = render_worker.worker_process()
         assert worker is not None
-        worker.process.kill()  # the kernel's OOM killer, or an administrator
-        worker.process.wait()
+        worker.kill()  # the kernel's OOM killer, or an administrator
+        worker.wait()
         assert source.render_page(1).tobytes() == expected
-    worker = render_worker._POOL.worker
+    worker = render_worker.worker_process()
     assert worker is not None
-    worker.process.kill()
-    worker.process.wait()
+    worker.kill()
+    worker.wait()
     with open_pdf(labels) as again:
         assert again.page_count == 2

@@ -31,8 +31,10 @@ from agent.appkeys import AUTHENTICATOR
 from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, TEST_DRIVERS
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, CHEAP_PASSWORD_COST, TEST_DRIVERS
 from tests.daemon_helpers import REPO_ROOT
+
+pytestmark = pytest.mark.schemathesis
 
 # Start and stop of the app (SQLite open, driver load) take milliseconds; this bounds a hang.
 SERVER_TIMEOUT_S = 10.0
@@ -152,7 +154,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]
         storage=StorageConfig(path=data),
         auth=AuthConfig(admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD),  # type: ignore[arg-type]
     )
-    running = LoopbackServer(create_app(settings, extra_drivers=TEST_DRIVERS))
+    running = LoopbackServer(
+        create_app(settings, extra_drivers=TEST_DRIVERS, password_cost=CHEAP_PASSWORD_COST)
+    )
     running.start()
     try:
         yield running

@@ -17,6 +17,7 @@ from drivers.sim import EscposSimulator, ReceivedLabel, run_simulator, serve_pty
 
 # Generous bound for a reply over loopback or a pty; a healthy run answers in microseconds.
 from tests.conftest import closed_by_peer
+from tests.waiting import wait_until
 
 REPLY_TIMEOUT = 2.0
 # How long a test listens to be sure no reply comes.
@@ -57,9 +58,7 @@ def all_printed(labels: list[ReceivedLabel], pages: list[Image.Image]) -> bool:
 
 async def until(condition: Callable[[], bool]) -> None:
     """Poll state that has no event of its own (server bookkeeping, console output)."""
-    async with asyncio.timeout(REPLY_TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - nothing to wait on but the state itself
-            await asyncio.sleep(0.001)
+    await wait_until(condition, REPLY_TIMEOUT)
 
 
 def test_multi_page_job_with_copies_prints_every_page_in_order() -> None:

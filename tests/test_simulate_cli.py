@@ -21,6 +21,7 @@ from drivers.zpl import FAMILY as ZPL
 from drivers.zpl.protocol import encode_page
 from drivers.zpl.simulator import ZplSimulator
 from tests.test_driver_escpos import random_page
+from tests.waiting import wait_until
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -66,14 +67,15 @@ async def test_save_writes_one_png_per_label_as_printed(tmp_path: Path) -> None:
     task = asyncio.create_task(run_simulator("zpl", port=0, out=out, save=saved))
     pages = [random_page(96, 40, seed) for seed in (1, 2)]
     try:
+        listening = r"tcp://127\.0\.0\.1:(\d+)"
+        await wait_until(lambda: re.search(listening, out.getvalue()) is not None, 10)
+        found = re.search(listening, out.getvalue())
+        assert found is not None
         async with asyncio.timeout(10):
-            while not (found := re.search(r"tcp://127\.0\.0\.1:(\d+)", out.getvalue())):
-                await asyncio.sleep(0.01)
             reader, writer = await asyncio.open_connection("127.0.0.1", int(found[1]))
             writer.write(encode_page(pages[0], copies=2) + encode_page(pages[1]))
             await writer.drain()
-            while out.getvalue().count("->") < 3:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: out.getvalue().count("->") >= 3, 10)
             writer.close()
             await writer.wait_closed()
             del reader

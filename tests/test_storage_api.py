@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sqlite3
 import uuid
@@ -18,12 +17,14 @@ from tests.clocks import SteppableClock
 from tests.conftest import (
     ADMIN_PASSWORD,
     ADMIN_USER,
+    CHEAP_PASSWORD_COST,
     Headers,
     basic_headers,
     create_machine,
     label_pdf,
     wait_for_job,
 )
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 
@@ -71,7 +72,9 @@ def _seed(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> None:
 async def _started(
     aiohttp_client: Any, settings: Settings, clock: SteppableClock | None = None
 ) -> Client:
-    client: Client = await aiohttp_client(create_app(settings, clock=clock))
+    client: Client = await aiohttp_client(
+        create_app(settings, clock=clock, password_cost=CHEAP_PASSWORD_COST)
+    )
     return client
 
 
@@ -126,9 +129,11 @@ async def test_old_jobs_are_pruned_after_start_not_during_it(
     await clock.sleeping(PRUNE_START_DELAY_S)
     assert await _job_count(client) == 3
     clock.advance(PRUNE_START_DELAY_S)
-    async with asyncio.timeout(10):
-        while await _job_count(client) != 0:
-            await asyncio.sleep(0.05)
+
+    async def pruned() -> bool:
+        return await _job_count(client) == 0
+
+    await wait_until(pruned, timeout=10)
 
 
 async def _job_count(client: Client) -> int:
@@ -166,10 +171,12 @@ async def test_a_job_saved_after_its_request_timed_out_is_printed_all_the_same(
     finally:
         other.close()
     database.call_timeout = 30.0
-    async with asyncio.timeout(20):
-        while True:
-            listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()
-            if listed and listed[0]["status"] == "complete":
-                break
-            await asyncio.sleep(0.05)
+    listed: list[Any] = []
+
+    async def printed() -> bool:
+        nonlocal listed
+        listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()
+        return bool(listed) and listed[0]["status"] == "complete"
+
+    await wait_until(printed, timeout=20)
     assert len(listed) == 1

@@ -12,7 +12,7 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, SETTINGS
 from agent.auth import User
 from agent.config import Settings
-from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, basic_headers
+from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, CHEAP_PASSWORD_COST, basic_headers
 
 Client = TestClient[Any, Any]
 
@@ -54,10 +54,10 @@ async def test_a_revoked_token_is_not_handed_out_again(client: Client) -> None:
 
 
 async def test_the_same_token_after_a_restart(aiohttp_client: Any, settings: Settings) -> None:
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     first = await _token(client, "label-script")
     await client.close()
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     assert await _token(client, "label-script") == first
 
 
@@ -93,11 +93,11 @@ async def test_long_expired_and_revoked_tokens_are_pruned(client: Client) -> Non
 async def test_a_replaced_secret_makes_new_tokens_and_old_ones_keep_working(
     aiohttp_client: Any, settings: Settings
 ) -> None:
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     first = await _token(client, "script")
     await client.close()
     settings.secret_path.unlink()
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     second = await _token(client, "script")
     assert second != first
     for key in (first, second):

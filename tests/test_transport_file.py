@@ -52,6 +52,16 @@ def pty_slave() -> Iterator[tuple[int, str]]:
     os.close(slave)
 
 
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 async def read_fd(fd: int, size: int) -> bytes:
     data = bytearray()
     async with asyncio.timeout(5):
@@ -59,7 +69,7 @@ async def read_fd(fd: int, size: int) -> bytes:
             try:
                 data += os.read(fd, size - len(data))
             except BlockingIOError:
-                await asyncio.sleep(0.005)
+                await _readable(fd)
     return bytes(data)
 
 

@@ -21,6 +21,7 @@ from drivers.transport import (
     TransportClosed,
     link_for,
 )
+from tests.waiting import settle, wait_until
 
 
 class Clock:
@@ -187,9 +188,8 @@ async def test_idle_connection_closed_by_the_printer_reconnects_silently(
         assert await transport.read(2, timeout=2) == b"OK"
     for writer in printer.writers:  # the printer's idle timeout
         writer.close()
-    async with asyncio.timeout(2):
-        while attempts.made[0].is_open:  # noqa: ASYNC110 - waiting for the FIN to be processed
-            await asyncio.sleep(0.005)
+    # The FIN is processed on the loop: no event to await.
+    await wait_until(lambda: not attempts.made[0].is_open, timeout=2)
     with capture_logs() as logs:
         async with link.exchange() as transport:
             await transport.write(b"status?")
@@ -220,7 +220,7 @@ async def test_cancelled_exchange_drops_the_connection_without_failure(
         async with link.exchange() as transport:
             await transport.write(b"half a label")
             started.set()
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # until cancelled
 
     task = asyncio.create_task(job(), name="job")
     await started.wait()
@@ -239,24 +239,18 @@ async def test_exchanges_run_one_at_a_time(link: Link, printer: Printer) -> None
     order: list[str] = []
     release = asyncio.Event()
 
-    holding = asyncio.Event()
-
     async def job(tag: str, wait: bool) -> None:
         async with link.exchange() as transport:
             order.append(f"{tag} start")
             await transport.write(tag.encode())
             if wait:
-                holding.set()
                 await release.wait()
             order.append(f"{tag} end")
 
     first = asyncio.create_task(job("a", wait=True), name="job a")
-    async with asyncio.timeout(2):
-        await holding.wait()
+    await wait_until(lambda: order == ["a start"])
     second = asyncio.create_task(job("b", wait=False), name="job b")
-    for _ in range(20):  # turns of the loop in which b would start if nothing held it back
-        await asyncio.sleep(0)
-    assert not second.done()
+    await settle()  # b runs until it waits for a's exchange to end
     assert order == ["a start"]
     release.set()
     await asyncio.gather(first, second)
@@ -304,10 +298,8 @@ async def test_cancel_while_connecting_leaves_nothing_open(clock: Clock) -> None
         attempts = Attempts(port, connect_timeout=5)
         link = Link(attempts, name="slow", clock=clock)
         task = asyncio.create_task(link.ensure_connected(), name="connect")
-        # The task runs until its connect waits for the SYN the kernel leaves unanswered.
-        async with asyncio.timeout(2):
-            while not attempts.made:  # noqa: ASYNC110 - no event marks the attempt
-                await asyncio.sleep(0.001)
+        await wait_until(lambda: attempts.count == 1)
+        await settle()  # the task runs until the kernel leaves its SYN unanswered
         assert state_of(link) is LinkState.CONNECTING
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import array
 import asyncio
 import fcntl
 import os
+import struct
 import termios
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +25,7 @@ from drivers.transport import (
     read_exactly,
 )
 from drivers.transport.threads import run_in_thread
+from tests.waiting import settle, wait_until
 
 
 @dataclass
@@ -58,11 +59,10 @@ async def port(pty: Pty) -> AsyncIterator[SerialTransport]:
     await transport.close()
 
 
-def waiting_input(fd: int) -> int:
-    """Bytes in a terminal's input queue (FIONREAD)."""
-    count = array.array("i", [0])
-    fcntl.ioctl(fd, termios.FIONREAD, count)
-    return count[0]
+def _waiting_input(fd: int) -> int:
+    """Bytes in a terminal's input queue (the pty passes written bytes on asynchronously)."""
+    count: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    return count
 
 
 async def read_master(pty: Pty, size: int) -> bytes:
@@ -113,9 +113,7 @@ async def test_stale_input_is_dropped_on_open(pty: Pty) -> None:
     await first.open()
     await first.close()
     os.write(pty.master, b"boot banner")
-    async with asyncio.timeout(2):  # until the banner waits in the port's input queue
-        while waiting_input(pty.slave) < len(b"boot banner"):
-            await asyncio.sleep(0.001)
+    await wait_until(lambda: _waiting_input(pty.slave) == len(b"boot banner"))
     second = SerialTransport(SerialTarget(pty.name))
     await second.open()
     try:
@@ -190,9 +188,7 @@ async def test_close_is_idempotent_and_stops_io(pty: Pty, port: SerialTransport)
 
 async def test_close_wakes_a_pending_read(port: SerialTransport) -> None:
     reader = asyncio.create_task(port.read(1, timeout=10), name="status read")
-    for _ in range(5):  # turns of the loop for the read to start waiting on the port
-        await asyncio.sleep(0)
-    assert not reader.done()
+    await settle()  # the read waits for data
     async with asyncio.timeout(1):
         await port.close()
         with pytest.raises(TransportClosed, match="was closed"):

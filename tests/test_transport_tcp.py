@@ -27,6 +27,7 @@ from drivers.transport import (
 from drivers.transport.devfile import DeviceFileTransport
 from drivers.transport.serial import SerialTransport
 from drivers.transport.usb import UsbTransport
+from tests.waiting import wait_until
 
 
 class FakePrinter:
@@ -196,9 +197,8 @@ async def test_is_open_turns_false_when_the_printer_hangs_up(
 ) -> None:
     assert transport.is_open
     await printer.hang_up()
-    async with asyncio.timeout(2):
-        while alive(transport):  # noqa: ASYNC110 - the FIN arrives on the loop, no event to await
-            await asyncio.sleep(0.005)
+    # The FIN arrives on the loop: no event to await.
+    await wait_until(lambda: not alive(transport), timeout=2)
     with pytest.raises(TransportClosed):
         await transport.write(b"label")
 
@@ -277,8 +277,8 @@ async def test_read_until_rejects_endless_reply(
 async def test_drain_input_drops_stale_replies(
     printer: FakePrinter, transport: TcpTransport
 ) -> None:
+    # Not waited for: drain_input waits until the line is quiet, so bytes on their way count.
     await printer.send(b"old status")
-    await asyncio.sleep(0.02)
     transport.unread(b"pushed back ")
     assert await drain_input(transport) == len(b"pushed back old status")
     await printer.send(b"fresh")

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from agent.api.errors import ValidationFailed
-
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Something a browser would treat as a tag: `<b>`, `</div>`, `<!-- -->`, `<img src=x>`.
-_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>")
-_TRUE_VALUES = frozenset({"t", "y", "yes", "true", "on", "1"})
-_FALSE_VALUES = frozenset({"f", "n", "no", "false", "off", "0"})
+from agent.booleans import drf_bool
+from agent.text_cleaning import clean_field, has_html_tag
 
 MISSING: Any = object()
 
@@ -52,8 +47,8 @@ def clean_input(data: Mapping[str, Any]) -> dict[str, Any]:
     cleaned: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, str):
-            value = _CONTROL_CHARS.sub("", value.strip())
-            if _HTML_TAG.search(value):
+            value = clean_field(value)
+            if has_html_tag(value):
                 errors.add(key, "Remove HTML tags from this value")
         cleaned[key] = value
     errors.raise_if_any()
@@ -106,11 +101,9 @@ def boolean_field(data: Mapping[str, Any], key: str, errors: FieldErrors, *, for
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE_VALUES:
-            return True
-        if lowered in _FALSE_VALUES:
-            return False
+        parsed = drf_bool(value)
+        if parsed is not None:
+            return parsed
     errors.add(key, "Must be a valid boolean.")
     return MISSING
 

@@ -21,6 +21,7 @@ from multidict import MultiMapping
 
 from agent.api.declare import query_parameter
 from agent.api.errors import ValidationFailed
+from agent.booleans import drf_bool
 
 T = TypeVar("T")
 _SEARCH_SPLIT = re.compile(r"[\s,]+")
@@ -32,8 +33,6 @@ SEARCH_TOO_COSTLY = (
     f"This search takes too long to evaluate (over {SEARCH_BUDGET_S:g} s): "
     "simplify the regular expression."
 )
-_TRUE_VALUES = frozenset({"true", "1", "yes", "on", "t", "y"})
-_FALSE_VALUES = frozenset({"false", "0", "no", "off", "f", "n"})
 # One thread for searches: a costly pattern queues behind others instead of taking the threads
 # that render labels.
 _SEARCH_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search")
@@ -56,12 +55,10 @@ def boolean_param(query: MultiMapping[str], key: str) -> bool | None:
     value = single_value(query, key)
     if value is None:
         return None
-    lowered = value.strip().lower()
-    if lowered in _TRUE_VALUES:
-        return True
-    if lowered in _FALSE_VALUES:
-        return False
-    raise ValidationFailed({key: ["Must be a valid boolean."]})
+    parsed = drf_bool(value)
+    if parsed is None:
+        raise ValidationFailed({key: ["Must be a valid boolean."]})
+    return parsed
 
 
 def integer_param(query: MultiMapping[str], key: str) -> int | None:

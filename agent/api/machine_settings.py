@@ -25,7 +25,7 @@ from agent.api.errors import NotFound, ValidationFailed, drf_json
 from agent.api.fields import clean_input, expect_object
 from agent.api.machine_models import MachineSetting
 from agent.api.machines import MACHINE_ID
-from agent.api.views import ApiView
+from agent.api.views import ApiView, ViewPermission
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
 from agent.setting_values import (
@@ -136,7 +136,7 @@ class MachineSettingList(ApiView):
 class MachineSettingDetail(ApiView):
     """Detail endpoint for a machine-specific setting."""
 
-    permission = "model"
+    permission = ViewPermission.MODEL
     endpoint = Endpoint(
         "/api/machine/{id}/settings/{config_type}/{key}/",
         # InvenTree's pattern is unanchored after the key: `.../settings/M/KEY/anything` too.

@@ -50,7 +50,7 @@ from agent.api.machine_models import (
     MachineConfigCreate,
     MachineRestart,
 )
-from agent.api.views import ApiView
+from agent.api.views import ApiView, ViewPermission
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
 from agent.registry import DuplicateName, Registry
@@ -211,7 +211,7 @@ _DETAIL_TEXT = (
 class MachineList(ApiView):
     """API endpoint for list of Machine objects."""
 
-    permission = "admin_role"
+    permission = ViewPermission.ADMIN_ROLE
     endpoint = Endpoint(
         "/api/machine/",
         name="Machine List",
@@ -302,7 +302,7 @@ class MachineList(ApiView):
 class MachineDetail(ApiView):
     """API detail endpoint for MachineConfig object."""
 
-    permission = "admin_role"
+    permission = ViewPermission.ADMIN_ROLE
     endpoint = Endpoint(
         "/api/machine/{id}/",
         route=f"/api/machine/{{pk:{UUID}}}/",

@@ -12,11 +12,10 @@ from typing import Any
 
 from agent.api.declare import Schema
 from agent.api.fields import FieldErrors
+from agent.booleans import drf_bool
 
 MAX_COPIES = 1000
 ROTATIONS = (0, 90, 180, 270)
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
 _BOOLEAN_TEXT = "`1`, `true`, `yes`, `on`, `t`, `y` or `0`, `false`, `no`, `off`, `f`, `n`"
 
 
@@ -57,9 +56,9 @@ def parse_options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[s
     if "threshold" in source:
         options["threshold"] = _int_option(source, "threshold", 128, 0, 255, errors)
     if "dither" in source:
-        value = source["dither"].strip().lower()
-        if value in _TRUE or value in _FALSE:
-            options["dither"] = value in _TRUE
+        dither = drf_bool(source["dither"])
+        if dither is not None:
+            options["dither"] = dither
         else:
             errors.add("dither", "Must be a valid boolean.")
     if "rotation" in source:

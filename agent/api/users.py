@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import re
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -14,12 +13,10 @@ from agent.api.errors import Throttled, ValidationFailed, drf_json
 from agent.api.fields import expect_object
 from agent.api.views import ApiView, identify
 from agent.appkeys import AUTHENTICATOR
-from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, User
+from agent.auth import RULESETS, SESSION_LIFETIME, AuthenticationFailed, AuthMethod, User
 from agent.login_limits import LoginThrottled
+from agent.text_cleaning import clean_token_name
 
-TOKEN_NAME_MAX = 100
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_HTML_TAG = re.compile(r"<[^>]*>")
 Permission = Literal["view", "add", "change", "delete"]
 
 
@@ -75,12 +72,6 @@ class RestAuthDetail(ApiModel):
     detail: Annotated[str, Doc(read_only=True)]
 
 
-def clean_token_name(raw: str) -> str:
-    """InvenTree's token label cleaning: strip, no HTML or control characters, spaces to '-'."""
-    name = _CONTROL_CHARS.sub("", _HTML_TAG.sub("", raw.strip()))
-    return re.sub(r"\s", "-", name)[:TOKEN_NAME_MAX]
-
-
 async def _log_in(request: web.Request, response: web.StreamResponse, user: User) -> None:
     """Start a session and set InvenTree's cookies (`sessionid`, `csrftoken`)."""
     session_key, csrf = await request.app[AUTHENTICATOR].start_session(user)
@@ -120,7 +111,7 @@ class GetAuthToken(ApiView):
         token = await self.request.app[AUTHENTICATOR].issue_token(self.user, name)
         response = drf_json({"token": token.key, "name": name, "expiry": token.expiry})
         identity = await identify(self.request)
-        if identity is not None and identity.method != "session":
+        if identity is not None and identity.method is not AuthMethod.SESSION:
             await _log_in(self.request, response, self.user)
         return response
 

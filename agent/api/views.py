@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -66,6 +67,14 @@ MODEL_PERMISSION_FOR_METHOD: Mapping[str, str] = {
 }
 
 
+class ViewPermission(StrEnum):
+    """Who may use a view once authenticated (DRF's permission classes of InvenTree's view)."""
+
+    AUTHENTICATED = "authenticated"  # IsAuthenticated: any user
+    ADMIN_ROLE = "admin_role"  # RolePermission: the `admin` ruleset permission of each method
+    MODEL = "model"  # DjangoModelPermissions: only writes need a permission
+
+
 @dataclass(frozen=True, slots=True)
 class RequestData:
     """A parsed request body; `form` is true for urlencoded and multipart bodies."""
@@ -111,8 +120,7 @@ class ApiView:
     """
 
     endpoint: ClassVar[Endpoint]
-    # "authenticated", "admin_role" (InvenTree's RolePermission) or "model" (DjangoModelPermissions).
-    permission: ClassVar[str] = "authenticated"
+    permission: ClassVar[ViewPermission] = ViewPermission.AUTHENTICATED
     allow_anonymous: ClassVar[bool] = False
     # False for views that take credentials in the body (login): no session or CSRF handling.
     authenticate: ClassVar[bool] = True
@@ -187,9 +195,9 @@ class ApiView:
     @classmethod
     def needed_permission(cls, method: str) -> str | None:
         """The `admin` ruleset permission `method` needs here, if any."""
-        if cls.permission == "admin_role":
+        if cls.permission is ViewPermission.ADMIN_ROLE:
             return ROLE_FOR_METHOD.get(method)
-        if cls.permission == "model":
+        if cls.permission is ViewPermission.MODEL:
             return MODEL_PERMISSION_FOR_METHOD.get(method)
         return None
 

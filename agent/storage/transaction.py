@@ -33,7 +33,7 @@ def run_in_savepoint(
     conn.execute("SAVEPOINT store_call")
     try:
         value = fn(conn)
-    except Exception as err:  # noqa: BLE001 - handed to the caller
+    except Exception as err:  # handed to the caller
         if not conn.in_transaction:
             raise  # SQLite rolled the whole transaction back (disk full, I/O error)
         conn.execute("ROLLBACK TO store_call")

@@ -39,7 +39,7 @@ class ModelProfile:
 
 def model_profiles() -> dict[str, ModelProfile]:
     """Every capability profile by name (read once; empty if python-escpos's file is missing)."""
-    global _profiles  # noqa: PLW0603 - one database per process, loaded once
+    global _profiles  # one database per process, loaded once
     with _lock:
         if _profiles is None:
             _profiles = {name: _profile(name, entry) for name, entry in _load().items()}

@@ -100,14 +100,16 @@ class EscposSimulator(Simulator):
         """True when received data is dropped instead of printed."""
         return any(self.has_fault(name) for name in _BLOCKING_FAULTS)
 
-    def _raster(self, image: Image.Image) -> None:
+    def print_raster(self, image: Image.Image) -> None:
+        """GS v 0: a band of raster image into the print buffer."""
         if self.blocked:
             log.info("sim_raster_dropped", faults=sorted(self.faults))
             return
         self._rows.append(image)
         self._uncut = None
 
-    def _print_and_feed(self, dots: int) -> None:
+    def print_and_feed(self, dots: int) -> None:
+        """LF, ESC J, ESC d: print the buffer and feed `dots`."""
         if self.blocked:
             return
         if self._rows:
@@ -118,7 +120,8 @@ class EscposSimulator(Simulator):
             label = self.labels[self._uncut]
             self._replace(label.number, feed_dots=label.feed_dots + dots, cut=label.cut)
 
-    def _cut(self, kind: CutKind, feed_dots: int = 0) -> None:
+    def cut(self, kind: CutKind, feed_dots: int = 0) -> None:
+        """GS V: print the buffer, feed, and cut."""
         if self.blocked:
             return
         self.cuts.append(kind)
@@ -130,7 +133,8 @@ class EscposSimulator(Simulator):
             self._replace(label.number, feed_dots=label.feed_dots + feed_dots, cut=kind)
         self._uncut = None
 
-    def _initialize(self) -> None:
+    def initialize(self) -> None:
+        """ESC @: clear the print buffer."""
         if self._rows:
             log.info("sim_print_buffer_cleared", rows=sum(row.height for row in self._rows))
         self._rows = []
@@ -191,7 +195,7 @@ class _EscposChannel:
         buf, sim = self._buf, self._sim
         first = buf[pos]
         if first == LF:
-            sim._print_and_feed(LINE_DOTS)
+            sim.print_and_feed(LINE_DOTS)
             return pos + 1
         if first not in (ESC, GS, DLE):
             return pos + 1  # text: not rendered
@@ -209,13 +213,13 @@ class _EscposChannel:
                 return None
             return pos + 5 + buf[pos + 3] + 256 * buf[pos + 4]
         if first == ESC and second == ord("@"):
-            sim._initialize()
+            sim.initialize()
             return pos + 2
         if first == ESC and second in b"Jd":
             if len(buf) < pos + 3:
                 return None
             n = buf[pos + 2]
-            sim._print_and_feed(n if second == ord("J") else n * LINE_DOTS)
+            sim.print_and_feed(n if second == ord("J") else n * LINE_DOTS)
             return pos + 3
         lengths = _ESC_LENGTHS if first == ESC else _GS_LENGTHS
         if second not in lengths:
@@ -260,7 +264,7 @@ class _EscposChannel:
             if scale_x > 1 or scale_y > 1:
                 size_xy = (image.width * scale_x, image.height * scale_y)
                 image = image.resize(size_xy, Image.Resampling.NEAREST)
-            self._sim._raster(image)
+            self._sim.print_raster(image)
         return end
 
     def _gs_cut(self, pos: int) -> int | None:
@@ -272,10 +276,10 @@ class _EscposChannel:
         if m in (65, 66):
             if len(buf) < pos + 4:
                 return None
-            self._sim._cut("full" if m == 65 else "partial", buf[pos + 3])
+            self._sim.cut("full" if m == 65 else "partial", buf[pos + 3])
             return pos + 4
         if m in (0, 48, 1, 49):
-            self._sim._cut("full" if m in (0, 48) else "partial")
+            self._sim.cut("full" if m in (0, 48) else "partial")
         else:
             self._sim.unknown_commands += 1
         return pos + 3

@@ -96,6 +96,11 @@ class ConnectedDriver(LabelPrinterDriver, Generic[StateT]):
         super().__init__(context)
         self._connections: Connections[StateT] = Connections(self.new_state)
 
+    @property
+    def connections(self) -> Connections[StateT]:
+        """The machines' connections (a tool or test reaches a machine's link through it)."""
+        return self._connections
+
     def new_state(self) -> StateT:
         """A fresh per-machine state."""
         raise NotImplementedError

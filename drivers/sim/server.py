@@ -80,11 +80,13 @@ class SimTcpServer:
         except TimeoutError:
             log.warning("sim_connections_still_open", count=len(self.connections))
 
-    def _opened(self, connection: _TcpConnection) -> None:
+    def connection_opened(self, connection: _TcpConnection) -> None:
+        """Count a connection accepted."""
         self.connections.add(connection)
         self._idle.clear()
 
-    def _closed(self, connection: _TcpConnection) -> None:
+    def connection_closed(self, connection: _TcpConnection) -> None:
+        """Forget a connection closed."""
         self.connections.discard(connection)
         if not self.connections:
             self._idle.set()
@@ -356,7 +358,7 @@ class _TcpConnection(asyncio.Protocol):
             log.info("sim_connection_refused", language=sim.LANGUAGE)
             stream.abort()
             return
-        self._server._opened(self)
+        self._server.connection_opened(self)
         self._link = _Link(sim, stream.write, self.abort, self._pause, self._resume)
 
     def data_received(self, data: bytes) -> None:
@@ -372,7 +374,7 @@ class _TcpConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._closed(self)
+        self._server.connection_closed(self)
         if self._link is not None:
             self._link.close()
 

@@ -216,5 +216,5 @@ class Link:
             return
         try:
             self.on_change()
-        except Exception:  # noqa: BLE001 - a listener's bug must not break the connection
+        except Exception:  # a listener's bug must not break the connection
             log.exception("link_listener_failed", link=self.name)

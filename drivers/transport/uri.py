@@ -14,6 +14,7 @@ FORMS = "tcp://HOST[:PORT], serial:///dev/ttyUSB0, usb://VID:PID[/SERIAL] or fil
 
 _PARITIES = {"n": "N", "none": "N", "e": "E", "even": "E", "o": "O", "odd": "O"}
 _PARITIES |= {"m": "M", "mark": "M", "s": "S", "space": "S"}
+# The URI's own flags, narrower than DRF's table in agent/booleans.py (drivers import no agent code).
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLS |= {"0": False, "false": False, "no": False, "off": False}
 _HEX_ID = re.compile(r"(?:0x)?([0-9a-f]{1,4})", re.IGNORECASE)

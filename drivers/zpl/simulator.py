@@ -147,7 +147,8 @@ class ZplSimulator(Simulator):
         if name.lower() == "device.friendly_name":
             self.friendly_name = value
 
-    def _complete(self, fmt: _Format) -> None:
+    def complete_format(self, fmt: _Format) -> None:
+        """^XZ: print the format just ended (dropped under a blocking fault, held while paused)."""
         if fmt.length is not None:
             self.label_length_dots = fmt.length
         blocking = [f for f in ("offline", *_NO_HS_FAULTS) if self.has_fault(f)]
@@ -248,7 +249,7 @@ class _ZplChannel:
             return start
         if not tilde and code == b"XZ":
             if self._format is not None:
-                sim._complete(self._format)
+                sim.complete_format(self._format)
             self._format = None
             return start
         if not tilde and code == b"GF":

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from agent.app import create_app
+from agent.auth import PasswordCost
 from agent.config import Settings
 from drivers.family import builtin_driver_specs
 from drivers.sim import serve_pty, serve_tcp
@@ -26,9 +27,10 @@ EXTRA_DRIVERS = tuple(
 
 
 @pytest.fixture
-def app(settings: Settings) -> web.Application:
+def app(settings: Settings, password_cost: PasswordCost) -> web.Application:
     """The application with the built-in drivers, the test drivers and every family's driver."""
-    return create_app(settings, extra_drivers=(*TEST_DRIVERS, *EXTRA_DRIVERS))
+    drivers = (*TEST_DRIVERS, *EXTRA_DRIVERS)
+    return create_app(settings, extra_drivers=drivers, password_cost=password_cost)
 
 
 @pytest.fixture(params=MATRIX, ids=lambda entry: entry.slug)

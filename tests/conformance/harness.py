@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from agent.appkeys import POLLER, REGISTRY
 from agent.render import render_document
 from drivers.base import LabelPrinterDriver, RenderOptions
 from drivers.sim.base import Simulator
+from tests import waiting
 from tests.conformance.entry import Entry, LabelSize
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap
@@ -60,12 +60,14 @@ def all_same(images: Iterable[Image.Image], pages: Iterable[Image.Image]) -> boo
 
 async def wait_until(check: Callable[[], Any], what: str) -> Any:
     """Await `check()` (a coroutine function) until it returns something true, within the deadline."""
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            while not (result := await check()):
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"not within {DEADLINE_S:g} s: {what}") from None
+    result: Any = None
+
+    async def done() -> bool:
+        nonlocal result
+        result = await check()
+        return bool(result)
+
+    await waiting.wait_until(done, DEADLINE_S, what)
     return result
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
 
+from drivers.print_options import GENERIC_OPTIONS, PrintOption, declaration_problems
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -209,7 +211,13 @@ class PrintJob(Protocol):
         ...
 
     @property
-    def options(self) -> Mapping[str, Any]: ...
+    def options(self) -> Mapping[str, Any]:
+        """The job's print options, validated against the driver's `print_options()` and typed.
+
+        Holds the options the client sent and those with a default (`copies` is also
+        `self.copies`); a driver reads its own with a fallback on its machine setting.
+        """
+        ...
 
     @property
     def first_label(self) -> int:
@@ -320,6 +328,25 @@ class LabelPrinterDriver(BaseDriver):
     """Base of every label-printer driver."""
 
     machine_type: ClassVar[str] = "label-printer"
+    # Options of a print job this driver adds to the generic ones (`drivers.print_options`); it
+    # reads them from `job.options`, where an option the client left out (and without a default)
+    # is absent.
+    PRINT_OPTIONS: ClassVar[Sequence[PrintOption]] = ()
+
+    @classmethod
+    def validate(cls) -> None:
+        """Also refuse unsound print options, naming each problem."""
+        super().validate()
+        problems = declaration_problems(cls.PRINT_OPTIONS)
+        if problems:
+            raise NotImplementedError(
+                f"'{cls!r}' declares bad print options: {'; '.join(problems)}"
+            )
+
+    @classmethod
+    def print_options(cls) -> tuple[PrintOption, ...]:
+        """Every option a job for this driver takes: the generic ones, then the driver's own."""
+        return (*GENERIC_OPTIONS, *cls.PRINT_OPTIONS)
 
     def page_format(self, machine: Machine) -> PageFormat:
         """The raster this machine's printer takes; drivers read their settings here."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from drivers.base import (
     BaseDriver,
@@ -20,6 +20,7 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.print_options import PrintOption
 
 
 def _even(value: object) -> None:
@@ -64,10 +65,25 @@ class RecordingDriver(LabelPrinterDriver):
         },
         "SPEED": {"name": "Speed", "description": "No default", "default": "", "validator": int},
     }
+    # One print option of each kind; `print` records what the job hands over.
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "mode",
+            "choice",
+            "Mode",
+            "Print mode of this job",
+            default="fast",
+            choices=(("fast", "Fast"), ("fine", "Fine")),
+        ),
+        PrintOption("speed", "integer", "Speed", "Speed of this job", min_value=1, max_value=5),
+        PrintOption("cut", "boolean", "Cut", "Cut after each label"),
+        PrintOption("note", "string", "Note", "Text printed on the liner", max_length=8),
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
+        self.job_options: list[dict[str, Any]] = []
 
     async def init_driver(self) -> None:
         self.calls.append(("init_driver", ""))
@@ -92,6 +108,7 @@ class RecordingDriver(LabelPrinterDriver):
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
         self.calls.append(("print", machine.name))
+        self.job_options.append(dict(job.options))
 
 
 class RequiredSettingsDriver(LabelPrinterDriver):
@@ -211,3 +228,18 @@ class TroubledDriver(LabelPrinterDriver):
         async for number, _page in labels(job):
             self.printed.append((job.pk, number + 1))
             job.report_progress(number + 1)
+
+
+class BadPrintOptionsDriver(LabelPrinterDriver):
+    """Declares print options that cannot work: a taken name, a choice without choices."""
+
+    SLUG = "bad-options"
+    NAME = "Bad options"
+    DESCRIPTION = "Declares unsound print options"
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption("copies", "integer", "Copies"),
+        PrintOption("paper", "choice", "Paper"),
+    )
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        return None

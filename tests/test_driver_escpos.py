@@ -217,6 +217,15 @@ async def test_golden_bytes_of_a_two_page_job_with_copies(
     assert [label.cut for label in sim.labels] == ["partial"] * 4
 
 
+async def test_the_jobs_cut_option_overrides_the_setting(
+    machine: FakeMachine, tap: Tap, sim: EscposSimulator
+) -> None:
+    machine.settings |= {"CUT": "full"}
+    await driver_of(machine).print(machine, FakeJob([page_16x3()], options={"cut": "partial"}))
+    assert tap.received == QUERY + INIT + RASTER_16x3 + bytes.fromhex("1b4a00 1d5601") + QUERY
+    assert [label.cut for label in sim.labels] == ["partial"]
+
+
 @pytest.mark.parametrize("profile", ["default", "small-buffer", "large-buffer"])
 async def test_printed_bitmap_equals_the_page(
     machine: FakeMachine, sim: EscposSimulator, profile: str

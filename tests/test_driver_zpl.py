@@ -121,6 +121,16 @@ async def test_golden_bytes_with_darkness_speed_and_init(
     assert (sim.darkness, sim.speed) == (15, 4)
 
 
+async def test_the_jobs_darkness_option_overrides_the_setting(
+    machine: FakeMachine, tap: Tap, sim: ZplSimulator
+) -> None:
+    machine.settings |= {"DARKNESS": "15"}
+    await driver_of(machine).print(machine, FakeJob([page_16x3()], options={"darkness": 25}))
+    fmt = b"^XA^PW16^LL3^LH0,0~SD25^FO0,0^GFA,6,6,2,FF,JAI01^FS^PQ1^XZ"
+    assert tap.received == STATUS + ODOMETER + fmt + ODOMETER
+    assert sim.darkness == 25
+
+
 async def test_pages_print_in_order_copy_after_copy_two_formats_ahead(
     machine: FakeMachine, tap: Tap, sim: ZplSimulator
 ) -> None:

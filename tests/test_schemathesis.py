@@ -24,12 +24,13 @@ from schemathesis import checks
 from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from agent.api.schema import openapi_document
+from agent.api.schema import driver_options_of, openapi_document
 from agent.api.schema_components import UUID_PATTERN
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR, STORE
 from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
+from agent.discovery import discover
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, TEST_DRIVERS
 from tests.daemon_helpers import REPO_ROOT
@@ -165,7 +166,8 @@ def auth(server: LoopbackServer) -> dict[str, str]:
     """Superuser token headers; first checks the server serves the document under test."""
     resp = requests.get(f"{server.base_url}/api/schema/", timeout=REQUEST_TIMEOUT_S)
     assert resp.status_code == 200
-    assert resp.json() == openapi_document()
+    drivers = {slug: driver() for slug, driver in discover(TEST_DRIVERS).drivers.items()}
+    assert resp.json() == openapi_document(driver_options_of(drivers))
     return server.token("schemathesis")
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
-from agent.api.fields import FieldErrors
 from agent.api.listing import limit_offset, page_body
+from agent.api.print_options import OptionsForm, options_form
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
@@ -19,8 +19,6 @@ from agent.jobs import JobNotCancellable, TooManyLabels
 from agent.machine import Machine
 from drivers.base import LabelPrinterDriver
 
-MAX_COPIES = 1000
-ROTATIONS = (0, 90, 180, 270)
 IDEMPOTENCY_KEY_MAX = 255
 _EXTENSION_TYPES = {
     ".pdf": PDF_CONTENT_TYPE,
@@ -28,8 +26,6 @@ _EXTENSION_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
 }
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
 
 
 def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
@@ -70,7 +66,7 @@ class PrintView(ApiView):
         """Queue a job: 201 with the job, or 200 with the earlier job for a repeated Idempotency-Key."""
         machine = self._machine()
         document, content_type, fields = await self._document()
-        options = _options(self.request.query, fields)
+        options = print_options(machine).parse({**self.request.query, **fields})
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not (
             0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()
@@ -82,7 +78,7 @@ class PrintView(ApiView):
                     ]
                 }
             )
-        copies = options.pop("copies")
+        copies = int(options.pop("copies"))
         try:
             submitted = await self.request.app[JOBS].submit(
                 machine, document, content_type, copies, options, key
@@ -92,6 +88,19 @@ class PrintView(ApiView):
         except TooManyLabels as err:
             raise ValidationFailed({"copies": [str(err)]}) from err
         return drf_json(job_json(submitted.job), status=201 if submitted.created else 200)
+
+    def metadata(self) -> dict[str, Any]:
+        """DRF's metadata; `actions` lists this machine's print options to those who may print."""
+        metadata = super().metadata()
+        machine = self.request.app[REGISTRY].get(self.request.match_info["pk"])
+        if (
+            machine is not None
+            and machine.registered
+            and isinstance(machine.driver, LabelPrinterDriver)
+            and self.has_permission("POST")
+        ):
+            metadata["actions"] = {"POST": print_options(machine).metadata()}
+        return metadata
 
     def _machine(self) -> Machine:
         pk = self.request.match_info["pk"]
@@ -185,44 +194,12 @@ class JobDetail(ApiView):
         return drf_json(job_json(row, runner.live_progress(row.pk)), status=202)
 
 
-def _options(query: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, Any]:
-    """Print options from the query string or form fields, validated as DRF fields would be."""
-    source = {**query, **fields}
-    errors = FieldErrors()
-    options: dict[str, Any] = {"copies": _int_option(source, "copies", 1, 1, MAX_COPIES, errors)}
-    if "threshold" in source:
-        options["threshold"] = _int_option(source, "threshold", 128, 0, 255, errors)
-    if "dither" in source:
-        value = source["dither"].strip().lower()
-        if value in _TRUE or value in _FALSE:
-            options["dither"] = value in _TRUE
-        else:
-            errors.add("dither", "Must be a valid boolean.")
-    if "rotation" in source:
-        raw = source["rotation"].strip()
-        if raw in {str(rotation) for rotation in ROTATIONS}:
-            options["rotation"] = int(raw)
-        else:
-            errors.add("rotation", f'"{raw}" is not a valid choice.')
-    errors.raise_if_any()
-    return options
-
-
-def _int_option(
-    source: Mapping[str, str], key: str, default: int, low: int, high: int, errors: FieldErrors
-) -> int:
-    if key not in source:
-        return default
-    try:
-        value = int(source[key].strip())
-    except ValueError:
-        errors.add(key, "A valid integer is required.")
-        return default
-    if value < low:
-        errors.add(key, f"Ensure this value is greater than or equal to {low}.")
-    elif value > high:
-        errors.add(key, f"Ensure this value is less than or equal to {high}.")
-    return value
+def print_options(machine: Machine) -> OptionsForm:
+    """The print options of a machine's label-printer driver."""
+    driver = machine.driver
+    if not isinstance(driver, LabelPrinterDriver):
+        raise TypeError(f"machine {machine.name!r} has no label-printer driver")
+    return options_form(driver.print_options())
 
 
 def _part_type(part: web.FileField) -> str:

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -35,8 +35,10 @@ from agent.api.schema_components import (
     ref,
     status_codes_text,
 )
-from agent.api.schema_jobs import job_paths, job_schemas
+from agent.api.schema_jobs import DriverOptions, job_paths, job_schemas
 from agent.api.views import ApiView
+from agent.appkeys import REGISTRY
+from drivers.base import BaseDriver, LabelPrinterDriver
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "303"
@@ -51,8 +53,11 @@ OBJECT_WRITE = (400, 401, 403, 404, 408, 413, 415)
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The whole document, built on first use; shared, so callers must not modify it."""
+def openapi_document(driver_options: DriverOptions = ()) -> dict[str, Any]:
+    """The whole document, built on first use; shared, so callers must not modify it.
+
+    `driver_options` (see `driver_options_of`) lists the drivers' own print options.
+    """
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -69,7 +74,7 @@ def openapi_document() -> dict[str, Any]:
                 "url": "https://github.com/inventree/InvenTree/blob/master/LICENSE",
             },
         },
-        "paths": _paths(),
+        "paths": _paths(driver_options),
         "components": {
             "schemas": {**component_schemas(), **job_schemas()},
             "responses": component_responses(),
@@ -88,18 +93,35 @@ class SchemaView(ApiView):
     async def get(self) -> web.StreamResponse:
         """The cached document in the asked format; an unknown format is a 404, as in DRF."""
         wanted = self.request.query.get("format", "json")
+        driver_options = driver_options_of(self.request.app[REGISTRY].drivers)
         if wanted == "json":
-            return web.Response(body=_json_bytes(), content_type="application/json")
+            return web.Response(body=_json_bytes(driver_options), content_type="application/json")
         if wanted == "yaml" and _yaml_available():
             # The first YAML rendering takes tens of milliseconds: keep it off the loop.
-            body = await asyncio.to_thread(_yaml_bytes)
+            body = await asyncio.to_thread(_yaml_bytes, driver_options)
             return web.Response(body=body, content_type="application/yaml")
         raise NotFound
 
 
-def _paths() -> Paths:
+def driver_options_of(drivers: Mapping[str, BaseDriver]) -> DriverOptions:
+    """Each label-printer driver's own print options, by slug, in slug order."""
+    return tuple(
+        (slug, tuple(driver.PRINT_OPTIONS))
+        for slug, driver in sorted(drivers.items())
+        if isinstance(driver, LabelPrinterDriver)
+    )
+
+
+def _paths(driver_options: DriverOptions) -> Paths:
     paths: Paths = {}
-    for group in (_root_paths(), _user_paths(), _machine_paths(), _registry_paths(), job_paths()):
+    groups = (
+        _root_paths(),
+        _user_paths(),
+        _machine_paths(),
+        _registry_paths(),
+        job_paths(driver_options),
+    )
+    for group in groups:
         paths.update(group)
     return paths
 
@@ -437,19 +459,21 @@ def _list_parameters() -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _json_bytes() -> bytes:
-    return json.dumps(openapi_document(), ensure_ascii=False).encode()
+def _json_bytes(driver_options: DriverOptions) -> bytes:
+    return json.dumps(openapi_document(driver_options), ensure_ascii=False).encode()
 
 
 @functools.cache
-def _yaml_bytes() -> bytes:
+def _yaml_bytes(driver_options: DriverOptions) -> bytes:
     import yaml
 
     class NoAliases(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    text = yaml.dump(openapi_document(), Dumper=NoAliases, sort_keys=False, allow_unicode=True)
+    text = yaml.dump(
+        openapi_document(driver_options), Dumper=NoAliases, sort_keys=False, allow_unicode=True
+    )
     return text.encode()
 
 

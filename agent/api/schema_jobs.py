@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.api.jobs import IDEMPOTENCY_KEY_MAX, MAX_COPIES, ROTATIONS
+from agent.api.jobs import IDEMPOTENCY_KEY_MAX
+from agent.api.print_options import options_form
 from agent.api.schema_components import (
     UUID_PATTERN,
     Schema,
@@ -19,6 +20,10 @@ from agent.api.schema_components import (
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE
 from agent.job_store import JOB_STATUSES, KEPT_ERRORS
 from agent.jobs import CANCEL_WAIT_S
+from drivers.print_options import GENERIC_OPTIONS, MAX_COPIES, PrintOption
+
+# Each driver's own print options, by slug, as the OpenAPI document lists them.
+DriverOptions = tuple[tuple[str, tuple[PrintOption, ...]], ...]
 
 # Every media type a stored job can have: what the agent draws, and raw printer language.
 DOCUMENT_TYPES = (PDF_CONTENT_TYPE, *IMAGE_CONTENT_TYPES, RAW_CONTENT_TYPE)
@@ -29,8 +34,8 @@ STATUS_TEXT = (
 )
 
 
-def job_paths() -> dict[str, dict[str, Any]]:
-    """The print and job operations, by path."""
+def job_paths(driver_options: DriverOptions = ()) -> dict[str, dict[str, Any]]:
+    """The print and job operations, by path; `driver_options` adds the drivers' own options."""
     job = path_parameter(
         "job",
         {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
@@ -38,7 +43,7 @@ def job_paths() -> dict[str, dict[str, Any]]:
     )
     one_job = json_response(ref("PrintJob"))
     return {
-        "/api/machine/{id}/print/": {"post": _print_operation()},
+        "/api/machine/{id}/print/": {"post": _print_operation(driver_options)},
         "/api/machine/jobs/": {"get": _list_operation()},
         "/api/machine/jobs/{job}/": {
             "get": operation(
@@ -80,7 +85,7 @@ def job_schemas() -> dict[str, Schema]:
     return {"PrintJob": _print_job(), "PaginatedPrintJobList": paginated("PrintJob")}
 
 
-def _print_operation() -> dict[str, Any]:
+def _print_operation(driver_options: DriverOptions) -> dict[str, Any]:
     description = (
         "Print a document on a machine (not in InvenTree): a PDF (one label per page), an image "
         "(one label), or raw printer language (`application/octet-stream`, sent as it is), as "
@@ -93,9 +98,13 @@ def _print_operation() -> dict[str, Any]:
         "field: `document` (empty, unreadable, of an unsupported type, or over the page or "
         "pixel limits), "
         "`copies` (also when pages x copies is over the agent's `max_labels`, 10,000 unless "
-        "configured), `threshold`, `dither`, `rotation`, `file` (a form without a `file` part), "
-        "`Idempotency-Key`, or `non_field_errors` (the machine has no driver); a malformed "
-        "multipart body gives `{detail}`."
+        "configured), `threshold`, `dither`, `rotation`, a driver's own option, `file` (a form "
+        "without a `file` part), `Idempotency-Key`, or `non_field_errors` (the machine has no "
+        "driver); a malformed multipart body gives `{detail}`.\n\n"
+        "Besides the options listed here, which every label printer takes, a driver may declare "
+        "its own: `OPTIONS` on this path lists a machine's (`actions.POST`), and "
+        "`x-driver-options` every driver's, by driver slug. An option the machine's driver does "
+        "not declare is ignored."
     )
     binary: Schema = {"type": "string", "format": "binary"}
     content: dict[str, Any] = {
@@ -125,7 +134,7 @@ def _print_operation() -> dict[str, Any]:
             links=chained,
         ),
     }
-    return operation(
+    print_operation = operation(
         "machine_print_create",
         description,
         tag="machine",
@@ -151,6 +160,12 @@ def _print_operation() -> dict[str, Any]:
         responses=responses,
         errors=(400, 401, 403, 404, 408, 413, 415),
     )
+    print_operation["x-driver-options"] = {
+        slug: {"type": "object", "properties": options_form(options).json_schema()}
+        for slug, options in driver_options
+        if options
+    }
+    return print_operation
 
 
 def _form(binary: Schema) -> Schema:
@@ -169,32 +184,7 @@ def _form(binary: Schema) -> Schema:
 
 
 def _options() -> dict[str, Schema]:
-    boolean_text = "`1`, `true`, `yes`, `on`, `t`, `y` or `0`, `false`, `no`, `off`, `f`, `n`"
-    return {
-        "copies": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": MAX_COPIES,
-            "default": 1,
-            "description": "How many times to print the whole document.",
-        },
-        "threshold": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 255,
-            "description": "Grey darker than this prints black; the driver's default if absent.",
-        },
-        "dither": {
-            "type": "boolean",
-            "description": "Floyd-Steinberg dithering instead of a threshold; the driver's "
-            f"default if absent. Any case of {boolean_text}.",
-        },
-        "rotation": {
-            "type": "integer",
-            "enum": list(ROTATIONS),
-            "description": "Clockwise rotation in degrees; the driver's default if absent.",
-        },
-    }
+    return options_form(GENERIC_OPTIONS).json_schema()
 
 
 def _list_operation() -> dict[str, Any]:

@@ -51,6 +51,7 @@ from drivers.escpos.protocol import (
     encode_label,
     is_valid_status_byte,
 )
+from drivers.print_options import PrintOption
 from drivers.transport import (
     Transport,
     TransportError,
@@ -175,6 +176,15 @@ class EscposDriver(ConnectedDriver[None]):
         },
         "POLL_INTERVAL": poll_interval_setting(30),
     }
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "cut",
+            "choice",
+            "Cut",
+            "Cut after each label of this job; the machine's CUT setting if absent.",
+            choices=(("full", "Full cut"), ("partial", "Partial cut"), ("none", "No cut")),
+        ),
+    )
 
     def new_state(self) -> None:
         """ESC/POS printers keep no per-machine state beyond the link."""
@@ -223,7 +233,7 @@ class EscposDriver(ConnectedDriver[None]):
         model = _model(machine)
         if job.raw is None and model is not None and not model.raster:
             raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
-        options = _job_options(machine)
+        options = _job_options(machine, job)
         link = self._connections.get(machine).link
         async with link.exchange() as link_transport:
             transport = reporting(link_transport, job)
@@ -389,11 +399,12 @@ def _model(machine: Machine) -> escpos_profiles.ModelProfile | None:
     return escpos_profiles.profiles().get(name)
 
 
-def _job_options(machine: Machine) -> _JobOptions:
+def _job_options(machine: Machine, job: PrintJob) -> _JobOptions:
     dpi = int(machine.get_setting("DPI", "D"))
     profile = PROFILES.get(str(machine.get_setting("BUFFER", "D")), PROFILES["default"])
+    cut = job.options.get("cut", machine.get_setting("CUT", "D"))
     return _JobOptions(
-        cut=_CUT_MODES.get(str(machine.get_setting("CUT", "D")), "full"),
+        cut=_CUT_MODES.get(str(cut), "full"),
         feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),
         profile=profile,
         status=bool(machine.get_setting("STATUS_QUERY", "D")),

@@ -37,6 +37,7 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.print_options import PrintOption
 from drivers.transport import Link, Transport, discard_received, drain_input
 from drivers.zpl.protocol import DPMM_TO_DPI, encode_page
 from drivers.zpl.status import (
@@ -160,6 +161,16 @@ class ZplDriver(ConnectedDriver[ZplState]):
         },
         "POLL_INTERVAL": poll_interval_setting(15),
     }
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "darkness",
+            "integer",
+            "Darkness",
+            "Print darkness 0-30 (~SD) for this job; the machine's DARKNESS setting if absent.",
+            min_value=0,
+            max_value=30,
+        ),
+    )
 
     def new_state(self) -> ZplState:
         """What the driver learns about one printer (odometer support, identification)."""
@@ -221,7 +232,7 @@ class ZplDriver(ConnectedDriver[ZplState]):
         connection = self._connections.get(machine)
         state = connection.state
         if not machine.get_setting("STATUS_QUERY", "D"):
-            await _print_blind(connection.link, job, _format_options(machine))
+            await _print_blind(connection.link, job, _format_options(machine, job))
             return
         async with connection.link.exchange() as link_transport:
             transport = reporting(link_transport, job)
@@ -236,7 +247,7 @@ class ZplDriver(ConnectedDriver[ZplState]):
                     status_report(await read_status(transport, state)).raise_if_blocking(machine)
                     job.report_progress(copy + 1)
                 return
-            options = _format_options(machine)
+            options = _format_options(machine, job)
             odometer = await read_odometer(transport) if state.odometer is not False else None
             if odometer is None:
                 state.odometer = False
@@ -378,8 +389,8 @@ async def _runs(job: PrintJob, start: int) -> AsyncIterator[_Run]:
         yield run
 
 
-def _format_options(machine: Machine) -> _FormatOptions:
-    darkness = int(machine.get_setting("DARKNESS", "D"))
+def _format_options(machine: Machine, job: PrintJob) -> _FormatOptions:
+    darkness = int(job.options.get("darkness", machine.get_setting("DARKNESS", "D")))
     speed = int(machine.get_setting("SPEED", "D"))
     return _FormatOptions(
         darkness=darkness if darkness >= 0 else None,

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.documents import DocumentError, RenderLimits
+from agent.documents import DocumentError, RenderLimits, flatten
 from agent.job_store import JobRow
 from agent.machine import Machine
 from drivers.base import LabelPrinterDriver, PrintFailed, RenderOptions
@@ -38,8 +38,8 @@ class PageSource(Protocol):
     @property
     def page_count(self) -> int: ...
 
-    def render_page(self, index: int) -> Image:
-        """Page `index` as a 1-bit image; raises DocumentError if it cannot be drawn."""
+    def render_planes(self, index: int) -> tuple[Image, ...]:
+        """Page `index` as 1-bit colour planes; raises DocumentError if it cannot be drawn."""
         ...
 
     def close(self) -> None: ...
@@ -139,7 +139,7 @@ class ActiveJob:
         self.written = False
         self.on_first_write: Callable[[], Awaitable[None]] | None = None
         self._source = source
-        self._pages: dict[int, asyncio.Future[Image]] = {}
+        self._pages: dict[int, asyncio.Future[tuple[Image, ...]]] = {}
         self._served = 0
 
     @property
@@ -163,12 +163,19 @@ class ActiveJob:
             self.stop_reason = reason
 
     async def page(self, index: int) -> Image:
-        """Page `index`, rendered on the render thread; the next page starts rendering now."""
+        """Page `index` as one plane (every colour's ink in black); see `planes`."""
+        planes = await self.planes(index)
+        if len(planes) == 1:
+            return planes[0]
+        return await asyncio.get_running_loop().run_in_executor(RENDER_EXECUTOR, flatten, planes)
+
+    async def planes(self, index: int) -> tuple[Image, ...]:
+        """Page `index`'s colour planes, rendered on the render thread; the next page starts now."""
         if self._source is None or not 0 <= index < self._source.page_count:
             raise IndexError(f"page {index} is not in this job")
         future = self._pages.get(index) or self._render(index)
         try:
-            page = await asyncio.shield(future)
+            planes = await asyncio.shield(future)
         except DocumentError as err:
             raise PrintFailed(str(err)) from err
         # Pages are asked for in label order: the next label shows the next page.
@@ -178,7 +185,7 @@ class ActiveJob:
         if more and not self.stop_requested and following not in self._pages:
             self._render(following, keep=index)
         self.report_activity()
-        return page
+        return planes
 
     def report_progress(self, labels_printed: int) -> None:
         """Labels printed so far, counted over the whole job."""
@@ -212,7 +219,7 @@ class ActiveJob:
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(RENDER_EXECUTOR, source.close)
 
-    def _render(self, index: int, keep: int | None = None) -> asyncio.Future[Image]:
+    def _render(self, index: int, keep: int | None = None) -> asyncio.Future[tuple[Image, ...]]:
         assert self._source is not None  # noqa: S101 - checked by the caller
         for old in list(self._pages):
             if len(self._pages) < KEPT_PAGES:
@@ -223,6 +230,6 @@ class ActiveJob:
                 if dropped.done() and not dropped.cancelled():
                     dropped.exception()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(RENDER_EXECUTOR, self._source.render_page, index)
+        future = loop.run_in_executor(RENDER_EXECUTOR, self._source.render_planes, index)
         self._pages[index] = future
         return future

@@ -154,13 +154,27 @@ class Machine(Protocol):
         ...
 
 
+# The colours a page can be drawn in, each as its own 1-bit plane.
+PlaneColor = Literal["black", "red"]
+SINGLE_COLOR: tuple[PlaneColor, ...] = ("black",)
+BLACK_AND_RED: tuple[PlaneColor, ...] = ("black", "red")
+PAGE_COLORS: tuple[tuple[PlaneColor, ...], ...] = (SINGLE_COLOR, BLACK_AND_RED)
+
+
 @dataclass(frozen=True, slots=True)
 class PageFormat:
-    """The raster a printer wants: resolution and printable area in dots (height None: continuous)."""
+    """The raster a printer wants: resolution and printable area in dots (height None: continuous).
+
+    `colors` are the planes each page is drawn as, one 1-bit image per colour in this order: one
+    black plane for most printers, black and red for two-colour media (Brother QL-8xx on 62red
+    tape). A pixel goes to the red plane when it is strongly red (see `docs/rendering.md`), to the
+    black plane when it is dark otherwise; never to both.
+    """
 
     dpi: int
     width_dots: int
     height_dots: int | None = None
+    colors: tuple[PlaneColor, ...] = SINGLE_COLOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +215,15 @@ class PrintJob(Protocol):
     async def page(self, index: int) -> Image:
         """Page `index` (0-based), mode "1" (black = 0) at the driver's `PageFormat`.
 
-        Raises `PrintFailed` if the page cannot be drawn.
+        For a format of several colours, the ink of every colour in black. Raises `PrintFailed`
+        if the page cannot be drawn.
+        """
+        ...
+
+    async def planes(self, index: int) -> tuple[Image, ...]:
+        """Page `index` as one mode "1" image (black = ink) per colour, in `PageFormat.colors` order.
+
+        A single-colour format gives `(page,)`. Raises `PrintFailed` if the page cannot be drawn.
         """
         ...
 
@@ -263,6 +285,15 @@ async def labels(job: PrintJob) -> AsyncIterator[tuple[int, Image]]:
         if job.stop_requested:
             return
         yield number, await job.page(number % count)
+
+
+async def label_planes(job: PrintJob) -> AsyncIterator[tuple[int, tuple[Image, ...]]]:
+    """As `labels`, each page as its colour planes (`PrintJob.planes`): for two-colour printers."""
+    count = job.page_count
+    for number in range(job.first_label, count * job.copies):
+        if job.stop_requested:
+            return
+        yield number, await job.planes(number % count)
 
 
 def raw_copies(job: PrintJob) -> Iterator[int]:

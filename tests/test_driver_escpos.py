@@ -98,6 +98,9 @@ class FakeJob:
     async def page(self, index: int) -> Image.Image:
         return self.pages[index]
 
+    async def planes(self, index: int) -> tuple[Image.Image, ...]:
+        return (self.pages[index],)
+
     def report_progress(self, labels_printed: int) -> None:
         self.progress.append(labels_printed)
 

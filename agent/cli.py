@@ -113,27 +113,29 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`simulate escpos|zpl [options]`: each language's help lists its own faults."""
+    """`simulate LANGUAGE [options]`, one per family with a simulator: each help lists its faults."""
     from pathlib import Path  # noqa: PLC0415 - keeps this block self-contained
 
-    from drivers.sim.faults import COMMON_FAULTS, FAULTS_BY_LANGUAGE  # noqa: PLC0415 - plain data
+    from drivers.family import builtin_families  # noqa: PLC0415 - declarations, no simulator code
+    from drivers.sim.faults import COMMON_FAULTS  # noqa: PLC0415 - plain data
 
-    titles = {"escpos": "an ESC/POS receipt or label printer", "zpl": "a Zebra ZPL printer"}
+    simulated = [family for family in builtin_families().values() if family.simulator is not None]
     simulate = commands.add_parser(
         "simulate",
-        help="run a printer simulator (ESC/POS or ZPL) to try printing without hardware",
+        help=f"run a printer simulator ({', '.join(f.language for f in simulated)}) to try"
+        " printing without hardware",
         description="Run a printer simulator; `simulate LANGUAGE --help` lists its faults.",
     )
     languages = simulate.add_subparsers(dest="language", metavar="LANGUAGE", required=True)
-    for language, own in FAULTS_BY_LANGUAGE.items():
-        faults = {**own, **COMMON_FAULTS}
+    for family in simulated:
+        faults = {**family.faults, **COMMON_FAULTS}
         width = max(map(len, faults))
         listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in faults.items())
         parser = languages.add_parser(
-            language,
-            help=f"simulate {titles[language]}",
-            description=f"Simulate {titles[language]} on TCP (default port 9100) or a pty.",
-            epilog=f"faults of the {language} simulator (--fault):\n{listing}",
+            family.language,
+            help=f"simulate {family.title}",
+            description=f"Simulate {family.title} on TCP (default port 9100) or a pty.",
+            epilog=f"faults of the {family.language} simulator (--fault):\n{listing}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         where = parser.add_mutually_exclusive_group()

@@ -18,6 +18,7 @@ import structlog
 import drivers
 from agent.machine_types import MACHINE_TYPES, MachineType
 from drivers.base import BaseDriver
+from drivers.family import builtin_driver_specs
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,7 @@ def is_builtin(cls: type) -> bool:
 
 
 def _candidates(extra: Iterable[str]) -> list[Candidate]:
-    candidates = [Candidate(spec, Provider()) for spec in (*drivers.BUILTIN_DRIVERS, *extra)]
+    candidates = [Candidate(spec, Provider()) for spec in (*builtin_driver_specs(), *extra)]
     for entry_point in entry_points(group=drivers.ENTRY_POINT_GROUP):
         dist = entry_point.dist
         provider = Provider(slug=entry_point.name, name=dist.name if dist is not None else None)

@@ -21,7 +21,7 @@ import structlog
 from agent.machine import ErrorOrigin, Machine, StoredSetting
 from agent.setting_values import clean_value, missing_required
 from agent.store import MachineRow, StateRow, Store
-from drivers.base import ConfigType, MachineProperty, MachineSnapshot, SettingDef
+from drivers.base import ConfigType, DriverContext, MachineProperty, MachineSnapshot, SettingDef
 
 if TYPE_CHECKING:
     from agent.config import MachineEntry
@@ -81,11 +81,10 @@ class Registry:
         """Create driver instances and runtime machines from the store; no hooks run yet."""
         for slug, driver_cls in self.driver_classes.items():
             try:
-                driver = driver_cls()
+                driver = driver_cls(DriverContext(state_dir=self.data_dir / slug))
             except Exception as err:  # noqa: BLE001 - a broken driver degrades, never crashes
                 self.registry_errors.append(f"Driver '{slug}' could not be created: {err}")
                 continue
-            driver.state_dir = self.data_dir / slug
             self.drivers[slug] = driver
         rows, settings, states = await self.store.load_machines()
         for row in rows:

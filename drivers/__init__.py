@@ -1,12 +1,15 @@
-"""Printer drivers. `BUILTIN_DRIVERS` lists the ones that ship with the agent, as `module:Class`."""
+"""Printer drivers. A printer family is one package here, listed in `BUILTIN_FAMILIES`.
+
+Each family package declares its driver and simulator in `FAMILY` (see `drivers.family`).
+"""
 
 from __future__ import annotations
 
-BUILTIN_DRIVERS: tuple[str, ...] = (
-    "drivers.virtual:VirtualLabelPrinter",
-    "drivers.escpos.driver:EscposDriver",
-    "drivers.zpl.driver:ZplDriver",
-)
+# Packages of the printer families that ship with the agent, each with a `FAMILY` declaration.
+BUILTIN_FAMILIES: tuple[str, ...] = ("drivers.escpos", "drivers.zpl")
+
+# Drivers that ship with the agent outside a family package, as `module:Class`.
+STANDALONE_DRIVERS: tuple[str, ...] = ("drivers.virtual:VirtualLabelPrinter",)
 
 # Third-party packages add drivers through this entry-point group (`name = "module:Class"`).
 ENTRY_POINT_GROUP = "inventree_edge.drivers"

@@ -304,6 +304,14 @@ def raw_copies(job: PrintJob) -> Iterator[int]:
         yield copy
 
 
+@dataclass(frozen=True, slots=True)
+class DriverContext:
+    """What the agent gives a driver when it creates it."""
+
+    # A directory this driver may keep files in, under the agent's data directory (made on demand).
+    state_dir: Path
+
+
 class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add abstract ones
     """A driver: one instance per slug serves all machines that name it."""
 
@@ -318,10 +326,14 @@ class BaseDriver(abc.ABC):  # noqa: B024 - hooks are optional; subclasses add ab
 
     REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("SLUG", "NAME", "DESCRIPTION", "machine_type")
 
-    def __init__(self) -> None:
+    def __init__(self, context: DriverContext) -> None:
         self.errors: list[str] = []
-        # A directory this driver may keep files in (under the agent's data directory).
-        self.state_dir: Path = Path("data") / (self.SLUG or type(self).__name__)
+        self.context = context
+
+    @property
+    def state_dir(self) -> Path:
+        """A directory this driver may keep files in (`DriverContext.state_dir`)."""
+        return self.context.state_dir
 
     @classmethod
     def validate(cls) -> None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers._connection import int_range
-from drivers.base import (
+from drivers.kit import (
     BLACK_AND_RED,
     SINGLE_COLOR,
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -29,6 +29,7 @@ from drivers.base import (
     RenderOptions,
     SettingDef,
     SettingValue,
+    int_range,
     label_planes,
 )
 
@@ -149,8 +150,8 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         """Re-read the simulated state."""
         await self.poll(machine)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         # What `poll` reports per machine, by the settings it was worked out from: it changes
         # only with them, and thousands of virtual printers are polled every few seconds.
         self._reports: weakref.WeakKeyDictionary[Machine, _Report] = weakref.WeakKeyDictionary()

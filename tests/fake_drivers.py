@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from drivers.base import (
     BaseDriver,
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     Machine,
@@ -80,8 +81,8 @@ class RecordingDriver(LabelPrinterDriver):
         PrintOption("note", "string", "Note", "Text printed on the liner", max_length=8),
     )
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         self.calls: list[tuple[str, str]] = []
         self.job_options: list[dict[str, Any]] = []
 
@@ -195,8 +196,8 @@ class TroubledDriver(LabelPrinterDriver):
         },
     }
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
         self.printed: list[tuple[str, int]] = []
         # FAIL_IN "held": page_format waits (on the render thread) until `release` is set.
         self.holding = threading.Event()

@@ -14,21 +14,23 @@ import pytest
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value, native_value
-from drivers._connection import PrinterNotReady, PrinterSilent
-from drivers.base import (
+from drivers.base import MachineStatus
+from drivers.escpos import driver as escpos
+from drivers.escpos.driver import EscposDriver, status_report
+from drivers.escpos.profiles import model_profiles
+from drivers.escpos.protocol import decode_status
+from drivers.kit import (
+    DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
     MachineProperty,
     MachineSnapshot,
-    MachineStatus,
+    PrinterNotReady,
+    PrinterSilent,
     PrintFailed,
     SettingValidationError,
     SettingValue,
 )
-from drivers.escpos import driver as escpos
-from drivers.escpos import profiles as escpos_profiles
-from drivers.escpos.driver import EscposDriver, status_report
-from drivers.escpos.protocol import decode_status
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 
@@ -182,8 +184,8 @@ def tap(sim: EscposSimulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
 
 
 @pytest.fixture
-async def machine(server: SimTcpServer) -> AsyncIterator[FakeMachine]:
-    driver = EscposDriver()
+async def machine(tmp_path: Path, server: SimTcpServer) -> AsyncIterator[FakeMachine]:
+    driver = EscposDriver(DriverContext(tmp_path))
     machine = FakeMachine(driver, {"CONNECTION": server.url})
     await driver.init_machine(machine)
     yield machine
@@ -229,11 +231,11 @@ async def test_the_jobs_cut_option_overrides_the_setting(
     assert [label.cut for label in sim.labels] == ["partial"]
 
 
-@pytest.mark.parametrize("profile", ["default", "small-buffer", "large-buffer"])
+@pytest.mark.parametrize("layout", ["default", "small-buffer", "large-buffer"])
 async def test_printed_bitmap_equals_the_page(
-    machine: FakeMachine, sim: EscposSimulator, profile: str
+    machine: FakeMachine, sim: EscposSimulator, layout: str
 ) -> None:
-    machine.settings["BUFFER"] = profile
+    machine.settings["BUFFER"] = layout
     page = random_page(576, 700, seed=7)
     await driver_of(machine).print(machine, FakeJob([page]))
     assert len(sim.labels) == 1
@@ -254,14 +256,16 @@ async def test_printed_bitmap_equals_the_page(
         ({"PROFILE": "NT-5890K", "PRINT_WIDTH_DOTS": "360"}, 203, 360),
     ],
 )
-def test_page_format_is_the_printable_width(settings: dict[str, str], dpi: int, width: int) -> None:
-    driver = EscposDriver()
+def test_page_format_is_the_printable_width(
+    tmp_path: Path, settings: dict[str, str], dpi: int, width: int
+) -> None:
+    driver = EscposDriver(DriverContext(tmp_path))
     page = driver.page_format(FakeMachine(driver, settings))
     assert (page.dpi, page.width_dots, page.height_dots) == (dpi, width, None)
 
 
-def test_render_options_come_from_the_settings() -> None:
-    driver = EscposDriver()
+def test_render_options_come_from_the_settings(tmp_path: Path) -> None:
+    driver = EscposDriver(DriverContext(tmp_path))
     options = driver.render_options(FakeMachine(driver, {"THRESHOLD": "90", "DITHER": "true"}))
     assert (options.threshold, options.dither) == (90, True)
 
@@ -280,8 +284,10 @@ def test_bad_setting_values_are_refused_with_a_reason(key: str, value: str, mess
         clean_value(EscposDriver.MACHINE_SETTINGS[key], value)
 
 
-async def test_init_checks_the_uri_but_does_not_touch_the_printer(server: SimTcpServer) -> None:
-    driver = EscposDriver()
+async def test_init_checks_the_uri_but_does_not_touch_the_printer(
+    tmp_path: Path, server: SimTcpServer
+) -> None:
+    driver = EscposDriver(DriverContext(tmp_path))
     with pytest.raises(ConnectionUriError, match="unknown scheme"):
         await driver.init_machine(FakeMachine(driver, {"CONNECTION": "lpt://1"}))
     machine = FakeMachine(driver, {"CONNECTION": server.url})
@@ -507,7 +513,7 @@ async def test_page_the_encoder_refuses_fails_the_job(machine: FakeMachine) -> N
 async def test_without_status_queries_a_job_is_just_the_bytes(tmp_path: Path) -> None:
     out = tmp_path / "printer.bin"
     out.touch()
-    driver = EscposDriver()
+    driver = EscposDriver(DriverContext(tmp_path))
     machine = FakeMachine(driver, {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false"})
     await driver.init_machine(machine)
     job = FakeJob([page_16x3()], copies=2)
@@ -561,8 +567,8 @@ def test_profile_setting_accepts_only_python_escpos_profiles() -> None:
         validator("TM-NOPE")
 
 
-async def test_a_model_without_raster_support_fails_the_job_at_once() -> None:
-    driver = EscposDriver()
+async def test_a_model_without_raster_support_fails_the_job_at_once(tmp_path: Path) -> None:
+    driver = EscposDriver(DriverContext(tmp_path))
     # AF-240 is a customer display: python-escpos says it has no raster image support.
     machine = FakeMachine(driver, {"PROFILE": "AF-240", "CONNECTION": "tcp://127.0.0.1:9"})
     with pytest.raises(PrintFailed, match="cannot print images"):
@@ -580,7 +586,7 @@ def page_with_status_requests(width: int = 64, height: int = 20) -> Image.Image:
 
 @pytest.mark.parametrize("answers_in_raster", [True, False])
 async def test_status_requests_inside_image_data_never_reprint_a_label(
-    sim: EscposSimulator, answers_in_raster: bool
+    tmp_path: Path, sim: EscposSimulator, answers_in_raster: bool
 ) -> None:
     # Epson answers `10 04 n` found in image data; with paper near end a reply shifted by those
     # answers reads the roll sensor's 0x1e as "offline", which made the label print again.
@@ -590,7 +596,7 @@ async def test_status_requests_inside_image_data_never_reprint_a_label(
     assert escpos.realtime_requests(escpos.encode_label(tricky)) == 2
     plain = random_page(64, 20, seed=8)
     async with await serve_tcp(sim) as server:
-        driver = EscposDriver()
+        driver = EscposDriver(DriverContext(tmp_path))
         machine = FakeMachine(driver, {"CONNECTION": server.url})
         await driver.init_machine(machine)
         try:
@@ -653,7 +659,7 @@ def test_model_profiles_match_python_escpos() -> None:
     from escpos import capabilities  # noqa: PLC0415 - the reference, loaded only here
 
     reference = capabilities.CAPABILITIES["profiles"]
-    ours = escpos_profiles.profiles()
+    ours = model_profiles()
     assert set(ours) == set(reference)
     tm = ours["TM-T88V"]
     media = reference["TM-T88V"]["media"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from drivers.base import DriverContext
 from drivers.escpos.driver import EscposDriver
 from drivers.sim import EscposSimulator, ZplSimulator, serve_tcp
 from drivers.zpl import driver as zpl
@@ -36,10 +38,10 @@ def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def zpl_printer() -> AsyncIterator[tuple[FakeMachine, ZplSimulator]]:
+async def zpl_printer(tmp_path: Path) -> AsyncIterator[tuple[FakeMachine, ZplSimulator]]:
     sim = ZplSimulator()
     async with await serve_tcp(sim) as server:
-        driver = ZplDriver()
+        driver = ZplDriver(DriverContext(tmp_path))
         machine = FakeMachine(driver, {"CONNECTION": server.url, "DPMM": "12"})
         await driver.init_machine(machine)
         yield machine, sim
@@ -47,10 +49,10 @@ async def zpl_printer() -> AsyncIterator[tuple[FakeMachine, ZplSimulator]]:
 
 
 @pytest.fixture
-async def escpos_printer() -> AsyncIterator[tuple[FakeMachine, EscposSimulator]]:
+async def escpos_printer(tmp_path: Path) -> AsyncIterator[tuple[FakeMachine, EscposSimulator]]:
     sim = EscposSimulator()
     async with await serve_tcp(sim) as server:
-        driver = EscposDriver()
+        driver = EscposDriver(DriverContext(tmp_path))
         machine = FakeMachine(driver, {"CONNECTION": server.url})
         await driver.init_machine(machine)
         yield machine, sim

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from agent.setting_values import SettingInvalid, clean_value
-from drivers._connection import PrinterNotReady, PrinterSilent
-from drivers.base import LabelPrinterStatus, PrintFailed
+from drivers.kit import (
+    DriverContext,
+    LabelPrinterStatus,
+    PrinterNotReady,
+    PrinterSilent,
+    PrintFailed,
+)
 from drivers.sim import SimTcpServer, ZplSimulator, serve_tcp
 from drivers.transport import TransportError
 from drivers.zpl import driver as zpl
@@ -82,8 +88,8 @@ def tap(sim: ZplSimulator, monkeypatch: pytest.MonkeyPatch) -> Tap:
 
 
 @pytest.fixture
-async def machine(server: SimTcpServer) -> AsyncIterator[FakeMachine]:
-    driver = ZplDriver()
+async def machine(tmp_path: Path, server: SimTcpServer) -> AsyncIterator[FakeMachine]:
+    driver = ZplDriver(DriverContext(tmp_path))
     machine = FakeMachine(driver, {"CONNECTION": server.url, "DPMM": "12"})
     await driver.init_machine(machine)
     yield machine
@@ -161,9 +167,9 @@ async def test_printed_bitmap_equals_the_page(machine: FakeMachine, sim: ZplSimu
     ],
 )
 def test_page_format_from_dpmm_and_label_size(
-    settings: dict[str, str], dpi: int, width: int, height: int | None
+    tmp_path: Path, settings: dict[str, str], dpi: int, width: int, height: int | None
 ) -> None:
-    driver = ZplDriver()
+    driver = ZplDriver(DriverContext(tmp_path))
     page = driver.page_format(FakeMachine(driver, settings))
     assert (page.dpi, page.width_dots, page.height_dots) == (dpi, width, height)
 
@@ -511,7 +517,7 @@ async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_pat
     # file:// (like a one-way /dev/usb/lp0) cannot answer ~HS: with STATUS_QUERY off the
     # formats are just written; the file is created if it does not exist yet.
     out = tmp_path / "zebra.zpl"
-    driver = ZplDriver()
+    driver = ZplDriver(DriverContext(tmp_path))
     settings = {"CONNECTION": f"file://{out}", "STATUS_QUERY": "false", "DPMM": "8"}
     machine = FakeMachine(driver, settings)
     await driver.init_machine(machine)
@@ -538,8 +544,8 @@ async def test_on_a_write_only_file_a_job_prints_with_status_queries_off(tmp_pat
     assert all(map(same, (label.image for label in sim.labels), [*pages, *pages, pages[0]]))
 
 
-async def test_a_missing_device_node_is_not_created_as_a_file() -> None:
-    driver = ZplDriver()
+async def test_a_missing_device_node_is_not_created_as_a_file(tmp_path: Path) -> None:
+    driver = ZplDriver(DriverContext(tmp_path))
     machine = FakeMachine(driver, {"CONNECTION": "file:///dev/usb/lp97", "STATUS_QUERY": "false"})
     await driver.init_machine(machine)
     try:

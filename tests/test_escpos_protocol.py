@@ -80,23 +80,23 @@ def test_bands_split_a_tall_page_at_255_rows() -> None:
     assert len(job) == 2 + 3 * 8 + 92 * 600 + 3 + 3
 
 
-def test_small_buffer_profile_keeps_each_band_under_4_kb() -> None:
+def test_small_buffer_layout_keeps_each_band_under_4_kb() -> None:
     page = random_page(732, 342, seed=2)
-    job = encode_job([page], profile="small-buffer")
+    job = encode_job([page], layout="small-buffer")
     # 4096 // 92 = 44 rows per band: 7 bands of 44 and one of 34.
     assert job.count(bytes.fromhex("1d7630 00 5c00 2c00")) == 7
     assert job.count(bytes.fromhex("1d7630 00 5c00 2200")) == 1
 
 
-def test_large_buffer_profile_sends_a_label_as_one_image() -> None:
-    job = encode_job([random_page(732, 342, seed=3)], profile="large-buffer")
+def test_large_buffer_layout_sends_a_label_as_one_image() -> None:
+    job = encode_job([random_page(732, 342, seed=3)], layout="large-buffer")
     assert job.count(b"\x1dv0") == 1
 
 
 def test_large_buffer_bands_stay_within_the_epson_tm_limit_of_2303_rows() -> None:
     # Epson TM manuals allow GS v 0 heights up to 2303 rows (yH <= 8); a taller band is refused.
     page = random_page(576, 3000, seed=5)
-    job = encode_job([page], profile="large-buffer")
+    job = encode_job([page], layout="large-buffer")
     assert job.count(bytes.fromhex("1d7630 00 4800 ff08")) == 1  # 2303 rows
     assert job.count(bytes.fromhex("1d7630 00 4800 b902")) == 1  # and the 697 left
 
@@ -105,15 +105,15 @@ def test_raster_data_matches_python_escpos() -> None:
     # python-escpos is the reference encoder: same header fields, same bitmap bytes.
     page = random_page(732, 342, seed=4)
     reference = EscposImage(page)
-    job = encode_job([page], cut="none", profile="large-buffer")
+    job = encode_job([page], cut="none", layout="large-buffer")
     header = bytes.fromhex("1d7630 00") + reference.width_bytes.to_bytes(2, "little")
     header += reference.height.to_bytes(2, "little")
     assert job == INIT + header + reference.to_raster_format() + bytes.fromhex("1b4a00")
 
 
-def test_unknown_profile_is_rejected_by_name() -> None:
+def test_unknown_band_layout_is_rejected_by_name() -> None:
     with pytest.raises(ValueError, match="known: default"):
-        encode_job([page_16x3()], profile="tm-nonexistent")
+        encode_job([page_16x3()], layout="tm-nonexistent")
 
 
 @pytest.mark.parametrize(
@@ -136,8 +136,8 @@ def test_pages_must_be_one_bit() -> None:
         encode_job([])
 
 
-def test_profile_width_limit() -> None:
-    narrow = escpos_protocol.EscposProfile("narrow", band_rows=255, max_width_dots=576)
+def test_band_layout_width_limit() -> None:
+    narrow = escpos_protocol.BandLayout("narrow", band_rows=255, max_width_dots=576)
     with pytest.raises(ValueError, match="576"):
         escpos_protocol.encode_page(Image.new("1", (732, 8), 255), narrow)
 

@@ -213,7 +213,8 @@ async def test_the_openapi_document_lists_every_drivers_own_options(client: Clie
     assert [p["name"] for p in post["parameters"] if p["in"] == "query"] == GENERIC
     form = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert list(form) == ["file", *GENERIC]
-    assert document == openapi_document(driver_options_of(client.app[REGISTRY].drivers))
+    drivers = {slug: type(driver) for slug, driver in client.app[REGISTRY].drivers.items()}
+    assert document == openapi_document(driver_options_of(drivers))
 
 
 def test_every_built_in_driver_declares_sound_options() -> None:

@@ -93,6 +93,15 @@ async def test_registry_errors_are_shown_by_the_api(
     }
 
 
+async def test_each_driver_is_created_with_its_own_state_directory(
+    store: Store, tmp_path: Path
+) -> None:
+    registry = await _registry(store, tmp_path / "data", "tests.fake_drivers:RecordingDriver")
+    assert registry.drivers["recording"].state_dir == tmp_path / "data" / "recording"
+    assert registry.drivers["virtual"].state_dir == tmp_path / "data" / "virtual"
+    assert registry.drivers["zpl"].context.state_dir == tmp_path / "data" / "zpl"
+
+
 async def test_start_runs_init_driver_then_initialises_active_machines(
     store: Store, tmp_path: Path
 ) -> None:

@@ -274,7 +274,7 @@ async def test_tcp_status_and_job_in_odd_chunks() -> None:
 
 async def test_tcp_disconnect_mid_job_then_full_retry() -> None:
     page = label_page(16)
-    job = encode_job([page], profile="small-buffer")  # 4 KB bands
+    job = encode_job([page], layout="small-buffer")  # 4 KB bands
     sim = EscposSimulator()
     sim.set_fault("disconnect-mid-job", after_bytes=10_000)
     async with await serve_tcp(sim) as server:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
 
+import drivers
 from agent.cli import EXIT_USAGE, main
-from drivers.sim import run_simulator
-from drivers.sim.faults import COMMON_FAULTS, ESCPOS_FAULTS, ZPL_FAULTS
+from drivers.escpos import FAMILY as ESCPOS
+from drivers.sim import make_simulator, run_simulator
+from drivers.sim.faults import COMMON_FAULTS
+from drivers.zpl import FAMILY as ZPL
 from drivers.zpl.protocol import encode_page
+from drivers.zpl.simulator import ZplSimulator
 from tests.test_driver_escpos import random_page
 
 
@@ -32,8 +38,8 @@ def listed_faults(text: str) -> set[str]:
 def test_each_language_help_lists_only_its_own_faults(capsys: pytest.CaptureFixture[str]) -> None:
     escpos = listed_faults(help_of(capsys, "simulate", "escpos"))
     zpl = listed_faults(help_of(capsys, "simulate", "zpl"))
-    assert escpos == set(ESCPOS_FAULTS) | set(COMMON_FAULTS)
-    assert zpl == set(ZPL_FAULTS) | set(COMMON_FAULTS)
+    assert escpos == set(ESCPOS.faults) | set(COMMON_FAULTS)
+    assert zpl == set(ZPL.faults) | set(COMMON_FAULTS)
     assert "cover-open" in escpos - zpl
     assert "head-open" in zpl - escpos
     overview = help_of(capsys, "simulate")
@@ -85,3 +91,34 @@ async def test_save_writes_one_png_per_label_as_printed(tmp_path: Path) -> None:
             printed = image.convert("1")
         assert printed.size == page.size
         assert ImageChops.difference(printed, page).getbbox() is None
+
+
+def test_listing_the_simulators_loads_no_simulator_and_no_pillow() -> None:
+    # Every command builds the `simulate` parser: the family declarations must stay plain data.
+    script = (
+        "import contextlib, io, sys\n"
+        "from agent.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['simulate', 'zpl', '--help'])\n"
+        "print('PIL' in sys.modules, any(m.endswith('.simulator') for m in sys.modules))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_declared_family_adds_its_simulator(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        drivers, "BUILTIN_FAMILIES", (*drivers.BUILTIN_FAMILIES, "tests.fake_family")
+    )
+    assert "second-zpl" in help_of(capsys, "simulate")
+    own = listed_faults(help_of(capsys, "simulate", "second-zpl"))
+    assert own == {"paused"} | set(COMMON_FAULTS)
+    assert isinstance(make_simulator("second-zpl"), ZplSimulator)
+    with pytest.raises(
+        ValueError, match="no simulator for 'brother'; known: escpos, zpl, second-zpl"
+    ):
+        make_simulator("brother")

@@ -93,7 +93,8 @@ class SchemaView(ApiView):
     async def get(self) -> web.StreamResponse:
         """The cached document in the asked format; an unknown format is a 404, as in DRF."""
         wanted = self.request.query.get("format", "json")
-        driver_options = driver_options_of(self.request.app[REGISTRY].drivers)
+        drivers = self.request.app[REGISTRY].drivers
+        driver_options = driver_options_of({slug: type(d) for slug, d in drivers.items()})
         if wanted == "json":
             return web.Response(body=_json_bytes(driver_options), content_type="application/json")
         if wanted == "yaml" and _yaml_available():
@@ -103,12 +104,12 @@ class SchemaView(ApiView):
         raise NotFound
 
 
-def driver_options_of(drivers: Mapping[str, BaseDriver]) -> DriverOptions:
-    """Each label-printer driver's own print options, by slug, in slug order."""
+def driver_options_of(drivers: Mapping[str, type[BaseDriver]]) -> DriverOptions:
+    """Each label-printer driver class's own print options, by slug, in slug order."""
     return tuple(
         (slug, tuple(driver.PRINT_OPTIONS))
         for slug, driver in sorted(drivers.items())
-        if isinstance(driver, LabelPrinterDriver)
+        if issubclass(driver, LabelPrinterDriver)
     )
 
 

@@ -13,45 +13,42 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from drivers._connection import (
-    Condition,
-    ConnectedDriver,
-    PrinterSilent,
-    StatusReport,
-    connection_setting,
-    int_range,
-    poll_interval_setting,
-    threshold_settings,
-)
-from drivers.activity import reporting
-from drivers.base import (
-    LabelPrinterStatus,
-    Machine,
-    MachineProperty,
-    PageFormat,
-    PrintFailed,
-    PrintJob,
-    RenderOptions,
-    SettingDef,
-    SettingValidationError,
-    SettingValue,
-    labels,
-    raw_copies,
-)
-from drivers.escpos import profiles as escpos_profiles
-from drivers.escpos.profiles import DEFAULT_PROFILE
+from drivers.escpos.profiles import DEFAULT_PROFILE, ModelProfile, model_profiles
 from drivers.escpos.protocol import (
+    BAND_LAYOUTS,
     INIT,
-    PROFILES,
     STATUS_QUERIES,
+    BandLayout,
     CutMode,
-    EscposProfile,
     EscposStatus,
     decode_status,
     encode_label,
     is_valid_status_byte,
 )
-from drivers.print_options import PrintOption
+from drivers.kit import (
+    Condition,
+    ConnectedDriver,
+    LabelPrinterStatus,
+    Machine,
+    MachineProperty,
+    PageFormat,
+    PrinterSilent,
+    PrintFailed,
+    PrintJob,
+    PrintOption,
+    RenderOptions,
+    SettingDef,
+    SettingValidationError,
+    SettingValue,
+    StatusReport,
+    connection_setting,
+    int_range,
+    labels,
+    poll_interval_setting,
+    raw_copies,
+    reporting,
+    threshold_settings,
+)
 from drivers.transport import (
     Transport,
     TransportError,
@@ -94,13 +91,13 @@ PRINTABLE_DOTS: Mapping[tuple[int, int], int] = {
 class _JobOptions:
     cut: CutMode
     feed_dots: int
-    profile: EscposProfile
+    layout: BandLayout
     status: bool
 
 
 def validate_profile(value: SettingValue) -> None:
     """Setting validator: a python-escpos capability profile name."""
-    known = escpos_profiles.profiles()
+    known = model_profiles()
     if str(value) not in known:
         raise SettingValidationError(
             f"Unknown printer profile '{value}'; known: {', '.join(sorted(known))}"
@@ -392,21 +389,21 @@ async def _accepted(
     job.report_progress(printed)
 
 
-def _model(machine: Machine) -> escpos_profiles.ModelProfile | None:
+def _model(machine: Machine) -> ModelProfile | None:
     name = str(machine.get_setting("PROFILE", "D"))
-    if name == escpos_profiles.DEFAULT_PROFILE:
+    if name == DEFAULT_PROFILE:
         return None
-    return escpos_profiles.profiles().get(name)
+    return model_profiles().get(name)
 
 
 def _job_options(machine: Machine, job: PrintJob) -> _JobOptions:
     dpi = int(machine.get_setting("DPI", "D"))
-    profile = PROFILES.get(str(machine.get_setting("BUFFER", "D")), PROFILES["default"])
+    layout = BAND_LAYOUTS.get(str(machine.get_setting("BUFFER", "D")), BAND_LAYOUTS["default"])
     cut = job.options.get("cut", machine.get_setting("CUT", "D"))
     return _JobOptions(
         cut=_CUT_MODES.get(str(cut), "full"),
         feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),
-        profile=profile,
+        layout=layout,
         status=bool(machine.get_setting("STATUS_QUERY", "D")),
     )
 
@@ -414,6 +411,6 @@ def _job_options(machine: Machine, job: PrintJob) -> _JobOptions:
 def _encode(page: Image, options: _JobOptions) -> bytes:
     """One label's bytes (runs in a thread); a page the encoder refuses can never print."""
     try:
-        return encode_label(page, options.cut, options.feed_dots, options.profile)
+        return encode_label(page, options.cut, options.feed_dots, options.layout)
     except ValueError as err:
         raise PrintFailed(f"this page cannot be printed as ESC/POS: {err}") from err

@@ -37,7 +37,7 @@ class ModelProfile:
     raster: bool
 
 
-def profiles() -> dict[str, ModelProfile]:
+def model_profiles() -> dict[str, ModelProfile]:
     """Every capability profile by name (read once; empty if python-escpos's file is missing)."""
     global _profiles  # noqa: PLW0603 - one database per process, loaded once
     with _lock:

@@ -35,8 +35,8 @@ MAX_FEED_PER_COMMAND = 255
 
 
 @dataclass(frozen=True, slots=True)
-class EscposProfile:
-    """How to cut pages into `GS v 0` bands for one family of printers."""
+class BandLayout:
+    """How a page is cut into `GS v 0` bands for printers with one size of image buffer."""
 
     name: str
     band_rows: int
@@ -55,13 +55,13 @@ class EscposProfile:
 # An image larger than that buffer (often a few KB on clones) makes the printer abandon the
 # command and print the rest of the bitmap as text garbage (python-escpos #65, escpos-php #206).
 # Several smaller images print contiguously, so banding costs nothing visible.
-PROFILES: Mapping[str, EscposProfile] = MappingProxyType(
+BAND_LAYOUTS: Mapping[str, BandLayout] = MappingProxyType(
     {
-        "default": EscposProfile("default", band_rows=255),
+        "default": BandLayout("default", band_rows=255),
         # Cheap clones with a 4 KB receive buffer (escpos-php #206): 44 rows of a 732-dot label.
-        "small-buffer": EscposProfile("small-buffer", band_rows=255, band_bytes=4096),
+        "small-buffer": BandLayout("small-buffer", band_rows=255, band_bytes=4096),
         # Epson TM series and others with a large image buffer: one band per page when it fits.
-        "large-buffer": EscposProfile("large-buffer", band_rows=MAX_RASTER_ROWS),
+        "large-buffer": BandLayout("large-buffer", band_rows=MAX_RASTER_ROWS),
     }
 )
 
@@ -101,14 +101,14 @@ def encode_job(
     copies: int = 1,
     cut: CutMode = "full",
     feed_dots: int = 0,
-    profile: str | None = None,
+    layout: str | None = None,
 ) -> bytes:
     """One job: `ESC @`, then per copy every page as `GS v 0` bands, `ESC J` feed and the cut."""
     if not pages:
         raise ValueError("a job needs at least one page")
     if copies < 1:
         raise ValueError(f"copies must be at least 1, not {copies}")
-    chosen = get_profile(profile)
+    chosen = band_layout(layout)
     encoded = b"".join(encode_label(page, cut, feed_dots, chosen) for page in pages)
     # ESC/POS has no copy counter: the page sequence is sent again for every copy.
     return INIT + encoded * copies
@@ -118,7 +118,7 @@ def encode_label(
     page: Image.Image,
     cut: CutMode = "full",
     feed_dots: int = 0,
-    profile: EscposProfile | None = None,
+    layout: BandLayout | None = None,
 ) -> bytes:
     """One page as `GS v 0` bands, then `ESC J` (print and feed) and the cut; no `ESC @`."""
     if cut not in CUTS:
@@ -126,12 +126,12 @@ def encode_label(
     if feed_dots < 0:
         raise ValueError(f"feed_dots must not be negative, not {feed_dots}")
     # ESC J is "print the buffer and feed": ESC J 0 ends a page even without feeding.
-    return encode_page(page, profile) + _feed(feed_dots) + CUTS[cut]
+    return encode_page(page, layout) + _feed(feed_dots) + CUTS[cut]
 
 
-def encode_page(page: Image.Image, profile: EscposProfile | None = None) -> bytes:
+def encode_page(page: Image.Image, layout: BandLayout | None = None) -> bytes:
     """One page as `GS v 0` raster bands (no feed, no cut): the page's rows, nothing else."""
-    chosen = profile or PROFILES["default"]
+    chosen = layout or BAND_LAYOUTS["default"]
     if page.mode != "1":
         raise ValueError(f"pages must be mode '1' images, not {page.mode!r}")
     width, height = page.size
@@ -153,13 +153,13 @@ def encode_page(page: Image.Image, profile: EscposProfile | None = None) -> byte
     return b"".join(parts)
 
 
-def get_profile(name: str | None) -> EscposProfile:
-    """Return the named banding profile (None: "default"); ValueError for an unknown name."""
+def band_layout(name: str | None) -> BandLayout:
+    """Return the named band layout (None: "default"); ValueError for an unknown name."""
     try:
-        return PROFILES[name or "default"]
+        return BAND_LAYOUTS[name or "default"]
     except KeyError:
         raise ValueError(
-            f"unknown ESC/POS profile {name!r}; known: {', '.join(PROFILES)}"
+            f"unknown ESC/POS band layout {name!r}; known: {', '.join(BAND_LAYOUTS)}"
         ) from None
 
 

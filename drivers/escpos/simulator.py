@@ -28,7 +28,7 @@ from typing import ClassVar
 import structlog
 from PIL import Image, ImageChops
 
-from drivers.sim import faults
+from drivers.escpos import FAMILY
 from drivers.sim.base import COMMON_FAULTS, CutKind, LabelHook, Simulator
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,7 @@ class EscposSimulator(Simulator):
     """An ESC/POS receipt or label printer with a cutter and DLE EOT status."""
 
     LANGUAGE: ClassVar[str] = "escpos"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ESCPOS_FAULTS)
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(FAMILY.faults)
 
     def __init__(
         self, on_label: LabelHook | None = None, *, realtime_status_in_raster: bool = True

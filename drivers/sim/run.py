@@ -7,23 +7,34 @@ import re
 from pathlib import Path
 from typing import TextIO
 
-from drivers.escpos.simulator import EscposSimulator
+from drivers.family import builtin_families, load
 from drivers.sim.base import ReceivedLabel, Simulator
 from drivers.sim.server import serve_pty, serve_tcp
-from drivers.zpl.simulator import ZplSimulator
 
 # Raw printing port of network label printers (AppSocket / JetDirect).
 DEFAULT_PORT = 9100
-SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
 _SAVED_NAME = re.compile(r"label-(\d+)\.png")
 
 
+def simulator_specs() -> dict[str, str]:
+    """The `module:Class` of each family's simulator, by language (`escpos`, `zpl`...)."""
+    return {
+        language: family.simulator
+        for language, family in builtin_families().items()
+        if family.simulator is not None
+    }
+
+
 def make_simulator(language: str) -> Simulator:
-    """Return a new simulator for `escpos` or `zpl`; ValueError for another language."""
-    try:
-        return SIMULATORS[language]()
-    except KeyError:
-        raise ValueError(f"no simulator for {language!r}; known: {', '.join(SIMULATORS)}") from None
+    """Return a new simulator of a family's language; ValueError for one without a simulator."""
+    specs = simulator_specs()
+    spec = specs.get(language)
+    if spec is None:
+        raise ValueError(f"no simulator for {language!r}; known: {', '.join(specs)}")
+    simulator_class = load(spec)
+    if not (isinstance(simulator_class, type) and issubclass(simulator_class, Simulator)):
+        raise TypeError(f"{spec} is not a Simulator class")
+    return simulator_class()
 
 
 async def run_simulator(

@@ -14,30 +14,28 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
-from drivers._connection import (
+from drivers.kit import (
     ConnectedDriver,
-    PrinterNotReady,
-    PrinterSilent,
-    connection_setting,
-    int_range,
-    poll_interval_setting,
-    threshold_settings,
-)
-from drivers.activity import reporting
-from drivers.base import (
     LabelPrinterStatus,
     Machine,
     PageFormat,
+    PrinterNotReady,
+    PrinterSilent,
     PrintFailed,
     PrintJob,
+    PrintOption,
     RenderOptions,
     SettingDef,
     SettingValidationError,
     SettingValue,
+    connection_setting,
+    int_range,
     labels,
+    poll_interval_setting,
     raw_copies,
+    reporting,
+    threshold_settings,
 )
-from drivers.print_options import PrintOption
 from drivers.transport import Link, Transport, discard_received, drain_input
 from drivers.zpl.protocol import DPMM_TO_DPI, encode_page
 from drivers.zpl.status import (

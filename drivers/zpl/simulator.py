@@ -24,10 +24,9 @@ from typing import ClassVar
 import structlog
 from PIL import Image, ImageChops
 
-from drivers.sim import faults
 from drivers.sim.base import COMMON_FAULTS, LabelHook, Simulator
-from drivers.zpl import protocol as zpl_protocol
-from drivers.zpl.protocol import ZplError, ZplWarning
+from drivers.zpl import FAMILY
+from drivers.zpl.protocol import ZplError, ZplWarning, decode_graphic, parse_graphic_header
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +61,7 @@ class ZplSimulator(Simulator):
     """A Zebra ZPL II label printer with host status, extended status, ~HI and SGD."""
 
     LANGUAGE: ClassVar[str] = "zpl"
-    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(faults.ZPL_FAULTS)
+    FAULTS: ClassVar[frozenset[str]] = COMMON_FAULTS | frozenset(FAMILY.faults)
 
     def __init__(
         self,
@@ -293,7 +292,7 @@ class _ZplChannel:
             commas.append(match.start())
             cursor = match.start() + 1
         try:
-            header = zpl_protocol.parse_graphic_header(bytes(buf[start : commas[3]]))
+            header = parse_graphic_header(bytes(buf[start : commas[3]]))
         except ValueError as err:
             log.warning("sim_bad_graphic", reason=str(err))
             return self._end_of(cursor)
@@ -307,7 +306,7 @@ class _ZplChannel:
                 return None
         if self._format is not None and header.graphic_field_count <= MAX_GRAPHIC_BYTES:
             try:
-                image = zpl_protocol.decode_graphic(header, bytes(buf[cursor:end]))
+                image = decode_graphic(header, bytes(buf[cursor:end]))
             except ValueError as err:
                 log.warning("sim_bad_graphic", reason=str(err))
             else:

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from drivers._connection import Condition, PrinterSilent, StatusReport
-from drivers.base import LabelPrinterStatus, MachineProperty
+from drivers.kit import Condition, LabelPrinterStatus, MachineProperty, PrinterSilent, StatusReport
 from drivers.transport import Transport, TransportError, TransportTimeout, drain_input, read_until
 from drivers.zpl.protocol import (
     ETX,

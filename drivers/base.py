@@ -19,6 +19,8 @@ from drivers.print_options import GENERIC_OPTIONS, PrintOption, declaration_prob
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from drivers.media import Media
+
 ConfigType = Literal["M", "D"]
 SettingValue = str | int | bool | float
 
@@ -148,6 +150,20 @@ class Machine(Protocol):
     def set_status_text(self, text: str) -> None: ...
 
     def set_properties(self, properties: Sequence[MachineProperty]) -> None: ...
+
+    @property
+    def media(self) -> Media | None:
+        """The media the driver last reported loaded (`set_media`); None: not known.
+
+        `page_format` may read it to lay pages out for the loaded labels, or to refuse a job
+        with `MediaMismatch` (the job waits). It is the last known media, not a fresh reading:
+        `print` reads the printer's status before it prints.
+        """
+        ...
+
+    def set_media(self, media: Media | None) -> None:
+        """Report the media the printer says is loaded (a `StatusReport` with media does this)."""
+        ...
 
     def handle_error(self, error: Exception | str) -> None:
         """Record a run-time error; it shows until the next successful poll or a restart."""

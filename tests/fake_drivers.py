@@ -21,6 +21,8 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.kit import StatusReport
+from drivers.media import Media, MediaMismatch
 from drivers.print_options import PrintOption
 
 
@@ -244,3 +246,55 @@ class BadPrintOptionsDriver(LabelPrinterDriver):
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
         return None
+
+
+class MediaDriver(LabelPrinterDriver):
+    """A printer that reports the media loaded (`loaded`, by machine pk, plays the printer).
+
+    `WIDTH_MM` 0 lays pages out for the loaded media's width; any other width refuses loaded
+    media of another width, in `page_format` (from the last known media) and in `print` (from a
+    fresh reading, as a real driver reads its status before it prints).
+    """
+
+    SLUG = "media"
+    NAME = "Media driver"
+    DESCRIPTION = "Reports its loaded media"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "WIDTH_MM": {
+            "name": "Label width",
+            "description": "0: the loaded media's",
+            "default": 62,
+            "validator": int,
+        },
+    }
+    DPI = 300
+    DEFAULT_WIDTH_MM = 62
+
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
+        self.loaded: dict[str, Media] = {}
+        self.page_sizes: list[tuple[int, int]] = []
+
+    async def poll(self, machine: Machine) -> None:
+        StatusReport(media=self.loaded.get(machine.pk)).apply(machine)
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        width_mm = self._expected_width(machine, machine.media)
+        return PageFormat(dpi=self.DPI, width_dots=round(width_mm * self.DPI / 25.4))
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        StatusReport(media=self.loaded.get(machine.pk)).raise_if_blocking(machine)
+        self._expected_width(machine, machine.media)
+        async for number, page in labels(job):
+            self.page_sizes.append(page.size)
+            job.report_progress(number + 1)
+
+    def _expected_width(self, machine: Machine, media: Media | None) -> float:
+        """The width to print on; MediaMismatch when the loaded media is another width."""
+        setting = int(machine.get_setting("WIDTH_MM", "D"))
+        loaded = media.width_mm if media is not None else None
+        if setting == 0:
+            return loaded or self.DEFAULT_WIDTH_MM
+        if media is not None and loaded is not None and loaded != setting:
+            raise MediaMismatch(media, f"{setting} mm wide media")
+        return setting

@@ -31,6 +31,7 @@ from drivers.kit import (
     SettingValidationError,
     SettingValue,
 )
+from drivers.media import Media
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 
@@ -57,6 +58,7 @@ class FakeMachine:
     status_text: str = ""
     properties: tuple[MachineProperty, ...] = ()
     errors: list[str] = field(default_factory=list)
+    media: Media | None = None
 
     def get_setting(self, key: str, config_type: str) -> SettingValue:
         return native_value(self.driver.MACHINE_SETTINGS[key], self.settings.get(key))
@@ -69,6 +71,9 @@ class FakeMachine:
 
     def set_properties(self, properties: Any) -> None:
         self.properties = tuple(properties)
+
+    def set_media(self, media: Media | None) -> None:
+        self.media = media
 
     def handle_error(self, error: Exception | str) -> None:
         self.errors.append(str(error))

@@ -17,7 +17,7 @@ from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_T
 from agent.job_store import JOB_STATUSES, JobRow
 from agent.jobs import JobNotCancellable, TooManyLabels
 from agent.machine import Machine
-from drivers.base import LabelPrinterDriver
+from drivers.base import LabelPrinterDriver, PrinterUnavailable
 
 IDEMPOTENCY_KEY_MAX = 255
 _EXTENSION_TYPES = {
@@ -87,6 +87,10 @@ class PrintView(ApiView):
             raise ValidationFailed({"document": [str(err)]}) from err
         except TooManyLabels as err:
             raise ValidationFailed({"copies": [str(err)]}) from err
+        except PrinterUnavailable as err:
+            # The driver cannot lay pages out for this printer now (`MediaMismatch`: the loaded
+            # labels are not the ones the machine is set up for); nothing is stored.
+            raise ValidationFailed({"non_field_errors": [str(err)]}) from err
         return drf_json(job_json(submitted.job), status=201 if submitted.created else 200)
 
     def metadata(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 - the contract (`drivers.base`): the driver base classes, `Machine`, `PrintJob`, settings, statuses,
   page formats (one colour, or black and red);
 - `PrintOption` (`drivers.print_options`): the options of a print job a driver declares;
+- `Media` and `MediaMismatch` (`drivers.media`): the media a printer reports loaded;
 - `settings`: the settings connected drivers declare alike (`CONNECTION`, `POLL_INTERVAL`, ...);
 - `status`: what a status query found (`StatusReport` of `Condition`s) and the errors that make a
   job wait (`PrinterNotReady`, `PrinterSilent`);
@@ -48,6 +49,7 @@ from drivers.kit.settings import (
     validate_connection,
 )
 from drivers.kit.status import Condition, PrinterNotReady, PrinterSilent, StatusReport
+from drivers.media import Media, MediaKind, MediaMismatch
 from drivers.print_options import PrintOption
 
 __all__ = [
@@ -64,6 +66,9 @@ __all__ = [
     "MachineConnection",
     "MachineProperty",
     "MachineSnapshot",
+    "Media",
+    "MediaKind",
+    "MediaMismatch",
     "PageFormat",
     "PrintFailed",
     "PrintJob",

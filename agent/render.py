@@ -69,6 +69,9 @@ def open_document(
     at `page_format.dpi`, a partial dot at the edge dropped. An image is taken pixel for pixel
     unless it states a DPI that differs from the printer's: then it is resampled to keep its
     physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+
+    With two colours in `page_format.colors`, each page is drawn in RGB and split into a black
+    and a red plane (`RED_MIN_EXCESS`); `render_planes` gives both, `render_page` one with both.
     """
     limits = DEFAULT_LIMITS if limits is None else limits
     _check_type(document, content_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -10,20 +11,22 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, JOBS, POLLER, REGISTRY, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, DATABASE, EVENTS, JOBS, POLLER, REGISTRY, SETTINGS
 from agent.auth import Authenticator, ensure_superuser
 from agent.config import Settings
 from agent.discovery import discover
-from agent.job_store import JobStore
+from agent.events import EventHub, MachineChanged, MachineReachable, MachineRemoved
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
-from agent.store import Store
+from agent.services import Service, Services, own_wait_s
+from agent.storage.auth import AuthStore
+from agent.storage.clock_check import clock_behind
+from agent.storage.database import Database
+from agent.storage.jobs import JobStore
+from agent.storage.machines import MachineStore
 
 log = structlog.get_logger(__name__)
-
-# Poll loops only wait on the printer under their own timeouts; cancelling them is quick.
-POLLER_STOP_TIMEOUT_S = 2.0
 
 
 def create_app(
@@ -36,14 +39,20 @@ def create_app(
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
     )
-    store = Store(settings.database_path, secret_path=settings.secret_path, reset=reset_database)
+    database = Database(
+        settings.database_path, secret_path=settings.secret_path, reset=reset_database
+    )
     app[SETTINGS] = settings
-    app[STORE] = store
-    app[AUTHENTICATOR] = Authenticator(store, settings.secret_path)
-    registry = Registry(store, discover(extra_drivers), settings.storage.path)
-    jobs = JobRunner(JobStore(store), registry, settings.jobs)
-    poller = Poller(registry, on_reachable=lambda machine: jobs.kick(machine.pk, retry_now=True))
-    registry.listeners.extend((poller, jobs))
+    app[DATABASE] = database
+    app[AUTHENTICATOR] = Authenticator(AuthStore(database), settings.secret_path)
+    events = EventHub()
+    registry = Registry(
+        MachineStore(database), discover(extra_drivers), settings.storage.path, events
+    )
+    jobs = JobRunner(JobStore(database), registry, settings.jobs)
+    poller = Poller(registry)
+    _subscribe(events, poller, jobs)
+    app[EVENTS] = events
     app[REGISTRY] = registry
     app[JOBS] = jobs
     app[POLLER] = poller
@@ -52,15 +61,62 @@ def create_app(
     return app
 
 
+def _subscribe(events: EventHub, poller: Poller, jobs: JobRunner) -> None:
+    """Who follows which machine events; the poller first, so a started machine is polled."""
+    events.subscribe(MachineChanged, poller.on_machine_changed)
+    events.subscribe(MachineRemoved, poller.on_machine_removed)
+    events.subscribe(MachineChanged, jobs.on_machine_changed)
+    events.subscribe(MachineRemoved, jobs.on_machine_removed)
+    # A printer that answers a poll may take the job that waited for it.
+    events.subscribe(MachineReachable, jobs.on_machine_reachable)
+
+
+def core_services(app: web.Application) -> list[Service]:
+    """The core in start order (stopped in reverse); the HTTP server comes after it."""
+    database, registry, jobs, poller, events = (
+        app[DATABASE],
+        app[REGISTRY],
+        app[JOBS],
+        app[POLLER],
+        app[EVENTS],
+    )
+    steps = _StartSteps(app)
+    return [
+        Service("store", start=database.open, stop=database.close),
+        Service("auth", start=steps.bootstrap_auth),
+        Service("events", stop=functools.partial(events.close, own_wait_s("events"))),
+        Service("registry", start=steps.start_registry, stop=registry.close),
+        Service("jobs", start=steps.start_jobs, stop=jobs.close),
+        Service("poller", stop=functools.partial(poller.close, own_wait_s("poller"))),
+    ]
+
+
 async def _core(app: web.Application) -> AsyncIterator[None]:
-    """Open the store, bootstrap the admin, load and start machines; undo in reverse at stop."""
-    settings, store, registry = app[SETTINGS], app[STORE], app[REGISTRY]
-    jobs, poller = app[JOBS], app[POLLER]
-    await store.open()
-    try:
-        authenticator = app[AUTHENTICATOR]
+    """Start the core services at the app's start, stop them at its cleanup."""
+    services = Services(core_services(app))
+    await services.start()
+    yield
+    await services.stop()
+
+
+class _StartSteps:
+    """Start-up steps of the core that take more than one call."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        # The clock is behind the newest stored record: nothing is pruned in this run.
+        self.clock_behind: dt.datetime | None = None
+
+    async def bootstrap_auth(self) -> None:
+        """Load the secret, check the clock, prune expired tokens, create the bootstrap admin."""
+        settings, database, authenticator = (
+            self.app[SETTINGS],
+            self.app[DATABASE],
+            self.app[AUTHENTICATOR],
+        )
+        store = authenticator.store
         await authenticator.load_secret()
-        behind = await store.clock_behind(dt.datetime.now(dt.UTC))
+        behind = self.clock_behind = await clock_behind(database, dt.datetime.now(dt.UTC))
         if behind is not None:
             authenticator.not_before = behind.date()
             log.warning(
@@ -84,9 +140,12 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
                 username=admin,
                 reason="no password: set INVENTREE_EDGE_AUTH__ADMIN_PASSWORD",
             )
+
+    async def start_registry(self) -> None:
+        """Load machines and drivers, apply `[[machines]]`, initialise the active machines."""
+        registry = self.app[REGISTRY]
         await registry.load()
-        await registry.apply_config(settings.machines)
-        await jobs.start(prune=behind is None)
+        await registry.apply_config(self.app[SETTINGS].machines)
         await registry.start()
         log.info(
             "registry_started",
@@ -94,9 +153,7 @@ async def _core(app: web.Application) -> AsyncIterator[None]:
             drivers=sorted(registry.drivers),
             errors=len(registry.registry_errors),
         )
-        yield
-        await poller.close(POLLER_STOP_TIMEOUT_S)
-        await jobs.close()
-        await registry.close()
-    finally:
-        await store.close()
+
+    async def start_jobs(self) -> None:
+        """Recover interrupted jobs and start the queue (no pruning while the clock is behind)."""
+        await self.app[JOBS].start(prune=self.clock_behind is None)

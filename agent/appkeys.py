@@ -6,14 +6,16 @@ from aiohttp import web
 
 from agent.auth import Authenticator
 from agent.config import Settings
+from agent.events import EventHub
 from agent.jobs import JobRunner
 from agent.poller import Poller
 from agent.registry import Registry
-from agent.store import Store
+from agent.storage.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
+DATABASE = web.AppKey("database", Database)
 REGISTRY = web.AppKey("registry", Registry)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobRunner)
 POLLER = web.AppKey("poller", Poller)
+EVENTS = web.AppKey("events", EventHub)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.login_limits import LoginLimiter
-from agent.store import SessionRow, Store, StoreRefused, TokenRow, UserRow
+from agent.storage.auth import AuthStore, SessionRow, TokenRow, UserRow
+from agent.storage.errors import StoreRefused
 
 T = TypeVar("T")
 
@@ -212,7 +213,7 @@ def csrf_failure(cookie: str | None, header: str | None) -> str | None:
 class Authenticator:
     """Resolves credentials to users: `Token`, then `Basic`, then the session cookie."""
 
-    def __init__(self, store: Store, secret_path: Path) -> None:
+    def __init__(self, store: AuthStore, secret_path: Path) -> None:
         self.store = store
         self.secret_path = secret_path
         self._secret_key: bytes | None = None
@@ -386,7 +387,7 @@ class Authenticator:
 
 
 async def create_user(
-    store: Store,
+    store: AuthStore,
     username: str,
     password: str,
     *,
@@ -394,7 +395,7 @@ async def create_user(
     role: str = "view",
     email: str = "",
 ) -> UserRow:
-    """Add a user with a hashed password; raises sqlite3.IntegrityError if the name is taken."""
+    """Add a user with a hashed password; raises DuplicateUsername if the name is taken."""
     if role not in ROLE_PERMISSIONS:
         raise ValueError(f"unknown role '{role}' (choose from {', '.join(ROLE_PERMISSIONS)})")
     password_hash = await _run_kdf(lambda: hash_password(password))
@@ -415,7 +416,7 @@ async def create_user(
     )
 
 
-async def ensure_superuser(store: Store, username: str, password: str, email: str = "") -> bool:
+async def ensure_superuser(store: AuthStore, username: str, password: str, email: str = "") -> bool:
     """Create the bootstrap superuser unless a user of that name exists; True if created."""
     if await store.get_user(username=username) is not None:
         return False

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime  # noqa: F401 - loaded before pydantic_core, see below
 import getpass
 import json
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +16,7 @@ from agent import __version__
 
 if TYPE_CHECKING:
     from agent.config import Settings
-    from agent.store import Store
+    from agent.storage.database import Database
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     # The configuration (pydantic) and everything heavier load only here, after argument parsing:
-    # `--help` stays fast, and an interrupt during the imports is caught by `main`.
+    # `--help` stays fast, and an interrupt during the imports is caught by `main`. `datetime` is
+    # imported at the top: pydantic_core imports its C API while it initialises, and an interrupt
+    # inside that import becomes a Rust panic with a traceback instead of a KeyboardInterrupt.
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -57,7 +59,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "check-config":
         return _check_config(settings, config_path)
     from agent.datadir import DataDirError, check_data_dir  # noqa: PLC0415
-    from agent.store import StoreError  # noqa: PLC0415
+    from agent.storage.errors import StoreError  # noqa: PLC0415
 
     try:
         # The CLI adds to the data the service uses; it never starts a database of its own.
@@ -182,6 +184,8 @@ def _check_config(settings: Settings, config_path: Path | None) -> int:
 
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.auth import create_user  # noqa: PLC0415
+    from agent.storage.auth import AuthStore  # noqa: PLC0415
+    from agent.storage.errors import DuplicateUsername  # noqa: PLC0415
 
     database = settings.database_path.absolute()
     if not args.password_stdin and not sys.stdin.isatty():
@@ -196,10 +200,10 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("the password must not be empty", EXIT_USAGE)
 
     async def create() -> None:
-        store = await _open_store(settings)
+        database = await _open_database(settings)
         try:
             await create_user(
-                store,
+                AuthStore(database),
                 args.name,
                 password,
                 superuser=args.superuser,
@@ -207,11 +211,11 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 email=args.email,
             )
         finally:
-            await store.close()
+            await database.close()
 
     try:
         asyncio.run(create())
-    except sqlite3.IntegrityError:
+    except DuplicateUsername:
         return _fail(f"user '{args.name}' already exists in {database}", EXIT_FAILURE)
     kind = " (superuser)" if args.superuser else f" (role {args.role})"
     print(f"created user '{args.name}'{kind} in {database}")  # noqa: T201
@@ -221,10 +225,12 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     from agent.api.users import clean_token_name  # noqa: PLC0415
     from agent.auth import Authenticator, User  # noqa: PLC0415
+    from agent.storage.auth import AuthStore  # noqa: PLC0415
 
     async def create() -> str | None:
-        store = await _open_store(settings)
+        database = await _open_database(settings)
         try:
+            store = AuthStore(database)
             row = await store.get_user(username=args.user)
             if row is None:
                 return None
@@ -232,7 +238,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
                 User.from_row(row), clean_token_name(args.name), reuse=False
             )
         finally:
-            await store.close()
+            await database.close()
 
     key = asyncio.run(create())
     if key is None:
@@ -241,13 +247,13 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _open_store(settings: Settings) -> Store:
-    from agent.store import Store  # noqa: PLC0415
+async def _open_database(settings: Settings) -> Database:
+    from agent.storage.database import Database  # noqa: PLC0415
 
     # The daemon's refusals too: an emptied database next to secret.key is not a new install.
-    store = Store(settings.database_path, secret_path=settings.secret_path)
-    await store.open()
-    return store
+    database = Database(settings.database_path, secret_path=settings.secret_path)
+    await database.open()
+    return database
 
 
 def _read_password(from_stdin: bool) -> str | None:

@@ -8,6 +8,8 @@ import errno
 import os
 import signal
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -19,17 +21,19 @@ from agent.http_server import CappedTCPSite, connection_cap, runner_options
 from agent.instance_lock import AlreadyRunning, lock_data_dir
 from agent.log_limits import limit_library_logs
 from agent.registry import ConfigMachineError
-from agent.store import StoreError, StoreRefused
+from agent.services import STOP_BUDGETS_S
+from agent.storage.errors import StoreError, StoreRefused
 from agent.tasks import TaskSet
 
 log = structlog.get_logger(__name__)
 
-# Shutdown budget, stage by stage; their sum plus a margin must stay below TimeoutStopSec in
-# systemd/inventree-edge.service (a test checks it).
-HTTP_SHUTDOWN_TIMEOUT_S = 5.0  # open requests finish, keep-alive connections close
-CORE_SHUTDOWN_TIMEOUT_S = 15.0  # drivers release printers, the store closes
-TASKS_SHUTDOWN_TIMEOUT_S = 2.0  # watchdog and other helpers
-SHUTDOWN_BUDGET_S = HTTP_SHUTDOWN_TIMEOUT_S + CORE_SHUTDOWN_TIMEOUT_S + TASKS_SHUTDOWN_TIMEOUT_S
+# Shutdown: the daemon's helper tasks stop, then the HTTP server and the core services, each
+# within its budget in agent/services.py. SHUTDOWN_BUDGET_S caps the whole stop: the stages add up
+# to less, and it plus a margin stays below TimeoutStopSec in systemd/inventree-edge.service
+# (tests check both).
+HTTP_SHUTDOWN_TIMEOUT_S = STOP_BUDGETS_S["http"]  # open requests finish, keep-alive ones close
+TASKS_SHUTDOWN_TIMEOUT_S = 0.5  # the watchdog task is cancelled
+SHUTDOWN_BUDGET_S = 24.0
 
 # Exit codes. Those that need a person to act are in the unit's RestartPreventExitStatus, so that
 # systemd does not restart into the same failure every RestartSec (a test checks the unit).
@@ -43,6 +47,16 @@ EXIT_DATA = 65  # EX_DATAERR: the database or secret.key is lost, damaged or can
 
 async def serve(settings: Settings, *, reset_database: bool = False) -> int:
     """Run the daemon; returns the process exit code."""
+    # First thing: from here on SIGTERM and SIGINT stop the daemon cleanly, even mid-start-up.
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    try:
+        return await _serve_locked(settings, stop, reset_database=reset_database)
+    finally:
+        _remove_signal_handlers()
+
+
+async def _serve_locked(settings: Settings, stop: asyncio.Event, *, reset_database: bool) -> int:
     try:
         check_data_dir(
             settings.storage.path, settings.database_path, settings.secret_path, create=True
@@ -56,12 +70,12 @@ async def serve(settings: Settings, *, reset_database: bool = False) -> int:
         log.critical("startup_failed", reason=str(err))
         return EXIT_UNAVAILABLE
     try:
-        return await _serve(settings, reset_database=reset_database)
+        return await _serve(settings, stop, reset_database=reset_database)
     finally:
         instance.release()
 
 
-async def _serve(settings: Settings, *, reset_database: bool) -> int:
+async def _serve(settings: Settings, stop: asyncio.Event, *, reset_database: bool) -> int:
     app = create_app(settings, reset_database=reset_database)
     runner = web.AppRunner(
         app,
@@ -72,7 +86,7 @@ async def _serve(settings: Settings, *, reset_database: bool) -> int:
     )
     limit_library_logs()
     try:
-        await runner.setup()
+        started = await _unless_stopped(runner.setup(), stop)
     except StoreRefused as err:
         # Data would be lost: a person decides; restarting would only refuse again.
         log.critical("startup_failed", reason=str(err))
@@ -82,8 +96,10 @@ async def _serve(settings: Settings, *, reset_database: bool) -> int:
         return EXIT_FAILURE
     except ConfigMachineError as err:
         log.critical("startup_failed", reason=f"bad [[machines]] entry: {err}")
-        await _cleanup(runner)
+        await _shutdown(runner)
         return EXIT_CONFIG
+    if not started or stop.is_set():
+        return await _stop_early(runner)
     site = CappedTCPSite(
         runner,
         settings.http.host,
@@ -95,12 +111,10 @@ async def _serve(settings: Settings, *, reset_database: bool) -> int:
     except OSError as err:
         reason, code = _listen_failure(settings, err)
         log.critical("startup_failed", reason=reason)
-        await _cleanup(runner)
+        await _shutdown(runner)
         return code
     host, port = _bound_address(site, settings)
     log.info("listening", url=f"http://{host}:{port}/api/", max_connections=site.max_connections)
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
     tasks = TaskSet("daemon")
     sd_notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -109,8 +123,41 @@ async def _serve(settings: Settings, *, reset_database: bool) -> int:
     await stop.wait()
     log.info("stopping")
     sd_notify("STOPPING=1")
-    await tasks.close(TASKS_SHUTDOWN_TIMEOUT_S)
-    await _cleanup(runner)
+    await _shutdown(runner, tasks)
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run a start-up step; False when a signal came first (the step is cancelled and undone)."""
+    if stop.is_set():
+        step.close()
+        return False
+    task = asyncio.create_task(step, name="daemon:start")
+    stopped = asyncio.create_task(stop.wait(), name="daemon:stop-requested")
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopped.cancel()
+        await asyncio.wait((stopped,))
+    if task.done():
+        task.result()  # the step's own error, if any
+        return True
+    # The core stops what it had started when cancelled (agent/services.py).
+    task.cancel()
+    await asyncio.wait((task,))
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("startup_step_failed_while_stopping", error=str(task.exception()))
+    return False
+
+
+async def _stop_early(runner: web.AppRunner) -> int:
+    """A signal came during start-up: undo what started, and exit as after a normal stop."""
+    log.info("stopping")
+    await _shutdown(runner)
     log.info("stopped")
     return EXIT_OK
 
@@ -151,14 +198,21 @@ async def _feed_watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def _cleanup(runner: web.AppRunner) -> None:
+async def _shutdown(runner: web.AppRunner, tasks: TaskSet | None = None) -> None:
+    """Stop the helper tasks, then the HTTP server and the core, all within SHUTDOWN_BUDGET_S."""
     try:
-        async with asyncio.timeout(CORE_SHUTDOWN_TIMEOUT_S + HTTP_SHUTDOWN_TIMEOUT_S):
+        async with asyncio.timeout(SHUTDOWN_BUDGET_S):
+            if tasks is not None:
+                await tasks.close(TASKS_SHUTDOWN_TIMEOUT_S)
+            # Stops listening, lets open requests finish, then stops the core services.
             await runner.cleanup()
     except TimeoutError:
         log.error(  # noqa: TRY400 - a timeout, no traceback worth showing
-            "shutdown_timed_out", budget_s=CORE_SHUTDOWN_TIMEOUT_S + HTTP_SHUTDOWN_TIMEOUT_S
+            "shutdown_timed_out", budget_s=SHUTDOWN_BUDGET_S
         )
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
@@ -171,8 +225,14 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
+
+
+def _remove_signal_handlers() -> None:
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
 
 
 def _bound_address(site: CappedTCPSite, settings: Settings) -> tuple[str, int]:

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.documents import DocumentError, RenderLimits, flatten
-from agent.job_store import JobRow
 from agent.machine import Machine
+from agent.storage.jobs import JobRow
 from drivers.base import LabelPrinterDriver, PrintFailed, RenderOptions
 
 if TYPE_CHECKING:

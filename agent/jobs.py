@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import functools
 import random
-import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -29,8 +28,12 @@ import structlog
 from agent.clock import Clock, SystemClock
 from agent.config import JobsConfig
 from agent.documents import RAW_CONTENT_TYPE, DocumentError
+from agent.events import MachineChange, MachineChanged, MachineReachable, MachineRemoved
 from agent.job_pages import ActiveJob, check_document, open_in_render_thread
-from agent.job_store import (
+from agent.machine import Machine
+from agent.registry import Registry
+from agent.storage.errors import DuplicateIdempotencyKey
+from agent.storage.jobs import (
     CANCELLED,
     COMPLETE,
     FAILED,
@@ -40,8 +43,6 @@ from agent.job_store import (
     JobRow,
     JobStore,
 )
-from agent.machine import Machine
-from agent.registry import Registry
 from agent.tasks import TaskSet
 from drivers.base import (
     LabelPrinterDriver,
@@ -219,10 +220,8 @@ class JobRunner:
         )
         try:
             row = await self.jobs.insert(row, document, on_late=self._enqueue)
-        except sqlite3.IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = await self.jobs.get_by_key(machine.pk, idempotency_key)
+        except DuplicateIdempotencyKey as err:
+            existing = await self.jobs.get_by_key(machine.pk, err.key)
             if existing is None:
                 raise
             return Submitted(existing, created=False)
@@ -262,19 +261,19 @@ class JobRunner:
         active = self._active.get(pk)
         return active.progress if active is not None else None
 
-    # registry events: any of them may let a waiting job go now
+    # machine events: any of them may let a waiting job go now
 
-    def machine_ready(self, machine: Machine) -> None:
-        """A machine became usable."""
-        self.kick(machine.pk, retry_now=True)
+    def on_machine_changed(self, event: MachineChanged) -> None:
+        """Started, a setting changed or restarted: try again now; stopped: the worker waits."""
+        self.kick(event.machine.pk, retry_now=event.change is not MachineChange.STOPPED)
 
-    def machine_stopped(self, machine: Machine) -> None:
-        """Wake the worker: it waits while the machine is inactive, and ends if it was deleted."""
-        self.kick(machine.pk)
+    def on_machine_removed(self, event: MachineRemoved) -> None:
+        """Wake the worker: the machine was deleted, so it ends."""
+        self.kick(event.machine.pk)
 
-    def machine_changed(self, machine: Machine) -> None:
-        """A setting changed or the machine restarted: try again now."""
-        self.kick(machine.pk, retry_now=True)
+    def on_machine_reachable(self, event: MachineReachable) -> None:
+        """A poll reached the printer: a job waiting for it may try again now."""
+        self.kick(event.machine.pk, retry_now=True)
 
     def kick(self, machine_pk: str, *, retry_now: bool = False) -> None:
         """Wake a machine's worker; with `retry_now` skip the rest of a backoff wait."""

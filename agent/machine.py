@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import structlog
 
+from agent.events import EventHub, MachineStatusChanged
 from agent.machine_types import MachineType
 from agent.setting_values import native_value
 from drivers.base import (
@@ -73,6 +74,8 @@ class Machine:
     # Held while talking to the printer (a print or a status poll), so the two never interleave.
     io_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     state_changed: bool = False
+    # Where a change of status is published (the registry's hub); None in isolated tests.
+    events: EventHub | None = field(default=None, repr=False)
     # Typed setting values by (scope, key), with the raw string and definition they came from:
     # drivers read settings on every poll and label, and parsing them is most of a poll's cost.
     _typed_cache: dict[tuple[ConfigType, str], tuple[str | None, SettingDef, SettingValue]] = field(
@@ -125,11 +128,14 @@ class Machine:
     # what drivers report
 
     def set_status(self, status: MachineStatus) -> None:
-        """Set the status code (a member of the type's status enum)."""
-        if status != self.status:
-            self.state_changed = True
+        """Set the status code (a member of the type's status enum); a change is published."""
+        old = self.status
         self.status = status
         self.status_read_at = dt.datetime.now(dt.UTC)
+        if status != old:
+            self.state_changed = True
+            if self.events is not None:
+                self.events.publish(MachineStatusChanged(self, old, status))
 
     def set_status_text(self, text: str) -> None:
         """Set the free-text status shown beside the code."""

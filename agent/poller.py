@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import structlog
 
+from agent.events import MachineChange, MachineChanged, MachineReachable, MachineRemoved
 from agent.machine import Machine
 from agent.registry import Registry
 from agent.tasks import TaskSet
@@ -32,13 +32,14 @@ UNKNOWN = "unknown"
 
 
 class Poller:
-    """Polls every initialised machine on its driver's interval; a failed poll means DISCONNECTED."""
+    """Polls every initialised machine on its driver's interval; a failed poll means DISCONNECTED.
 
-    def __init__(
-        self, registry: Registry, on_reachable: Callable[[Machine], None] | None = None
-    ) -> None:
+    Follows the registry's machine events (`on_machine_changed`, `on_machine_removed`); a good
+    poll publishes MachineReachable on the registry's hub.
+    """
+
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.on_reachable = on_reachable
         self._tasks = TaskSet("poller")
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -55,7 +56,22 @@ class Poller:
 
     # registry events
 
-    def machine_ready(self, machine: Machine) -> None:
+    def on_machine_changed(self, event: MachineChanged) -> None:
+        """Poll a machine once initialised, stop when it stops, poll soon after a change."""
+        if event.change is MachineChange.STARTED:
+            self.start_polling(event.machine)
+        elif event.change is MachineChange.STOPPED:
+            self.stop_polling(event.machine)
+        else:
+            self.poll_soon(event.machine.pk)
+
+    def on_machine_removed(self, event: MachineRemoved) -> None:
+        """Stop polling a deleted machine."""
+        self.stop_polling(event.machine)
+
+    # control
+
+    def start_polling(self, machine: Machine) -> None:
         """Start polling a machine that was just initialised."""
         if machine.pk in self._loops or machine.driver is None:
             return
@@ -67,7 +83,7 @@ class Poller:
             pk = machine.pk
             watch(machine, lambda: self._connection_changed(pk))
 
-    def machine_stopped(self, machine: Machine) -> None:
+    def stop_polling(self, machine: Machine) -> None:
         """Stop polling a machine that was deactivated or deleted."""
         task = self._loops.pop(machine.pk, None)
         self._wake.pop(machine.pk, None)
@@ -79,12 +95,6 @@ class Poller:
         self._retry_in.pop(machine.pk, None)
         if task is not None:
             task.cancel()
-
-    def machine_changed(self, machine: Machine) -> None:
-        """Poll soon: a setting changed or the machine was restarted."""
-        self.poll_soon(machine.pk)
-
-    # control
 
     def poll_soon(self, pk: str) -> None:
         """Wake a machine's poll loop now instead of at its next interval."""
@@ -130,8 +140,7 @@ class Poller:
         machine.clear_errors("runtime")
         if machine.state_changed:
             await self.registry.persist_state(machine)
-        if self.on_reachable is not None:
-            self.on_reachable(machine)
+        self.registry.events.publish(MachineReachable(machine))
         return True
 
     # internals

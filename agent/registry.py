@@ -9,18 +9,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
+from agent.events import EventHub, MachineAdded, MachineChange, MachineChanged, MachineRemoved
 from agent.machine import ErrorOrigin, Machine, StoredSetting
 from agent.setting_values import clean_value, missing_required
-from agent.store import MachineRow, StateRow, Store
+from agent.storage.errors import DuplicateMachineName
+from agent.storage.machines import MachineRow, MachineStore, StateRow
 from drivers.base import ConfigType, DriverContext, MachineProperty, MachineSnapshot, SettingDef
 
 if TYPE_CHECKING:
@@ -38,16 +39,6 @@ HOOK_TIMEOUT_S = 10.0
 SLOW_INIT_WARNING_S = 2.0
 
 
-class MachineListener(Protocol):
-    """Told when a machine can be used, stops being usable, or changed (the poller, the queue)."""
-
-    def machine_ready(self, machine: Machine) -> None: ...
-
-    def machine_stopped(self, machine: Machine) -> None: ...
-
-    def machine_changed(self, machine: Machine) -> None: ...
-
-
 class DuplicateName(Exception):
     """Another machine already has this name."""
 
@@ -57,10 +48,20 @@ class ConfigMachineError(Exception):
 
 
 class Registry:
-    """Machine types, one driver instance per slug, and every configured machine."""
+    """Machine types, one driver instance per slug, and every configured machine.
 
-    def __init__(self, store: Store, discovered: Discovered, data_dir: Path) -> None:
+    What happens to machines is published on `events` (added, removed, changed, status).
+    """
+
+    def __init__(
+        self,
+        store: MachineStore,
+        discovered: Discovered,
+        data_dir: Path,
+        events: EventHub | None = None,
+    ) -> None:
         self.store = store
+        self.events = events if events is not None else EventHub()
         self.data_dir = data_dir
         self.machine_types: dict[str, type[MachineType]] = dict(
             sorted(discovered.machine_types.items())
@@ -70,7 +71,6 @@ class Registry:
         self.registry_errors: list[str] = list(discovered.errors)
         self.drivers: dict[str, BaseDriver] = {}
         self.machines: dict[str, Machine] = {}
-        self.listeners: list[MachineListener] = []
         # Bumped whenever a machine is added or removed or its name or `active` changes: what a
         # listing's order depends on (the API keeps sorted orders until this moves).
         self.listing_version = 0
@@ -111,8 +111,8 @@ class Registry:
     async def close(self) -> None:
         """Release every initialised machine's resources."""
         for machine in self.machines.values():
-            for listener in self.listeners:
-                listener.machine_stopped(machine)
+            if machine.initialized:
+                self.events.publish(MachineChanged(machine, MachineChange.STOPPED))
         await asyncio.gather(
             *(self._close_machine(m) for m in self.machines.values() if m.initialized)
         )
@@ -136,12 +136,13 @@ class Registry:
         row = MachineRow(str(uuid.uuid4()), name, machine_type, driver, active)
         try:
             await self.store.insert_machine(row)
-        except sqlite3.IntegrityError as err:
+        except DuplicateMachineName as err:
             raise DuplicateName(name) from err
         machine = self._attach(row)
         if active:
             await self._initialize_locked(machine)
         log.info("machine_created", machine=name, driver=driver, machine_type=machine_type)
+        self.events.publish(MachineAdded(machine))
         return machine
 
     async def update(self, machine: Machine, *, name: str | None, active: bool | None) -> None:
@@ -154,7 +155,7 @@ class Registry:
             old_state = machine.snapshot()
             try:
                 await self.store.update_machine(machine.pk, new_name, new_active)
-            except sqlite3.IntegrityError as err:
+            except DuplicateMachineName as err:
                 raise DuplicateName(new_name) from err
             machine.name, machine.active = new_name, new_active
             self.listing_version += 1
@@ -175,8 +176,7 @@ class Registry:
         async with machine.lock:
             self.machines.pop(machine.pk, None)
             self.listing_version += 1
-            for listener in self.listeners:
-                listener.machine_stopped(machine)
+            self.events.publish(MachineRemoved(machine))
             if machine.initialized:
                 machine.initialized = False
                 await self._close_machine(machine)
@@ -196,8 +196,7 @@ class Registry:
                 machine, "restart_machine", machine.driver.restart_machine(machine)
             )
             await self._persist_state(machine)
-        for listener in self.listeners:
-            listener.machine_changed(machine)
+        self.events.publish(MachineChanged(machine, MachineChange.RESTARTED))
 
     async def apply_config(self, entries: Iterable[MachineEntry]) -> None:
         """Create the configured machines that are missing and apply their settings.
@@ -243,14 +242,18 @@ class Registry:
         if not new_rows and not changes:
             return
         stored = await self.store.apply_machine_config(new_rows, changes)
-        for row in new_rows:
-            self._attach(row)
-            log.info("machine_created_from_config", machine=row.name, driver=row.driver)
+        added = [self._attach(row) for row in new_rows]
+        for machine in added:
+            log.info(
+                "machine_created_from_config", machine=machine.name, driver=machine.driver_slug
+            )
         for setting in stored:
             scope: ConfigType = "M" if setting.config_type == "M" else "D"
             self.machines[setting.machine].settings[(scope, setting.key)] = StoredSetting(
                 setting.pk, setting.value
             )
+        for machine in added:
+            self.events.publish(MachineAdded(machine))
 
     # internals
 
@@ -261,6 +264,7 @@ class Registry:
             machine_type_slug=row.machine_type,
             driver_slug=row.driver,
             active=row.active,
+            events=self.events,
         )
         self.machines[row.pk] = machine
         self.listing_version += 1
@@ -302,12 +306,10 @@ class Registry:
             await self._initialize(machine)
         elif not machine.active and machine.initialized:
             machine.initialized = False
-            for listener in self.listeners:
-                listener.machine_stopped(machine)
+            self.events.publish(MachineChanged(machine, MachineChange.STOPPED))
             await self._close_machine(machine)
         await self._persist_state(machine)
-        for listener in self.listeners:
-            listener.machine_changed(machine)
+        self.events.publish(MachineChanged(machine, MachineChange.UPDATED))
 
     async def _initialize_locked(self, machine: Machine, *, persist: bool = True) -> None:
         async with machine.lock:
@@ -342,8 +344,7 @@ class Registry:
             machine.initialized = True
             machine.clear_errors("init")
             log.info("machine_initialized", machine=machine.name, driver=machine.driver_slug)
-            for listener in self.listeners:
-                listener.machine_ready(machine)
+            self.events.publish(MachineChanged(machine, MachineChange.STARTED))
 
     async def _close_machine(self, machine: Machine) -> None:
         if machine.driver is not None:

@@ -19,14 +19,16 @@ from agent.config import MachineEntry
 from agent.discovery import discover
 from agent.poller import Poller
 from agent.registry import Registry
-from agent.store import Store
+from agent.storage.database import Database
+from agent.storage.machines import MachineStore
 
 
 async def _measure(machines: int, rounds: int, seconds: float, interval: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-poller-") as tmp:
-        store = Store(Path(tmp) / "agent.sqlite3")
-        await store.open()
+        database = Database(Path(tmp) / "agent.sqlite3")
+        await database.open()
         try:
+            store = MachineStore(database)
             registry = Registry(store, discover(), Path(tmp))
             await registry.load()
             entries = [
@@ -39,7 +41,7 @@ async def _measure(machines: int, rounds: int, seconds: float, interval: int) ->
             ]
             await registry.apply_config(entries)
             await registry.start()
-            poller = Poller(registry, on_reachable=lambda _machine: None)
+            poller = Poller(registry)
             ready = [m for m in registry.machines.values() if m.initialized]
             writes = _count_state_writes(store)
 
@@ -53,9 +55,8 @@ async def _measure(machines: int, rounds: int, seconds: float, interval: int) ->
             print(f"status writes during those polls: {writes[0]}")
 
             writes[0] = 0
-            registry.listeners.append(poller)
             for machine in ready:
-                poller.machine_ready(machine)
+                poller.start_polling(machine)
             await asyncio.sleep(interval)  # the first round of every loop is due at once
             cpu_before, wall_before = time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)
@@ -67,10 +68,10 @@ async def _measure(machines: int, rounds: int, seconds: float, interval: int) ->
             )
             await poller.close(2.0)
         finally:
-            await store.close()
+            await database.close()
 
 
-def _count_state_writes(store: Store) -> list[int]:
+def _count_state_writes(store: MachineStore) -> list[int]:
     """Wrap `store.save_states` to count the rows it is given; the count is in the list."""
     count = [0]
     save = store.save_states

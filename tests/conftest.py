@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image, ImageDraw
 
 from agent.app import create_app
-from agent.appkeys import AUTHENTICATOR, STORE
+from agent.appkeys import AUTHENTICATOR
 from agent.auth import User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.loop_watchdog import LoopWatchdog
@@ -122,7 +122,7 @@ async def make_user(client: TestClient[Any, Any]) -> MakeUser:
     """Create a user directly in the store; returns token headers for it."""
 
     async def make(username: str, *, role: str = "view", superuser: bool = False) -> Headers:
-        store = client.app[STORE]
+        store = client.app[AUTHENTICATOR].store
         row = await create_user(store, username, "pw-" + username, role=role, superuser=superuser)
         key = await client.app[AUTHENTICATOR].token_for(User.from_row(row), "test")
         return {"Authorization": f"Token {key}"}

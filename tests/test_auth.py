@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from agent.appkeys import AUTHENTICATOR, STORE
+from agent.appkeys import AUTHENTICATOR, DATABASE
 from agent.auth import create_user
 from agent.config import Settings
+from agent.storage.machines import MachineStore
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, Headers, MakeUser, basic_headers
 
 Client = TestClient[Any, Any]
@@ -51,7 +52,7 @@ async def login(
 
 
 async def machine_count(client: Client) -> int:
-    machines, _settings, _states = await client.app[STORE].load_machines()
+    machines, _settings, _states = await MachineStore(client.app[DATABASE]).load_machines()
     return len(machines)
 
 
@@ -64,7 +65,7 @@ async def set_expiry(client: Client, username: str, day: dt.date) -> None:
             (day.isoformat(), username),
         )
 
-    await client.app[STORE].call(update)
+    await client.app[DATABASE].write(update)
 
 
 def mask(secret: str) -> str:
@@ -114,7 +115,7 @@ async def test_token_has_inventree_format_and_a_year_of_life(client: Client) -> 
 async def test_token_name_is_cleaned(client: Client, raw: str, cleaned: str) -> None:
     resp = await client.get("/api/user/token/", params={"name": raw}, headers=admin_basic())
     assert (await resp.json())["name"] == cleaned
-    names = await client.app[STORE].call(
+    names = await client.app[DATABASE].write(
         lambda conn: [r[0] for r in conn.execute("SELECT name FROM api_token")]
     )
     assert names == [cleaned]
@@ -145,7 +146,7 @@ async def test_token_revoked_in_the_database_is_rejected(
     client: Client, make_user: MakeUser
 ) -> None:
     headers = await make_user("alice")
-    await client.app[STORE].call(lambda conn: conn.execute("UPDATE api_token SET revoked = 1"))
+    await client.app[DATABASE].write(lambda conn: conn.execute("UPDATE api_token SET revoked = 1"))
     resp = await client.get("/api/user/me/", headers=headers)
     assert await detail_401(resp) == "Token has been revoked"
 
@@ -165,7 +166,7 @@ async def test_token_use_records_the_day_it_was_last_seen(
 ) -> None:
     headers = await make_user("alice")
     assert (await client.get("/api/user/me/", headers=headers)).status == 200
-    seen = await client.app[STORE].call(
+    seen = await client.app[DATABASE].write(
         lambda conn: conn.execute("SELECT last_seen FROM api_token").fetchone()[0]
     )
     assert seen == dt.date.today().isoformat()  # noqa: DTZ011 - local dates, as InvenTree
@@ -183,7 +184,7 @@ async def test_basic_auth(client: Client, keyword: str) -> None:
 
 
 async def test_basic_auth_with_a_latin1_password_as_clients_send_it(client: Client) -> None:
-    await create_user(client.app[STORE], "jürgen", "pässwort", role="view")
+    await create_user(client.app[AUTHENTICATOR].store, "jürgen", "pässwort", role="view")
     header = aiohttp.encode_basic_auth("jürgen", "pässwort", encoding="latin-1")
     resp = await client.get("/api/user/me/", headers={"Authorization": header})
     assert resp.status == 200
@@ -236,7 +237,7 @@ async def test_bearer_with_a_valid_token_is_not_accepted(
 async def test_inactive_user_cannot_authenticate(client: Client, make_user: MakeUser) -> None:
     headers = await make_user("gone")
     session, _csrf = await login(client, "gone", "pw-gone")
-    await client.app[STORE].call(
+    await client.app[DATABASE].write(
         lambda conn: conn.execute("UPDATE user SET is_active = 0 WHERE username = 'gone'")
     )
     resp = await client.get("/api/user/me/", headers=headers)
@@ -251,7 +252,7 @@ async def test_inactive_user_basic_auth_does_not_confirm_the_password(
     client: Client, make_user: MakeUser
 ) -> None:
     await make_user("gone")
-    await client.app[STORE].call(
+    await client.app[DATABASE].write(
         lambda conn: conn.execute("UPDATE user SET is_active = 0 WHERE username = 'gone'")
     )
     resp = await client.get("/api/user/me/", headers=basic_headers("gone", "pw-gone"))
@@ -343,7 +344,7 @@ async def test_unknown_or_expired_session_is_anonymous(client: Client) -> None:
     session, _csrf = await login(client)
     resp = await client.get("/api/user/me/", cookies={"sessionid": "made-up"})
     assert await detail_401(resp) == NOT_PROVIDED["detail"]
-    await client.app[STORE].call(
+    await client.app[DATABASE].write(
         lambda conn: conn.execute("UPDATE session SET expires = '2000-01-01T00:00:00+00:00'")
     )
     resp = await client.get("/api/user/me/", cookies={"sessionid": session})
@@ -467,7 +468,7 @@ async def test_api_root_shows_staff_fields_to_staff_only(
 ) -> None:
     viewer = await make_user("viewer")
     staff = await make_user("staff")
-    await client.app[STORE].call(
+    await client.app[DATABASE].write(
         lambda conn: conn.execute("UPDATE user SET is_staff = 1 WHERE username = 'staff'")
     )
     client.session.cookie_jar.clear()
@@ -494,7 +495,7 @@ async def test_keys_and_passwords_are_not_stored_in_clear(
     resp = await client.get("/api/user/token/", headers=admin_basic())
     key = (await resp.json())["token"]
     session = resp.cookies["sessionid"].value
-    await create_user(client.app[STORE], "bob", "bobs-own-secret-password")
+    await create_user(client.app[AUTHENTICATOR].store, "bob", "bobs-own-secret-password")
     raw = b"".join(p.read_bytes() for p in settings.storage.path.glob("inventree-edge.sqlite3*"))
     assert raw, "no database files found"
     for secret in (key, key[4:44], session, ADMIN_PASSWORD, "bobs-own-secret-password"):

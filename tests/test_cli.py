@@ -22,7 +22,8 @@ import pytest
 from agent import __version__
 from agent.auth import create_user as add_user
 from agent.cli import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, main
-from agent.store import Store
+from agent.storage.auth import AuthStore
+from agent.storage.database import Database
 from tests.daemon_helpers import (
     OTHER_UID,
     REPO_ROOT,
@@ -74,12 +75,12 @@ def database(clean_env: Path) -> Path:
     """A database the agent made (as its first start does), with one user, in the data dir."""
 
     async def make() -> None:
-        store = Store(clean_env / "inventree-edge.sqlite3")
-        await store.open()
+        database = Database(clean_env / "inventree-edge.sqlite3")
+        await database.open()
         try:
-            await add_user(store, "admin-seed", SECRET, superuser=True)
+            await add_user(AuthStore(database), "admin-seed", SECRET, superuser=True)
         finally:
-            await store.close()
+            await database.close()
 
     asyncio.run(make())
     return clean_env / "inventree-edge.sqlite3"

@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import re
+import select
 import signal
 import socket
 import sqlite3
@@ -25,6 +26,7 @@ from tests.daemon_helpers import (
     OTHER_UID,
     REPO_ROOT,
     STARTUP_TIMEOUT_S,
+    STOP_TIMEOUT_S,
     Daemon,
     basic_auth,
     daemon_env,
@@ -144,6 +146,60 @@ def test_signal_stops_the_daemon_with_exit_code_0(tmp_path: Path, signum: signal
         records = running.log_records()
     assert [r["signal"] for r in records if r["event"] == "signal_received"] == [signum.name]
     assert [r["event"] for r in records][-2:] == ["stopping", "stopped"]
+
+
+# `run`, with the machines' initialisation held until the process is killed: it says "blocked"
+# on stdout once the store is open and the registry has begun to start.
+_BLOCKED_START_UP = """
+import asyncio, sys
+from agent import cli, registry
+
+async def blocked(self):
+    print("blocked", flush=True)
+    await asyncio.Event().wait()
+
+registry.Registry.start = blocked
+sys.exit(cli.main(["run"]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_start_up_stops_what_started_and_exits_0(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    stderr_path = tmp_path / "stderr.log"
+    env = daemon_env(tmp_path / "data", extra={"INVENTREE_EDGE_LOG__LEVEL": "debug"})
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", _BLOCKED_START_UP],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
+        assert ready, "the daemon did not reach the machines' initialisation"
+        assert proc.stdout.readline() == b"blocked\n"
+        proc.send_signal(signum)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    records = parse_json_lines(stderr_path.read_text())
+    events = [r["event"] for r in records]
+    assert [r["signal"] for r in records if r["event"] == "signal_received"] == [signum.name]
+    assert "listening" not in events
+    assert events[-2:] == ["stopping", "stopped"]
+    # What had started stopped, in reverse order, each once, without an error.
+    stopped = [r["service"] for r in records if r["event"] == "service_stopped"]
+    assert stopped == ["registry", "events", "store"]
+    assert not [r for r in records if r["level"] in ("error", "critical") or "exception" in r]
 
 
 def test_shutdown_budget_fits_inside_systemd_stop_timeout() -> None:

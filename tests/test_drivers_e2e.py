@@ -2,6 +2,9 @@
 
 Printers are the simulators behind real loopback TCP sockets and real pseudo-terminals; USB goes
 through the real USB transport with only pyusb's device faked (it feeds the same simulator).
+What every family must do (a PDF printed pixel for pixel over TCP and a pty, every fault shown,
+a lost line resumed, cancel, copies) is the conformance suite's, in tests/conformance/; this file
+keeps what is particular to these two families and their transports.
 """
 
 from __future__ import annotations
@@ -24,16 +27,13 @@ from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
 from drivers.base import LabelPrinterDriver, RenderOptions
 from drivers.escpos import driver as escpos
-from drivers.escpos.protocol import encode_label
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
 from drivers.zpl import driver as zpl
 from drivers.zpl import status as zpl_status
-from drivers.zpl.protocol import encode_page
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.test_driver_escpos import Tap
 
 Client = TestClient[Any, Any]
-ODOMETER = b'! U1 getvar "odometer.total_label_count"\r\n'
 PAGES = 3
 COPIES = 2
 # Labels at each driver's resolution, so a PDF page maps dot for dot onto the printer's raster.
@@ -132,15 +132,6 @@ class Printer:
         await self.client.app[POLLER].poll_once(self.machine())
         return await self.get()
 
-    def job_bytes_to_middle_of_label_2(self) -> int:
-        """Bytes a job sends up to the middle of its second label, status queries included."""
-        first, second = self.expected_pages()[:2]
-        if self.driver == "escpos":
-            query = len(escpos.STATUS_QUERY)
-            return query + 2 + len(encode_label(first)) + query + len(encode_label(second)) // 2
-        # ~HQES~HS, the odometer, then two formats before the odometer is read again.
-        return 8 + len(ODOMETER) + len(encode_page(first)) + len(encode_page(second)) // 2
-
 
 async def add_printer(
     client: Client, headers: Headers, driver: str, sim: Simulator, tap: Tap, connection: str
@@ -219,31 +210,6 @@ async def printer(
             yield await add_printer(client, admin, driver, sim, tap, session.url)
 
 
-async def test_pdf_job_prints_every_label_once_with_the_rendered_pixels(printer: Printer) -> None:
-    job = await printer.print_pdf()
-    assert (job["pages"], job["copies"]) == (PAGES, COPIES)
-    done = await wait_for_job(printer.client, printer.headers, job["pk"], ("complete", "failed"))
-    assert (done["status"], done["progress"], done["errors"]) == ("complete", PAGES * COPIES, [])
-    assert printer.printed_exactly(printer.expected_pages())
-    if isinstance(printer.sim, ZplSimulator):
-        assert printer.sim.total_label_count == PAGES * COPIES
-
-
-async def test_lost_connection_mid_job_waits_then_resumes_without_gaps(printer: Printer) -> None:
-    # Drop (TCP) or deafen (pty) the line in the middle of the second label's bytes; the
-    # connection carried the first poll already.
-    offset = len(printer.tap.streams[-1]) + printer.job_bytes_to_middle_of_label_2()
-    printer.sim.set_fault("disconnect-mid-job", after_bytes=offset)
-    job = await printer.print_pdf()
-    waiting = await wait_until_waiting(printer, job, status=400)
-    assert waiting["status"] == "queued"
-    assert waiting["progress"] < PAGES * COPIES
-    printer.sim.clear_fault()
-    done = await wait_for_job(printer.client, printer.headers, job["pk"], ("complete", "failed"))
-    assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
-    assert printer.printed_exactly(printer.expected_pages())
-
-
 async def test_paper_out_mid_job_waits_then_resumes_without_gaps(
     printer: Printer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,41 +241,6 @@ async def test_paper_out_mid_job_waits_then_resumes_without_gaps(
     assert printer.printed_exactly(printer.expected_pages())
 
 
-FAULTS = {
-    "escpos": [
-        ("paper-near-end", 200, "Paper near end"),
-        ("paper-out", 301, "Paper out"),
-        ("cover-open", 500, "Cover open"),
-        ("cutter-error", 500, "Cutter error"),
-        ("offline", 400, "no answer to the status query (DLE EOT)"),
-    ],
-    "zpl": [
-        ("paper-near-end", 200, "Paper near end"),
-        ("paper-out", 301, "Paper out"),
-        ("head-open", 500, "Print head open"),
-        ("ribbon-out", 301, "Ribbon out"),
-        ("paused", 200, "Paused"),
-        ("offline", 400, "no answer to ~HS or ~HQES"),
-    ],
-}
-
-
-async def test_every_simulated_fault_shows_in_the_api_after_a_poll(
-    client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
-) -> None:
-    async with await serve_tcp(sim) as server:
-        printer = await add_printer(client, admin, driver, sim, tap, server.url)
-        for fault, status, text in FAULTS[driver]:
-            sim.set_fault(fault)
-            machine = await printer.poll()
-            assert machine["status"] == status, fault
-            assert machine["status_text"].startswith(text), machine["status_text"]
-            sim.clear_fault()
-            if fault != "offline":  # the last one: a silent printer is reconnected later
-                machine = await printer.poll()
-                assert (machine["status"], machine["status_text"]) == (100, "")
-
-
 async def test_properties_show_what_the_printer_reports(
     client: Client, admin: Headers, driver: str, sim: Simulator, tap: Tap
 ) -> None:
@@ -322,38 +253,6 @@ async def test_properties_show_what_the_printer_reports(
     else:
         assert (properties["Model"], properties["Dots per mm"]) == ("ZTC ZD421-300dpi ZPL", 12)
         assert properties["Labels printed"] == 0
-
-
-async def test_a_bad_connection_is_refused_with_the_reason(
-    client: Client, admin: Headers, driver: str
-) -> None:
-    machine = await create_machine(client, admin, name="bad", driver=driver)
-    resp = await client.put(
-        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
-        json={"value": "serial://dev/ttyUSB0"},
-        headers=admin,
-    )
-    assert resp.status == 400
-    body = await resp.json()
-    assert "three slashes, for example serial:///dev/ttyUSB0" in body["non_field_errors"][0]
-    detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
-    assert detail["initialized"] is False
-    assert detail["machine_errors"][-1] == "Missing DRIVER settings: CONNECTION"
-
-
-async def test_unreachable_printer_is_disconnected_with_the_reason(
-    client: Client, admin: Headers, driver: str, unused_tcp_port: int
-) -> None:
-    machine = await create_machine(client, admin, name="away", driver=driver)
-    resp = await client.put(
-        f"/api/machine/{machine['pk']}/settings/D/CONNECTION/",
-        json={"value": f"tcp://127.0.0.1:{unused_tcp_port}"},
-        headers=admin,
-    )
-    assert resp.status == 200
-    detail = await wait_for_machine(client, admin, machine["pk"], lambda m: m["status"] == 400)
-    assert detail["initialized"] is True
-    assert detail["status_text"].startswith("printer unreachable: connection refused")
 
 
 # USB: the real transport, with pyusb's device faked; its bulk endpoints feed the simulator.
@@ -437,6 +336,8 @@ async def test_usb_printer_through_faked_pyusb(
     done = await wait_for_job(client, admin, job["pk"], ("complete", "failed"))
     assert (done["status"], done["progress"]) == ("complete", PAGES * COPIES)
     assert printer.printed_exactly(printer.expected_pages())
+    if isinstance(sim, ZplSimulator):
+        assert sim.total_label_count == PAGES * COPIES  # the odometer counted each label once
     assert device.kernel_driver is False  # usblp was detached while the agent holds the printer
 
 

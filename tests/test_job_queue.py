@@ -15,8 +15,8 @@ import agent.jobs as jobs_module
 from agent.app import create_app
 from agent.appkeys import JOBS, POLLER, REGISTRY, SETTINGS
 from agent.config import JobsConfig, Settings
-from agent.job_store import JobStore
-from agent.store import StoreError
+from agent.storage.errors import StoreError
+from agent.storage.jobs import JobStore
 from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
 
 Client = TestClient[Any, Any]
@@ -160,7 +160,7 @@ async def test_interrupted_job_resumes_after_its_last_confirmed_label(
     # Interrupted a second time while printing: it fails instead of printing a third time.
     pk2 = await _submit(client, admin, machine)
     await wait_for_job(client, admin, pk2, ("complete",))
-    await jobs.store.call(
+    await jobs.database.write(
         lambda conn: conn.execute(
             "UPDATE job SET status = 'printing', interruptions = 1, written = 1 WHERE pk = ?",
             (pk2,),
@@ -337,7 +337,7 @@ async def test_an_attempt_is_marked_as_written_before_its_first_label_goes_out(
             row = conn.execute("SELECT attempts, written FROM job WHERE pk = ?", (job,)).fetchone()
             return int(row[0]), int(row[1])
 
-        return await jobs.store.read(read)
+        return await jobs.database.read(read)
 
     assert await attempts_and_written(pk) == (1, 1)
     async with asyncio.timeout(10):

@@ -17,7 +17,8 @@ from agent.config import MachineEntry
 from agent.discovery import discover
 from agent.poller import Poller
 from agent.registry import ConfigMachineError, Registry
-from agent.store import Store
+from agent.storage.database import Database
+from agent.storage.machines import MachineStore
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus, Machine, PrintJob
 
 Client = TestClient[Any, Any]
@@ -25,13 +26,13 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def store(tmp_path: Path) -> Any:
-    store = Store(tmp_path / "db.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
+    database = Database(tmp_path / "db.sqlite3")
+    await database.open()
+    yield MachineStore(database)
+    await database.close()
 
 
-async def _registry(store: Store, tmp_path: Path, *extra: str) -> Registry:
+async def _registry(store: MachineStore, tmp_path: Path, *extra: str) -> Registry:
     registry = Registry(store, discover(extra), tmp_path)
     await registry.load()
     return registry
@@ -94,7 +95,7 @@ async def test_registry_errors_are_shown_by_the_api(
 
 
 async def test_each_driver_is_created_with_its_own_state_directory(
-    store: Store, tmp_path: Path
+    store: MachineStore, tmp_path: Path
 ) -> None:
     registry = await _registry(store, tmp_path / "data", "tests.fake_drivers:RecordingDriver")
     assert registry.drivers["recording"].state_dir == tmp_path / "data" / "recording"
@@ -103,7 +104,7 @@ async def test_each_driver_is_created_with_its_own_state_directory(
 
 
 async def test_start_runs_init_driver_then_initialises_active_machines(
-    store: Store, tmp_path: Path
+    store: MachineStore, tmp_path: Path
 ) -> None:
     registry = await _registry(store, tmp_path, "tests.fake_drivers:RecordingDriver")
     await registry.create("a", "label-printer", "recording", active=True)
@@ -120,7 +121,9 @@ async def test_start_runs_init_driver_then_initialises_active_machines(
     assert ("close_machine", "a") in driver.calls
 
 
-async def test_deactivate_closes_and_reactivate_initialises(store: Store, tmp_path: Path) -> None:
+async def test_deactivate_closes_and_reactivate_initialises(
+    store: MachineStore, tmp_path: Path
+) -> None:
     registry = await _registry(store, tmp_path, "tests.fake_drivers:RecordingDriver")
     machine = await registry.create("a", "label-printer", "recording", active=True)
     driver: Any = registry.drivers["recording"]
@@ -160,7 +163,7 @@ class ExplodingDriver(LabelPrinterDriver):
 
 
 async def test_hung_hook_times_out_into_a_machine_error(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: MachineStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry_module, "HOOK_TIMEOUT_S", 0.05)
     registry = await _registry(store, tmp_path, "tests.test_registry:SlowDriver")
@@ -169,7 +172,7 @@ async def test_hung_hook_times_out_into_a_machine_error(
     assert machine.error_messages == ["init_machine did not finish within 0.05 s"]
 
 
-async def test_driver_exceptions_become_visible_errors(store: Store, tmp_path: Path) -> None:
+async def test_driver_exceptions_become_visible_errors(store: MachineStore, tmp_path: Path) -> None:
     registry = await _registry(store, tmp_path, "tests.test_registry:ExplodingDriver")
     await registry.start()
     assert registry.drivers["exploding"].errors == ["no firmware"]
@@ -180,7 +183,7 @@ async def test_driver_exceptions_become_visible_errors(store: Store, tmp_path: P
     assert machine.status == LabelPrinterStatus.UNKNOWN
 
 
-async def test_last_known_status_survives_a_restart(store: Store, tmp_path: Path) -> None:
+async def test_last_known_status_survives_a_restart(store: MachineStore, tmp_path: Path) -> None:
     registry = await _registry(store, tmp_path)
     machine = await registry.create("v", "label-printer", "virtual", active=True)
     await registry.save_setting(machine, "D", "FAULT", "paper-out")
@@ -196,7 +199,7 @@ async def test_last_known_status_survives_a_restart(store: Store, tmp_path: Path
 
 
 async def test_config_machines_are_created_once_and_settings_applied(
-    store: Store, tmp_path: Path
+    store: MachineStore, tmp_path: Path
 ) -> None:
     entry = MachineEntry(
         name="cfg", driver="virtual", driver_settings={"DPI": 203, "fault": "paper-out"}
@@ -222,7 +225,7 @@ async def test_config_machines_are_created_once_and_settings_applied(
     ],
 )
 async def test_bad_config_machine_settings_are_refused(
-    store: Store, tmp_path: Path, settings: dict[str, Any], message: str
+    store: MachineStore, tmp_path: Path, settings: dict[str, Any], message: str
 ) -> None:
     registry = await _registry(store, tmp_path)
     with pytest.raises(ConfigMachineError, match=message):
@@ -268,7 +271,7 @@ async def test_drivers_list_names_the_providing_plugin(
 
 
 async def test_polls_follow_setting_changes_and_store_only_changes(
-    store: Store, tmp_path: Path
+    store: MachineStore, tmp_path: Path
 ) -> None:
     registry = await _registry(store, tmp_path)
     await registry.apply_config([MachineEntry(name="Desk", driver="virtual")])
@@ -303,7 +306,7 @@ async def test_polls_follow_setting_changes_and_store_only_changes(
 
 
 async def test_a_poll_that_hangs_ends_as_disconnected_after_the_poll_timeout(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: MachineStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("agent.poller.POLL_TIMEOUT_S", 0.3)
     monkeypatch.setattr("agent.poller.POLL_SWEEP_S", 0.05)

@@ -24,10 +24,10 @@ from schemathesis import checks
 from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from agent.api.declare import UUID_PATTERN
 from agent.api.schema import driver_options_of, openapi_document
-from agent.api.schema_components import UUID_PATTERN
 from agent.app import create_app
-from agent.appkeys import AUTHENTICATOR, STORE
+from agent.appkeys import AUTHENTICATOR
 from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
 from agent.discovery import discover
@@ -114,7 +114,7 @@ class LoopbackServer:
 
     async def _issue(self, name: str) -> str:
         app = self.runner.app
-        row = await app[STORE].get_user(username=ADMIN_USER)
+        row = await app[AUTHENTICATOR].store.get_user(username=ADMIN_USER)
         assert row is not None
         return await app[AUTHENTICATOR].token_for(User.from_row(row), name)
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 import agent.jobs as jobs_module
 from agent.app import create_app
-from agent.appkeys import STORE
+from agent.appkeys import DATABASE
 from agent.config import Settings
 from tests.conftest import (
     ADMIN_PASSWORD,
@@ -32,9 +32,9 @@ async def test_a_full_disk_answers_507_and_shows_in_the_agents_state(
     client: Client, admin: Headers
 ) -> None:
     machine = await create_machine(client, admin, name="desk")
-    store = client.app[STORE]
-    pages = await store.call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    database = client.app[DATABASE]
+    pages = await database.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await database.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
     resp = await client.post(
         f"/api/machine/{machine['pk']}/print/",
         data=label_pdf(3),
@@ -49,7 +49,7 @@ async def test_a_full_disk_answers_507_and_shows_in_the_agents_state(
     info = await (await client.get("/api/", headers=admin)).json()
     assert info["system_health"] is False
     # Space again: the next write clears the fault.
-    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages * 1000}"))
+    await database.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages * 1000}"))
     resp = await client.post(
         f"/api/machine/{machine['pk']}/print/",
         data=label_pdf(1),
@@ -128,7 +128,7 @@ async def test_old_jobs_are_pruned_after_start_not_during_it(
 
 
 async def _job_count(client: Client) -> int:
-    count: int = await client.app[STORE].call(
+    count: int = await client.app[DATABASE].read(
         lambda c: c.execute("SELECT count(*) FROM job").fetchone()[0]
     )
     return count
@@ -142,12 +142,13 @@ async def _admin(client: Client) -> Headers:
 
 
 async def test_a_job_saved_after_its_request_timed_out_is_printed_all_the_same(
-    client: Client, admin: Headers, monkeypatch: pytest.MonkeyPatch
+    client: Client, admin: Headers
 ) -> None:
     machine = await create_machine(client, admin, name="late")
-    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.3)
+    database = client.app[DATABASE]
+    database.call_timeout = 0.3
     # Another process holds the write lock: the insert starts, waits for it, outlives the request.
-    other = sqlite3.connect(client.app[STORE].path, isolation_level=None)
+    other = sqlite3.connect(database.path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         resp = await client.post(
@@ -160,7 +161,7 @@ async def test_a_job_saved_after_its_request_timed_out_is_printed_all_the_same(
         other.execute("COMMIT")
     finally:
         other.close()
-    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 30.0)
+    database.call_timeout = 30.0
     async with asyncio.timeout(20):
         while True:
             listed = await (await client.get("/api/machine/jobs/", headers=admin)).json()

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from agent.app import create_app
-from agent.appkeys import AUTHENTICATOR, SETTINGS, STORE
+from agent.appkeys import AUTHENTICATOR, SETTINGS
 from agent.auth import User
 from agent.config import Settings
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, basic_headers
@@ -63,7 +63,7 @@ async def test_the_same_token_after_a_restart(aiohttp_client: Any, settings: Set
 
 async def test_cli_style_tokens_are_always_new(client: Client) -> None:
     authenticator = client.app[AUTHENTICATOR]
-    row = await client.app[STORE].get_user(username=ADMIN_USER)
+    row = await client.app[AUTHENTICATOR].store.get_user(username=ADMIN_USER)
     assert row is not None
     user = User.from_row(row)
     one = await authenticator.token_for(user, "cli", reuse=False)

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from agent.log_limits import RepeatLimiter
-from agent.store import StorageFault, StoreError
+from agent.storage.errors import StorageFault, StoreError
 
 log = structlog.get_logger(__name__)
 # Unexpected failures can repeat for every request (a full disk, no file descriptors left).

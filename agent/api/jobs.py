@@ -8,24 +8,75 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.api.declare import (
+    UUID,
+    UUID_PATTERN,
+    Answer,
+    Content,
+    Endpoint,
+    ListOf,
+    Operation,
+    links,
+    path_parameter,
+    query_parameter,
+)
 from agent.api.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed, drf_json
-from agent.api.listing import limit_offset, page_body
+from agent.api.job_models import (
+    IDEMPOTENCY_KEY_MAX,
+    STATUS_TEXT,
+    PrintJob,
+    print_content,
+    print_parameters,
+)
+from agent.api.listing import LIMIT_PARAMETER, OFFSET_PARAMETER, limit_offset, page_body
 from agent.api.print_options import OptionsForm, options_form
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
-from agent.job_store import JOB_STATUSES, JobRow
-from agent.jobs import JobNotCancellable, TooManyLabels
+from agent.jobs import CANCEL_WAIT_S, JobNotCancellable, TooManyLabels
 from agent.machine import Machine
+from agent.storage.jobs import JOB_STATUSES, JobRow
 from drivers.base import LabelPrinterDriver, PrinterUnavailable
 
-IDEMPOTENCY_KEY_MAX = 255
 _EXTENSION_TYPES = {
     ".pdf": PDF_CONTENT_TYPE,
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
 }
+_UUID_SCHEMA = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+_JOB_LINKS = links({"job": "$response.body#/pk"}, "machine_jobs_retrieve", "machine_jobs_destroy")
+_PRINT_TEXT = (
+    "Print a document on a machine (not in InvenTree): a PDF (one label per page), an image "
+    "(one label), or raw printer language (`application/octet-stream`, sent as it is), as "
+    "the request body or as the `file` part of a multipart form. The job is stored before "
+    "the answer and printed in order by the machine's queue; poll it at "
+    "`/api/machine/jobs/{job}/`. Options come from the query string or, for multipart, "
+    "from form fields (a form field wins).\n\n"
+    "Needs the `admin` role's `change` permission. The machine is looked up before the "
+    "body is read: an unknown machine is a 404 whatever the body. 400 bodies name the "
+    "field: `document` (empty, unreadable, of an unsupported type, or over the page or "
+    "pixel limits), "
+    "`copies` (also when pages x copies is over the agent's `max_labels`, 10,000 unless "
+    "configured), `threshold`, `dither`, `rotation`, a driver's own option, `file` (a form "
+    "without a `file` part), `Idempotency-Key`, or `non_field_errors` (the machine has no "
+    "driver, or the media its printer reports loaded is not what the machine is set up "
+    "for); a malformed multipart body gives `{detail}`.\n\n"
+    "Besides the options listed here, which every label printer takes, a driver may declare "
+    "its own: `OPTIONS` on this path lists a machine's (`actions.POST`), and "
+    "`x-driver-options` every driver's, by driver slug. An option the machine's driver does "
+    "not declare is ignored."
+)
+_CANCEL_TEXT = (
+    "Cancel a job (the job stays listed). A queued job is cancelled at once. A "
+    "printing job stops after the label being sent (the printer finishes it; a "
+    "Zebra printer also prints the formats already in its buffer): the answer waits "
+    f"up to {CANCEL_WAIT_S:g} s for that and is the cancelled job, whose `progress` "
+    "counts the labels printed; if the label is still on its way then, the answer "
+    "is 202 with the job still `printing`, and it becomes `cancelled` soon after "
+    "(poll it). A job that has finished cannot be cancelled (409). Needs the "
+    "`admin` role's `change` permission."
+)
 
 
 def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
@@ -52,13 +103,47 @@ def job_json(row: JobRow, live_progress: int | None = None) -> dict[str, Any]:
 class PrintView(ApiView):
     """Print a document on a machine."""
 
-    name = "Print"
-    description = (
-        "Print a document on a machine: PDF (one label per page), PNG, or raw printer language "
-        "(application/octet-stream), as the body or a multipart `file` part."
+    endpoint = Endpoint(
+        "/api/machine/{id}/print/",
+        route=f"/api/machine/{{pk:{UUID}}}/print/",
+        name="Print",
+        description=(
+            "Print a document on a machine: PDF (one label per page), PNG, or raw printer "
+            "language (application/octet-stream), as the body or a multipart `file` part."
+        ),
+        parameters=(
+            path_parameter(
+                "id",
+                _UUID_SCHEMA,
+                "The machine's `pk`; lower-case UUID, any other form is an unknown path (404 "
+                "with `url`).",
+            ),
+        ),
+        operations=(
+            Operation(
+                "POST",
+                "machine_print_create",
+                _PRINT_TEXT,
+                # Built when the document is: the options may come from the drivers.
+                parameters=print_parameters,
+                request=Content(print_content),
+                answers=(
+                    Answer(201, PrintJob, "The new job, queued.", links=_JOB_LINKS),
+                    Answer(
+                        200,
+                        PrintJob,
+                        "The job this machine accepted earlier under the same "
+                        "`Idempotency-Key`, as it is now; this request's options are still "
+                        "checked, its document is not drawn or stored.",
+                        links=_JOB_LINKS,
+                    ),
+                ),
+            ),
+        ),
     )
 
-    def needed_permission(self, method: str) -> str | None:
+    @classmethod
+    def needed_permission(cls, method: str) -> str | None:
         """Printing changes what a printer does: the role that may change machines."""
         return "change" if method == "POST" else None
 
@@ -138,8 +223,36 @@ class PrintView(ApiView):
 class JobList(ApiView):
     """List print jobs, newest first."""
 
-    name = "Job List"
-    description = "Print jobs, newest first; filter by `machine` and `status`."
+    endpoint = Endpoint(
+        "/api/machine/jobs/",
+        name="Job List",
+        description="Print jobs, newest first; filter by `machine` and `status`.",
+        operations=(
+            Operation(
+                "GET",
+                "machine_jobs_list",
+                "Print jobs of every machine, newest first (not in InvenTree). Without `limit` "
+                "(or with a `limit` of 0 or less) the answer is a bare array; with `limit` it is "
+                "one page. An unknown `status`, a `machine` that is not a UUID, or a "
+                "`limit`/`offset` that is not one integer is a 400 naming the parameter; an "
+                "empty `machine` or `status` does not filter.",
+                parameters=(
+                    query_parameter(
+                        "machine",
+                        {"type": "string", "format": "uuid"},
+                        "Only the jobs of this machine (its `pk`); any other value matches no job.",
+                    ),
+                    query_parameter(
+                        "status", {"type": "string", "enum": list(JOB_STATUSES)}, STATUS_TEXT
+                    ),
+                    LIMIT_PARAMETER,
+                    OFFSET_PARAMETER,
+                ),
+                answers=(Answer(200, ListOf(PrintJob, paginated=True)),),
+                errors=(400,),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """Jobs with InvenTree-style `limit`/`offset` pagination (a bare list without `limit`)."""
@@ -167,10 +280,45 @@ class JobList(ApiView):
 class JobDetail(ApiView):
     """One print job; DELETE cancels it (a printing job stops after the label being sent)."""
 
-    name = "Job Detail"
-    description = "One print job; DELETE cancels it, a printing job after the label being sent."
+    endpoint = Endpoint(
+        "/api/machine/jobs/{job}/",
+        route=f"/api/machine/jobs/{{job:{UUID}}}/",
+        name="Job Detail",
+        description="One print job; DELETE cancels it, a printing job after the label being sent.",
+        parameters=(
+            path_parameter(
+                "job",
+                _UUID_SCHEMA,
+                "The job's `pk`; lower-case UUID, any other form is an unknown path (404 with "
+                "`url`).",
+            ),
+        ),
+        operations=(
+            Operation(
+                "GET",
+                "machine_jobs_retrieve",
+                "One print job. `progress` of a job being printed is live.",
+                answers=(Answer(200, PrintJob),),
+            ),
+            Operation(
+                "DELETE",
+                "machine_jobs_destroy",
+                _CANCEL_TEXT,
+                answers=(
+                    Answer(200, PrintJob, "The cancelled job."),
+                    Answer(
+                        202,
+                        PrintJob,
+                        "The job is stopping after the label being sent; it is still `printing`.",
+                    ),
+                ),
+                errors=(409,),
+            ),
+        ),
+    )
 
-    def needed_permission(self, method: str) -> str | None:
+    @classmethod
+    def needed_permission(cls, method: str) -> str | None:
         """Reading needs authentication; cancelling needs the role that may change machines."""
         return "change" if method == "DELETE" else None
 

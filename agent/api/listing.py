@@ -19,6 +19,7 @@ import regex
 from aiohttp import web
 from multidict import MultiMapping
 
+from agent.api.declare import query_parameter
 from agent.api.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -157,6 +158,15 @@ def order_by(
         key = keys[field.lstrip("-")]
         result.sort(key=key, reverse=field.startswith("-"))
     return result
+
+
+# The query parameters `limit_offset` reads, as the OpenAPI document lists them.
+LIMIT_PARAMETER = query_parameter(
+    "limit", {"type": "integer"}, "Number of results to return per page."
+)
+OFFSET_PARAMETER = query_parameter(
+    "offset", {"type": "integer"}, "The initial index from which to return the results."
+)
 
 
 def limit_offset(request: web.Request) -> tuple[int, int] | None:

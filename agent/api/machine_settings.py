@@ -10,9 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.api.declare import (
+    UUID,
+    Answer,
+    Endpoint,
+    FormFields,
+    ListOf,
+    Operation,
+    Patched,
+    links,
+    path_parameter,
+)
 from agent.api.errors import NotFound, ValidationFailed, drf_json
 from agent.api.fields import clean_input, expect_object
-from agent.api.metadata import SETTING_FIELDS
+from agent.api.machine_models import MachineSetting
+from agent.api.machines import MACHINE_ID
 from agent.api.views import ApiView
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
@@ -69,11 +81,44 @@ def _registered_machine(view: ApiView) -> Machine:
     return machine
 
 
+# What the first setting of a listing feeds.
+_FIRST_SETTING = links(
+    {
+        "id": "$request.path.id",
+        "config_type": "$response.body#/0/config_type",
+        "key": "$response.body#/0/key",
+    },
+    *("machine_settings_retrieve", "machine_settings_update"),
+    "machine_settings_partial_update",
+)
+_DETAIL_TEXT = (
+    "Detail endpoint for a machine-specific setting.\n\n"
+    "- GET: Get machine setting detail\n- PUT: Update machine setting\n"
+    "- PATCH: Update machine setting\n\n"
+    "(Note that these cannot be created or deleted via API; reading an unsaved setting "
+    "answers its default with `pk: null`)"
+)
+
+
 class MachineSettingList(ApiView):
     """Return all settings for a machine config."""
 
-    name = "Machine Setting List"
-    description = "Return all settings for a machine config."
+    endpoint = Endpoint(
+        "/api/machine/{id}/settings/",
+        route=f"/api/machine/{{pk:{UUID}}}/settings/",
+        name="Machine Setting List",
+        description="Return all settings for a machine config.",
+        parameters=(MACHINE_ID,),
+        operations=(
+            Operation(
+                "GET",
+                "machine_settings_list",
+                "Return all settings for a machine config: machine-type (`M`) settings first, "
+                "then driver (`D`) settings, each in definition order.",
+                answers=(Answer(200, ListOf(MachineSetting), links=_FIRST_SETTING),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """Machine-type settings first, then driver settings."""
@@ -91,15 +136,48 @@ class MachineSettingList(ApiView):
 class MachineSettingDetail(ApiView):
     """Detail endpoint for a machine-specific setting."""
 
-    name = "Machine Setting Detail"
-    description = (
-        "Detail endpoint for a machine-specific setting.\n\n"
-        "- GET: Get machine setting detail\n"
-        "- PUT: Update machine setting\n"
-        "- PATCH: Update machine setting\n\n"
-        "(Note that these cannot be created or deleted via API)"
-    )
     permission = "model"
+    endpoint = Endpoint(
+        "/api/machine/{id}/settings/{config_type}/{key}/",
+        # InvenTree's pattern is unanchored after the key: `.../settings/M/KEY/anything` too.
+        route=f"/api/machine/{{pk:{UUID}}}/settings/{{config_type:[MD]}}/{{key:\\w+}}/{{tail:.*}}",
+        name="Machine Setting Detail",
+        description=(
+            "Detail endpoint for a machine-specific setting.\n\n"
+            "- GET: Get machine setting detail\n"
+            "- PUT: Update machine setting\n"
+            "- PATCH: Update machine setting\n\n"
+            "(Note that these cannot be created or deleted via API)"
+        ),
+        parameters=(
+            path_parameter("config_type", {"type": "string", "enum": ["M", "D"]}),
+            MACHINE_ID,
+            path_parameter("key", {"type": "string", "pattern": r"^\w+$"}, "Case-insensitive."),
+        ),
+        fields=FormFields(),
+        operations=(
+            Operation(
+                "GET",
+                "machine_settings_retrieve",
+                _DETAIL_TEXT,
+                answers=(Answer(200, MachineSetting),),
+            ),
+            Operation(
+                "PUT",
+                "machine_settings_update",
+                _DETAIL_TEXT,
+                request=MachineSetting,
+                answers=(Answer(200, MachineSetting),),
+            ),
+            Operation(
+                "PATCH",
+                "machine_settings_partial_update",
+                _DETAIL_TEXT,
+                request=Patched(MachineSetting),
+                answers=(Answer(200, MachineSetting),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """One setting, saved or default."""
@@ -114,15 +192,9 @@ class MachineSettingDetail(ApiView):
         """Change the value."""
         return await self._update(partial=True)
 
-    def metadata(self) -> dict[str, Any]:
-        """GET always; PUT when the user may change settings and the setting exists."""
-        meta = super().metadata()
-        actions: dict[str, Any] = {}
-        if self.has_permission("PUT") and self._find() is not None:
-            actions["PUT"] = SETTING_FIELDS
-        actions["GET"] = SETTING_FIELDS
-        meta["actions"] = actions
-        return meta
+    def object_exists(self) -> bool:
+        """OPTIONS describes PUT only for a setting that exists."""
+        return self._find() is not None
 
     async def _update(self, *, partial: bool) -> web.StreamResponse:
         machine, config_type, key = self._target()

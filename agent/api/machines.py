@@ -9,6 +9,19 @@ from typing import Any
 import pydantic_core
 from aiohttp import web
 
+from agent.api.declare import (
+    UUID,
+    UUID_PATTERN,
+    Answer,
+    Endpoint,
+    FormFields,
+    ListOf,
+    Operation,
+    Patched,
+    links,
+    path_parameter,
+    query_parameter,
+)
 from agent.api.errors import NotFound, ValidationFailed, drf_json
 from agent.api.fields import (
     MISSING,
@@ -19,6 +32,10 @@ from agent.api.fields import (
     expect_object,
 )
 from agent.api.listing import (
+    LIMIT_PARAMETER,
+    OFFSET_PARAMETER,
+    SEARCH_BUDGET_S,
+    SEARCH_MAX_LENGTH,
     boolean_param,
     limit_offset,
     order_by,
@@ -26,13 +43,18 @@ from agent.api.listing import (
     search,
     single_value,
 )
-from agent.api.metadata import machine_actions
+from agent.api.machine_models import (
+    NAME_MAX_LENGTH,
+    SLUG_MAX_LENGTH,
+    MachineConfig,
+    MachineConfigCreate,
+    MachineRestart,
+)
 from agent.api.views import ApiView
 from agent.appkeys import REGISTRY
 from agent.machine import Machine
 from agent.registry import DuplicateName, Registry
 
-NAME_MAX_LENGTH = 255
 DUPLICATE_NAME = "machine config with this Name already exists."
 _ORDERING_KEYS = {
     "name": lambda m: m.name,
@@ -141,16 +163,82 @@ def _json_list(parts: list[bytes]) -> bytes:
     return b"[" + b",".join(parts) + b"]"
 
 
+MACHINE_ID = path_parameter(
+    "id",
+    {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
+    "Lower-case UUID; any other form is an unknown path (404 with `url`).",
+)
+# What a machine's `pk` feeds.
+_BY_PK = links(
+    {"id": "$response.body#/pk"},
+    *("machine_retrieve", "machine_update", "machine_partial_update", "machine_destroy"),
+    *("machine_restart_create", "machine_settings_list", "machine_print_create"),
+)
+_LIST_TEXT = (
+    "API endpoint for list of Machine objects.\n\n"
+    "- GET: Return a list of all Machine objects\n- POST: create a MachineConfig\n\n"
+    "Without `limit` (or with one that is not a positive integer) the answer is a bare "
+    "array; with `limit` it is one page. Default order: active first, then machine type. "
+    "A query parameter of the wrong type or given twice is a 400 on that parameter; so is "
+    f"a regular-expression search longer than {SEARCH_MAX_LENGTH} characters or one that "
+    f"takes more than {SEARCH_BUDGET_S:g} s to evaluate."
+)
+_BOOLEAN = {"type": "boolean"}
+_LIST_PARAMETERS = (
+    query_parameter("active", _BOOLEAN),
+    query_parameter("driver", {"type": "string"}),
+    LIMIT_PARAMETER,
+    query_parameter("machine_type", {"type": "string"}),
+    OFFSET_PARAMETER,
+    query_parameter(
+        "ordering",
+        {"type": "string"},
+        "Which field to use when ordering the results: "
+        + ", ".join(f"`{key}`" for key in _ORDERING_KEYS)
+        + "; comma-separated, `-` for descending.",
+    ),
+    query_parameter("search", {"type": "string"}, "A search term (in `name`)."),
+    query_parameter("search_regex", _BOOLEAN, "Search terms are regular expressions."),
+    query_parameter("search_whole", _BOOLEAN, "Search terms match whole words."),
+)
+_DETAIL_TEXT = (
+    "API detail endpoint for MachineConfig object.\n\n"
+    "- GET: return a single MachineConfig\n- PUT: update a MachineConfig\n"
+    "- PATCH: partial update a MachineConfig\n- DELETE: delete a MachineConfig"
+)
+
+
 class MachineList(ApiView):
     """API endpoint for list of Machine objects."""
 
-    name = "Machine List"
-    description = (
-        "API endpoint for list of Machine objects.\n\n"
-        "- GET: Return a list of all Machine objects\n"
-        "- POST: create a MachineConfig"
-    )
     permission = "admin_role"
+    endpoint = Endpoint(
+        "/api/machine/",
+        name="Machine List",
+        description=(
+            "API endpoint for list of Machine objects.\n\n"
+            "- GET: Return a list of all Machine objects\n"
+            "- POST: create a MachineConfig"
+        ),
+        fields=FormFields(model="machineconfig"),
+        operations=(
+            Operation(
+                "GET",
+                "machine_list",
+                _LIST_TEXT,
+                answers=(Answer(200, ListOf(MachineConfig, paginated=True)),),
+                parameters=_LIST_PARAMETERS,
+                errors=(400,),
+            ),
+            Operation(
+                "POST",
+                "machine_create",
+                _LIST_TEXT,
+                request=MachineConfigCreate,
+                answers=(Answer(201, MachineConfigCreate, links=_BY_PK),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """Filter, search, order, then paginate when `limit` is given.
@@ -193,8 +281,10 @@ class MachineList(ApiView):
         data = clean_input(expect_object(body.value))
         errors = FieldErrors()
         name = char_field(data, "name", errors, required=True, max_length=NAME_MAX_LENGTH)
-        machine_type = char_field(data, "machine_type", errors, required=True, max_length=255)
-        driver = char_field(data, "driver", errors, required=True, max_length=255)
+        machine_type = char_field(
+            data, "machine_type", errors, required=True, max_length=SLUG_MAX_LENGTH
+        )
+        driver = char_field(data, "driver", errors, required=True, max_length=SLUG_MAX_LENGTH)
         active = boolean_field(data, "active", errors, form=body.form)
         registry = self.request.app[REGISTRY]
         if name is not MISSING and registry.name_taken(name):
@@ -208,28 +298,50 @@ class MachineList(ApiView):
             raise ValidationFailed({"name": [DUPLICATE_NAME]}) from err
         return drf_json(machine_json(machine), status=201)
 
-    def metadata(self) -> dict[str, Any]:
-        """DRF metadata with the POST and GET field descriptions the user may use."""
-        meta = super().metadata()
-        actions = machine_actions(self, ("POST", "GET"), create=True)
-        if actions:
-            meta["actions"] = actions
-        meta["model"] = "machineconfig"
-        return meta
-
 
 class MachineDetail(ApiView):
     """API detail endpoint for MachineConfig object."""
 
-    name = "Machine Detail"
-    description = (
-        "API detail endpoint for MachineConfig object.\n\n"
-        "- GET: return a single MachineConfig\n"
-        "- PUT: update a MachineConfig\n"
-        "- PATCH: partial update a MachineConfig\n"
-        "- DELETE: delete a MachineConfig"
-    )
     permission = "admin_role"
+    endpoint = Endpoint(
+        "/api/machine/{id}/",
+        route=f"/api/machine/{{pk:{UUID}}}/",
+        name="Machine Detail",
+        description=(
+            "API detail endpoint for MachineConfig object.\n\n"
+            "- GET: return a single MachineConfig\n"
+            "- PUT: update a MachineConfig\n"
+            "- PATCH: partial update a MachineConfig\n"
+            "- DELETE: delete a MachineConfig"
+        ),
+        parameters=(MACHINE_ID,),
+        fields=FormFields(model="machineconfig"),
+        operations=(
+            Operation(
+                "GET", "machine_retrieve", _DETAIL_TEXT, answers=(Answer(200, MachineConfig),)
+            ),
+            Operation(
+                "PUT",
+                "machine_update",
+                _DETAIL_TEXT,
+                request=MachineConfig,
+                answers=(Answer(200, MachineConfig),),
+            ),
+            Operation(
+                "PATCH",
+                "machine_partial_update",
+                _DETAIL_TEXT,
+                request=Patched(MachineConfig),
+                answers=(Answer(200, MachineConfig),),
+            ),
+            Operation(
+                "DELETE",
+                "machine_destroy",
+                _DETAIL_TEXT,
+                answers=(Answer(204, None, "No response body"),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """One machine."""
@@ -249,17 +361,9 @@ class MachineDetail(ApiView):
         await self.request.app[REGISTRY].delete(machine)
         return web.Response(status=204)
 
-    def metadata(self) -> dict[str, Any]:
-        """DRF metadata: PUT (if the machine exists) and GET fields, then DELETE."""
-        meta = super().metadata()
-        methods = ("PUT", "GET") if self._find() is not None else ("GET",)
-        actions = machine_actions(self, methods, create=False)
-        if self.has_permission("DELETE"):
-            actions["DELETE"] = {}
-        if actions:
-            meta["actions"] = actions
-        meta["model"] = "machineconfig"
-        return meta
+    def object_exists(self) -> bool:
+        """OPTIONS describes PUT only for a machine that exists."""
+        return self._find() is not None
 
     async def _update(self, *, partial: bool) -> web.StreamResponse:
         machine = self._machine()
@@ -292,11 +396,24 @@ class MachineDetail(ApiView):
         return machine
 
 
-class MachineRestart(ApiView):
+class MachineRestartView(ApiView):
     """Restart machine by pk."""
 
-    name = "Machine Restart"
-    description = "Restart machine by pk."
+    endpoint = Endpoint(
+        "/api/machine/{id}/restart/",
+        route=f"/api/machine/{{pk:{UUID}}}/restart/",
+        name="Machine Restart",
+        description="Restart machine by pk.",
+        parameters=(MACHINE_ID,),
+        operations=(
+            Operation(
+                "POST",
+                "machine_restart_create",
+                "Restart machine by pk. Always `{ok: true}` for a registered machine.",
+                answers=(Answer(200, MachineRestart),),
+            ),
+        ),
+    )
 
     async def post(self) -> web.StreamResponse:
         """Reset and restart; always `{"ok": true}` for a registered machine."""

@@ -2,7 +2,9 @@
 
 `options_form(driver.print_options())` is the one place declarations (`drivers.print_options`)
 become a validator of the strings a client sends (query string or form fields), with DRF's
-messages keyed by option name, and the descriptions published for them.
+messages keyed by option name, and the descriptions published for them: `option_schemas()`
+(the generic options) is what the print endpoint's declaration publishes as query parameters
+and multipart form fields; each driver's own options go under `x-driver-options`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.api.declare import Schema
 from agent.api.fields import FieldErrors
-from drivers.print_options import OptionValue, PrintOption
+from drivers.print_options import GENERIC_OPTIONS, MAX_COPIES, OptionValue, PrintOption
+
+__all__ = ["MAX_COPIES", "OptionsForm", "option_schema", "option_schemas", "options_form"]
 
 _TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
@@ -57,6 +62,11 @@ class OptionsForm:
 def options_form(options: Sequence[PrintOption]) -> OptionsForm:
     """The form for a driver's `print_options()`."""
     return OptionsForm(tuple(options))
+
+
+def option_schemas() -> dict[str, Schema]:
+    """The generic options' schemas, by name, in the order the document lists them."""
+    return options_form(GENERIC_OPTIONS).json_schema()
 
 
 def option_schema(option: PrintOption) -> dict[str, Any]:

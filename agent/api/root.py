@@ -2,27 +2,131 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 
 from agent import __version__
+from agent.api.declare import (
+    Answer,
+    ApiModel,
+    Doc,
+    Endpoint,
+    EnumComponent,
+    Operation,
+    RawComponent,
+    path_parameter,
+    ref,
+)
 from agent.api.errors import ParseError, django_json, drf_json
 from agent.api.views import ApiView, identify
-from agent.appkeys import REGISTRY, SETTINGS, STORE
+from agent.appkeys import DATABASE, REGISTRY, SETTINGS
 from drivers.base import MachineStatus
 
 API_VERSION = 303
 # The InvenTree version whose API this agent speaks (its `version` field).
 INVENTREE_VERSION = "0.18.0 dev"
+# InvenTree 303's locale choices, as its export lists them.
+# fmt: off
+LOCALES = (
+    "ar", "bg", "cs", "da", "de", "el", "en", "es", "es-mx", "et", "fa", "fi", "fr", "he", "hi",
+    "hu", "it", "ja", "ko", "lt", "lv", "nl", "no", "pl", "pt", "pt-br", "ro", "ru", "sk", "sl",
+    "sr", "sv", "th", "tr", "uk", "vi", "zh-hans", "zh-hant",
+)
+# fmt: on
+DEFAULT_LOCALE = EnumComponent("DefaultLocaleEnum", {code: code for code in LOCALES})
+_READ_ONLY = Doc(read_only=True)
+_STAFF_ONLY = Doc(
+    description="Only for staff users; null otherwise (InvenTree answers null too).",
+    read_only=True,
+)
+
+
+class AgentInfo(ApiModel):
+    """The agent answering (not in InvenTree): its name and version."""
+
+    inline = True
+
+    name: str
+    version: str
+
+
+class InfoApi(ApiModel):
+    """InvenTree server information - some information might be blanked if called without elevated credentials."""
+
+    server: Annotated[str, _READ_ONLY]
+    version: Annotated[str, _READ_ONLY]
+    instance: Annotated[str, _READ_ONLY]
+    apiVersion: Annotated[int, _READ_ONLY]
+    worker_running: Annotated[bool, _READ_ONLY]
+    worker_count: Annotated[int, _READ_ONLY]
+    worker_pending_tasks: Annotated[int, _READ_ONLY]
+    plugins_enabled: Annotated[bool, _READ_ONLY]
+    plugins_install_disabled: Annotated[bool, _READ_ONLY]
+    active_plugins: Annotated[
+        Any,
+        Doc(description="A list of `{name, slug, version}`, or false.", read_only=True),
+    ]
+    email_configured: Annotated[bool, _READ_ONLY]
+    debug_mode: Annotated[bool, _READ_ONLY]
+    docker_mode: Annotated[bool, _READ_ONLY]
+    default_locale: Annotated[str, Doc(enum=DEFAULT_LOCALE, read_only=True)]
+    system_health: Annotated[bool | None, _STAFF_ONLY]
+    database: Annotated[str | None, _STAFF_ONLY]
+    platform: Annotated[str | None, _STAFF_ONLY]
+    installer: Annotated[str | None, _STAFF_ONLY]
+    target: Annotated[str | None, _STAFF_ONLY]
+    django_admin: Annotated[str | None, _STAFF_ONLY]
+    agent: Annotated[AgentInfo, _READ_ONLY]
+
+
+class GenericStateValue(ApiModel):
+    """API serializer for generic state information."""
+
+    key: int
+    logical_key: str = ""
+    name: str
+    label: str
+    color: str = ""
+    custom: bool = False
+
+
+class GenericStateClass(ApiModel):
+    """API serializer for generic state class information."""
+
+    status_class: Annotated[str, Doc(read_only=True, title="Class")]
+    values: dict[str, GenericStateValue]
+
+
+GENERIC_STATUS_MAP = RawComponent(
+    "GenericStatusMap",
+    {
+        "type": "object",
+        "description": "Every status class the agent knows, keyed by class name.",
+        "additionalProperties": ref("GenericStateClass"),
+    },
+    requires=(GenericStateClass,),
+)
 
 
 class InfoView(ApiView):
     """Serve current server information."""
 
-    name = "Info"
-    description = "Serve current server information."
     allow_anonymous = True
+    endpoint = Endpoint(
+        "/api/",
+        name="Info",
+        description="Serve current server information.",
+        operations=(
+            Operation(
+                "GET",
+                "root_retrieve",
+                "Serve current server information.",
+                tag=None,
+                answers=(Answer(200, InfoApi, "InvenTree server information"),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """InvenTree's server information; staff-only fields are null for others."""
@@ -44,7 +148,7 @@ class InfoView(ApiView):
             "debug_mode": False,
             "docker_mode": False,
             "default_locale": "en",
-            "system_health": self.request.app[STORE].fault is None if staff else None,
+            "system_health": self.request.app[DATABASE].fault is None if staff else None,
             "database": "sqlite3" if staff else None,
             "platform": None,
             "installer": None,
@@ -82,8 +186,20 @@ def _status_classes(request: web.Request) -> dict[str, type[MachineStatus]]:
 class AllStatusViews(ApiView):
     """Perform a GET request to learn information about status codes."""
 
-    name = "All Status Views"
-    description = "Perform a GET request to learn information about status codes."
+    endpoint = Endpoint(
+        "/api/generic/status/",
+        name="All Status Views",
+        description="Perform a GET request to learn information about status codes.",
+        operations=(
+            Operation(
+                "GET",
+                "generic_status_retrieve",
+                "Perform a GET request to learn information about status codes.",
+                tag="generic",
+                answers=(Answer(200, GENERIC_STATUS_MAP),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """Every status class, keyed by class name."""
@@ -95,8 +211,22 @@ class AllStatusViews(ApiView):
 class StatusView(ApiView):
     """Retrieve information about a specific status code."""
 
-    name = "Status"
-    description = "Retrieve information about a specific status code"
+    endpoint = Endpoint(
+        "/api/generic/status/{statusmodel}/",
+        name="Status",
+        description="Retrieve information about a specific status code",
+        parameters=(path_parameter("statusmodel", {"type": "string", "pattern": r"^\w+$"}),),
+        operations=(
+            Operation(
+                "GET",
+                "generic_status_retrieve_2",
+                "Retrieve information about a specific status code; an unknown class is a 400.",
+                tag="generic",
+                answers=(Answer(200, GenericStateClass),),
+                errors=(400,),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """One status class; an unknown name is a 400 (InvenTree 303 answers 500 for every name)."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import re
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
+from agent.api.declare import Answer, ApiModel, Doc, Endpoint, Operation, query_parameter
 from agent.api.errors import Throttled, ValidationFailed, drf_json
 from agent.api.fields import expect_object
 from agent.api.views import ApiView, identify
@@ -17,6 +20,59 @@ from agent.login_limits import LoginThrottled
 TOKEN_NAME_MAX = 100
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _HTML_TAG = re.compile(r"<[^>]*>")
+Permission = Literal["view", "add", "change", "delete"]
+
+
+class AuthToken(ApiModel):
+    """An API token (`Authorization: Token <token>`) and when it expires."""
+
+    token: str
+    name: str
+    expiry: datetime.date
+
+
+class Login(ApiModel):
+    """Credentials to log in with."""
+
+    username: Annotated[str, Field(min_length=1)]
+    password: Annotated[str, Field(min_length=1), Doc(write_only=True)]
+
+
+class Token(ApiModel):
+    """The API token made by a login."""
+
+    key: str
+
+
+class MeUser(ApiModel):
+    """The current user."""
+
+    pk: Annotated[int, Doc(read_only=True)]
+    username: str
+    first_name: str
+    last_name: str
+    email: str
+    groups: list[Any]
+    is_staff: bool
+    is_superuser: bool
+    is_active: bool
+
+
+class Role(ApiModel):
+    """The current user's role permissions, per InvenTree ruleset (machines are `admin`)."""
+
+    user: int
+    username: str
+    roles: dict[str, list[Permission] | None]
+    permissions: dict[str, list[Permission]]
+    is_staff: bool
+    is_superuser: bool
+
+
+class RestAuthDetail(ApiModel):
+    """A confirmation message."""
+
+    detail: Annotated[str, Doc(read_only=True)]
 
 
 def clean_token_name(raw: str) -> str:
@@ -36,10 +92,26 @@ async def _log_in(request: web.Request, response: web.StreamResponse, user: User
 class GetAuthToken(ApiView):
     """Return an API token if the user is authenticated."""
 
-    name = "Get Auth Token"
-    description = (
-        "Return an API token if the user is authenticated.\n\n"
-        "- The user's live token of the same name is returned again, else a new one is made"
+    endpoint = Endpoint(
+        "/api/user/token/",
+        name="Get Auth Token",
+        description=(
+            "Return an API token if the user is authenticated.\n\n"
+            "- The user's live token of the same name is returned again, else a new one is made"
+        ),
+        operations=(
+            Operation(
+                "GET",
+                "user_token_retrieve",
+                "Return an API token if the user is authenticated.\n\n"
+                "- The user's live token of the same name is returned again, else a new one is "
+                "made (only a hash of each key is stored)\n"
+                "- Also logs the caller in with a session (cookies `sessionid`, `csrftoken`)",
+                tag="user",
+                parameters=(query_parameter("name", {"type": "string"}, "Label of the token."),),
+                answers=(Answer(200, AuthToken),),
+            ),
+        ),
     )
 
     async def get(self) -> web.StreamResponse:
@@ -71,8 +143,20 @@ def user_json(user: User) -> dict[str, Any]:
 class MeUserDetail(ApiView):
     """Detail endpoint for the current user."""
 
-    name = "Me User Detail"
-    description = "Detail endpoint for the current user."
+    endpoint = Endpoint(
+        "/api/user/me/",
+        name="Me User Detail",
+        description="Detail endpoint for the current user.",
+        operations=(
+            Operation(
+                "GET",
+                "user_me_retrieve",
+                "Detail endpoint for the current user.",
+                tag="user",
+                answers=(Answer(200, MeUser),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """The calling user."""
@@ -82,8 +166,20 @@ class MeUserDetail(ApiView):
 class RoleDetails(ApiView):
     """API endpoint which lists the available role permissions for the current user."""
 
-    name = "Role Details"
-    description = "API endpoint which lists the available role permissions for the current user."
+    endpoint = Endpoint(
+        "/api/user/roles/",
+        name="Role Details",
+        description="API endpoint which lists the available role permissions for the current user.",
+        operations=(
+            Operation(
+                "GET",
+                "user_roles_retrieve",
+                "API endpoint which lists the available role permissions for the current user.",
+                tag="user",
+                answers=(Answer(200, Role),),
+            ),
+        ),
+    )
 
     async def get(self) -> web.StreamResponse:
         """Per-ruleset permissions; the agent's machines belong to `admin`."""
@@ -112,13 +208,27 @@ class RoleDetails(ApiView):
         )
 
 
-class Login(ApiView):
+class LoginView(ApiView):
     """Log in with a username and password: a token, and a session."""
 
-    name = "Login"
-    description = "Log in with a username and password; answers an API token and sets a session."
     allow_anonymous = True
     authenticate = False
+    endpoint = Endpoint(
+        "/api/auth/login/",
+        name="Login",
+        description="Log in with a username and password; answers an API token and sets a session.",
+        operations=(
+            Operation(
+                "POST",
+                "auth_login_create",
+                "Log in with a username and password; answers an API token and sets a session.",
+                tag="auth",
+                request=Login,
+                answers=(Answer(200, Token),),
+                errors=(429,),
+            ),
+        ),
+    )
 
     async def post(self) -> web.StreamResponse:
         """`{"username", "password"}` -> `{"key": token}` plus session cookies."""
@@ -152,8 +262,20 @@ class Login(ApiView):
 class Logout(ApiView):
     """Log out: revoke the token used, end the session."""
 
-    name = "Logout"
-    description = "Log out: revoke the token used for this request and end the session."
+    endpoint = Endpoint(
+        "/api/auth/logout/",
+        name="Logout",
+        description="Log out: revoke the token used for this request and end the session.",
+        operations=(
+            Operation(
+                "POST",
+                "auth_logout_create",
+                "Log out: revoke the token used for this request and end the session.",
+                tag="auth",
+                answers=(Answer(200, RestAuthDetail),),
+            ),
+        ),
+    )
 
     async def post(self) -> web.StreamResponse:
         """Revoke and forget the caller's credentials."""

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
+from agent.api.declare import Endpoint
 from agent.api.errors import (
     ApiError,
     MethodNotAllowed,
@@ -29,13 +30,12 @@ from agent.api.errors import (
     UnsupportedMediaType,
     drf_json,
 )
+from agent.api.metadata import view_metadata
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import AuthenticationFailed, Identity, User, csrf_failure
 from agent.login_limits import LoginThrottled
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-RENDERS = ["application/json"]
-PARSES = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
 # The caller's identity, resolved once per request.
 # A client gets this long to send its request body: a 16 MiB label PDF over a slow site link
 # arrives well within it, and a stalled upload does not hold a connection for ever.
@@ -104,11 +104,13 @@ async def identify(request: web.Request) -> Identity | None:
 
 
 class ApiView:
-    """Base of the API views. Subclasses define `get`/`post`/... and a permission policy."""
+    """Base of the API views.
 
-    # Shown by OPTIONS, as DRF derives them from the view class.
-    name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+    Subclasses define `get`/`post`/..., a permission policy, and their `endpoint`: the
+    declaration of their operations that OPTIONS and the OpenAPI document are derived from.
+    """
+
+    endpoint: ClassVar[Endpoint]
     # "authenticated", "admin_role" (InvenTree's RolePermission) or "model" (DjangoModelPermissions).
     permission: ClassVar[str] = "authenticated"
     allow_anonymous: ClassVar[bool] = False
@@ -118,6 +120,18 @@ class ApiView:
     def __init__(self, request: web.Request) -> None:
         self.request = request
         self._user: User | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a view whose handlers and declared operations differ: each is described once."""
+        super().__init_subclass__(**kwargs)
+        handled = {
+            m for m in _METHOD_ORDER if m not in ("HEAD", "OPTIONS") and hasattr(cls, m.lower())
+        }
+        declared = {op.method for op in cls.endpoint.operations}
+        if handled != declared:
+            raise TypeError(
+                f"{cls.__name__} handles {sorted(handled)} but its endpoint declares {sorted(declared)}"
+            )
 
     @classmethod
     async def handle(cls, request: web.Request) -> web.StreamResponse:
@@ -170,11 +184,12 @@ class ApiView:
         if needed is not None and not self._user.has_admin_permission(needed):
             raise PermissionDenied
 
-    def needed_permission(self, method: str) -> str | None:
+    @classmethod
+    def needed_permission(cls, method: str) -> str | None:
         """The `admin` ruleset permission `method` needs here, if any."""
-        if self.permission == "admin_role":
+        if cls.permission == "admin_role":
             return ROLE_FOR_METHOD.get(method)
-        if self.permission == "model":
+        if cls.permission == "model":
             return MODEL_PERMISSION_FOR_METHOD.get(method)
         return None
 
@@ -191,13 +206,12 @@ class ApiView:
         return drf_json(self.metadata())
 
     def metadata(self) -> dict[str, Any]:
-        """Name, description, renderers and parsers; views with a serializer add `actions`."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "renders": RENDERS,
-            "parses": PARSES,
-        }
+        """Name, description, renderers and parsers; views backed by a model add `actions`."""
+        return view_metadata(self)
+
+    def object_exists(self) -> bool:
+        """Whether the object of a detail view exists (OPTIONS describes PUT only then)."""
+        return True
 
     async def read_data(self) -> RequestData:
         """The parsed body: JSON, urlencoded or multipart (DRF's default parsers)."""

@@ -3,60 +3,41 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from agent.job_store import FAILED, PRINTING, QUEUED, JobRow, JobStore
 from agent.migrations import MIGRATIONS, migrate
-from agent.store import MachineRow, Store
+from agent.storage.database import Database
+from agent.storage.errors import DuplicateIdempotencyKey
+from agent.storage.jobs import FAILED, PRINTING, QUEUED, JobRow, JobStore
+from agent.storage.machines import MachineRow, MachineStore
+from tests.storage_helpers import job_row
 
 MACHINES = ("m-1", "m-2")
 NOW = "2026-06-01T12:00:00+00:00"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = Store(tmp_path / "data" / "inventree-edge.sqlite3")
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    opened = Database(tmp_path / "data" / "inventree-edge.sqlite3")
     await opened.open()
     for pk in MACHINES:
-        await opened.insert_machine(MachineRow(pk, pk, "label-printer", "virtual", True))
+        await MachineStore(opened).insert_machine(
+            MachineRow(pk, pk, "label-printer", "virtual", True)
+        )
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def jobs(store: Store) -> JobStore:
-    return JobStore(store)
+def jobs(database: Database) -> JobStore:
+    return JobStore(database)
 
 
 def job(machine: str = MACHINES[0], **fields: object) -> JobRow:
-    row = JobRow(
-        pk=str(uuid.uuid4()),
-        seq=0,
-        machine=machine,
-        status=QUEUED,
-        copies=3,
-        pages=1,
-        progress=0,
-        attempts=0,
-        interruptions=0,
-        errors=(),
-        warnings=(),
-        content_type="application/pdf",
-        size=4,
-        options={},
-        idempotency_key=None,
-        created="2026-05-01T00:00:00+00:00",
-        started=None,
-        finished=None,
-        expires="2026-05-02T00:00:00+00:00",
-        error_count=0,
-    )
-    return replace(row, **fields)  # type: ignore[arg-type]
+    return job_row(machine, **fields)
 
 
 async def crash_while_printing(
@@ -67,6 +48,22 @@ async def crash_while_printing(
     await jobs.save_progress(pk, progress)
     if written:
         await jobs.mark_written(pk)
+
+
+async def test_an_idempotency_key_used_again_on_the_machine_is_a_domain_error(
+    jobs: JobStore,
+) -> None:
+    first = await jobs.insert(job(idempotency_key="k-1"), b"%PDF")
+    with pytest.raises(DuplicateIdempotencyKey) as info:
+        await jobs.insert(job(idempotency_key="k-1"), b"%PDF")
+    assert not isinstance(info.value, sqlite3.Error)
+    assert info.value.key == "k-1"
+    # The same key on another machine is another job; a job without a key never conflicts.
+    await jobs.insert(job(MACHINES[1], idempotency_key="k-1"), b"%PDF")
+    await jobs.insert(job(), b"%PDF")
+    await jobs.insert(job(), b"%PDF")
+    assert await jobs.get_by_key(MACHINES[0], "k-1") == first
+    assert len(await jobs.find(MACHINES[0])) == 3
 
 
 async def test_a_job_stopped_twice_on_the_same_label_fails_with_a_finish_time(
@@ -158,7 +155,7 @@ async def test_every_job_listing_is_read_through_an_index(
     clauses = [c for c, v in (("machine = ?", machine), ("status = ?", status)) if v is not None]
     params = [v for v in (machine, status) if v is not None]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    plan = await jobs.store.call(
+    plan = await jobs.database.read(
         lambda c: " | ".join(
             str(r[3])
             for r in c.execute(
@@ -203,7 +200,7 @@ async def test_page_counts_follow_every_change_of_the_jobs(jobs: JobStore) -> No
     await crash_while_printing(jobs, rows[3].pk, 0)
     await jobs.recover_interrupted(NOW)
     await jobs.prune("2027-01-01T00:00:00+00:00", batch=1)
-    await jobs.store.delete_machine(MACHINES[1])
+    await MachineStore(jobs.database).delete_machine(MACHINES[1])
 
     def truth(conn: sqlite3.Connection, machine: str | None, status: str | None) -> int:
         sql = "SELECT count(*) FROM job WHERE (? IS NULL OR machine = ?) AND (? IS NULL OR status = ?)"
@@ -211,6 +208,6 @@ async def test_page_counts_follow_every_change_of_the_jobs(jobs: JobStore) -> No
 
     for machine in (None, *MACHINES):
         for status in (None, QUEUED, PRINTING, FAILED, "cancelled", "complete"):
-            expected = await jobs.store.call(lambda c, m=machine, s=status: truth(c, m, s))
+            expected = await jobs.database.read(lambda c, m=machine, s=status: truth(c, m, s))
             count, _page = await jobs.page(machine, status, 1, 0)
             assert count == expected, (machine, status)

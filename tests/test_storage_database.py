@@ -1,4 +1,4 @@
-"""The SQLite store: schema migrations, durability settings, and what survives a reopen."""
+"""The database core: schema migrations, durability settings, group commit, timeouts, start checks."""
 
 from __future__ import annotations
 
@@ -7,51 +7,38 @@ import datetime as dt
 import sqlite3
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.migrations import MIGRATIONS
-from agent.store import (
-    MachineRow,
-    SessionRow,
-    StateRow,
+from agent.storage.auth import AuthStore, TokenRow
+from agent.storage.clock_check import clock_behind
+from agent.storage.database import Database
+from agent.storage.errors import (
+    DuplicateMachineName,
     StorageFault,
-    Store,
     StoreError,
     StoreRefused,
-    TokenRow,
-    UserRow,
 )
+from agent.storage.machines import MachineRow, MachineStore, StateRow
+from tests.storage_helpers import (
+    MACHINE,
+    auth_store,
+    database,
+    db_path,
+    hold,
+    machine_store,
+    token_row,
+    user_row,
+)
+
+__all__ = ["auth_store", "database", "db_path", "machine_store"]  # fixtures used by name
 
 TABLES = {"machine", "machine_setting", "machine_state", "user", "api_token", "session"}
-MACHINE = MachineRow(
-    "0b6f3c52-5c1e-4b8e-9d55-3f1a2a9c7e01", "Desk", "label-printer", "virtual", True
-)
 # A lock held by another process (the CLI) is released within this; the store must wait for it.
 LOCK_RELEASE_S = 0.2
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "inventree-edge.sqlite3"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    opened = Store(db_path)
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-def user_row(username: str) -> UserRow:
-    return UserRow(0, username, "scrypt$hash", False, False, True, "view", "", "", "", "2024-01-01")
-
-
-def token_row(user: int, key_hash: str) -> TokenRow:
-    return TokenRow(0, user, "label", key_hash, "inv-...", "2099-01-01", False, "2024-01-01", None)
 
 
 def read_only(path: Path) -> sqlite3.Connection:
@@ -59,7 +46,7 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 
 async def test_open_creates_directory_database_and_latest_schema(
-    store: Store, db_path: Path
+    database: Database, db_path: Path
 ) -> None:
     with read_only(db_path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -68,31 +55,35 @@ async def test_open_creates_directory_database_and_latest_schema(
 
 
 async def test_wal_and_full_sync_so_a_returned_commit_is_on_disk(
-    store: Store, db_path: Path
+    database: Database, db_path: Path
 ) -> None:
     with read_only(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert await store.call(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
-    assert await store.call(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0]) == 1
+    assert await database.write(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
+    assert await database.write(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0]) == 1
 
 
-async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, db_path: Path) -> None:
-    await store.insert_machine(MACHINE)
-    setting = await store.save_setting(MACHINE.pk, "D", "DPI", "203")
-    await store.save_states([StateRow(MACHINE.pk, 100, "Ready", "[]", "2024-01-01T00:00:00+00:00")])
-    user = await store.insert_user(user_row("alice"))
-    await store.insert_token(token_row(user.pk, "ab" * 32))
-    await store.close()
+async def test_reopening_keeps_data_and_does_not_migrate_again(
+    database: Database, machine_store: MachineStore, auth_store: AuthStore, db_path: Path
+) -> None:
+    await machine_store.insert_machine(MACHINE)
+    setting = await machine_store.save_setting(MACHINE.pk, "D", "DPI", "203")
+    await machine_store.save_states(
+        [StateRow(MACHINE.pk, 100, "Ready", "[]", "2024-01-01T00:00:00+00:00")]
+    )
+    user = await auth_store.insert_user(user_row("alice"))
+    await auth_store.insert_token(token_row(user.pk, "ab" * 32))
+    await database.close()
 
-    again = Store(db_path)
+    again = Database(db_path)
     await again.open()
     try:
-        machines, settings, states = await again.load_machines()
+        machines, settings, states = await MachineStore(again).load_machines()
         assert machines == [MACHINE]
         assert settings == [setting]
         assert [(s.status, s.status_text) for s in states] == [(100, "Ready")]
-        assert await again.get_user(username="alice") == user
-        token = await again.get_token("ab" * 32)
+        assert await AuthStore(again).get_user(username="alice") == user
+        token = await AuthStore(again).get_token("ab" * 32)
         assert token is not None
         assert token.user == user.pk
     finally:
@@ -103,9 +94,9 @@ async def test_reopening_keeps_data_and_does_not_migrate_again(store: Store, db_
 
 async def test_database_newer_than_the_agent_is_refused_untouched(db_path: Path) -> None:
     _prepare(db_path, lambda path: _set_user_version(path, len(MIGRATIONS) + 1))
-    store = Store(db_path)
+    refused = Database(db_path)
     with pytest.raises(StoreError) as info:
-        await store.open()
+        await refused.open()
     message = str(info.value)
     assert str(db_path) in message
     assert f"schema version {len(MIGRATIONS) + 1} is newer than this agent knows" in message
@@ -113,63 +104,19 @@ async def test_database_newer_than_the_agent_is_refused_untouched(db_path: Path)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
         assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
     with pytest.raises(StoreError):  # refused means closed, not half open
-        await store.load_machines()
+        await MachineStore(refused).load_machines()
 
 
 async def test_a_file_that_is_not_a_database_is_refused_untouched(db_path: Path) -> None:
     _prepare(db_path, lambda path: path.write_bytes(b"this is not SQLite" * 100))
     with pytest.raises(StoreRefused, match="is damaged .*--reset-database"):
-        await Store(db_path).open()
+        await Database(db_path).open()
     assert _contents(db_path) == b"this is not SQLite" * 100
 
 
-async def test_deleting_a_machine_removes_its_settings_and_state(store: Store) -> None:
-    other = MachineRow(
-        "0b6f3c52-5c1e-4b8e-9d55-3f1a2a9c7e02", "Other", "label-printer", "virtual", True
-    )
-    await store.insert_machine(MACHINE)
-    await store.insert_machine(other)
-    await store.save_setting(MACHINE.pk, "D", "DPI", "203")
-    await store.save_setting(other.pk, "D", "DPI", "300")
-    await store.save_states([StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00")])
-    await store.delete_machine(MACHINE.pk)
-    machines, settings, states = await store.load_machines()
-    assert machines == [other]
-    assert [(s.machine, s.value) for s in settings] == [(other.pk, "300")]
-    assert states == []
-
-
-async def test_updating_a_setting_keeps_its_pk(store: Store) -> None:
-    await store.insert_machine(MACHINE)
-    first = await store.save_setting(MACHINE.pk, "D", "DPI", "203")
-    second = await store.save_setting(MACHINE.pk, "D", "DPI", "600")
-    assert second.pk == first.pk
-    assert second.value == "600"
-
-
-async def test_duplicate_names_are_refused(store: Store) -> None:
-    await store.insert_machine(MACHINE)
-    with pytest.raises(sqlite3.IntegrityError):
-        await store.insert_machine(
-            MachineRow("0b6f3c52-5c1e-4b8e-9d55-3f1a2a9c7e03", "Desk", "x", "y", True)
-        )
-    await store.insert_user(user_row("alice"))
-    with pytest.raises(sqlite3.IntegrityError):
-        await store.insert_user(user_row("alice"))
-
-
-async def test_deleting_a_user_removes_tokens_and_sessions(store: Store) -> None:
-    user = await store.insert_user(user_row("alice"))
-    await store.insert_token(token_row(user.pk, "cd" * 32))
-    await store.insert_session(
-        SessionRow("ef" * 32, user.pk, "x" * 32, "2099-01-01T00:00:00+00:00")
-    )
-    await store.call(lambda c: c.execute("DELETE FROM user WHERE pk = ?", (user.pk,)))
-    assert await store.get_token("cd" * 32) is None
-    assert await store.get_session("ef" * 32) is None
-
-
-async def test_a_failed_call_rolls_back_the_whole_transaction(store: Store) -> None:
+async def test_a_failed_call_rolls_back_the_whole_transaction(
+    database: Database, machine_store: MachineStore
+) -> None:
     def half_done(conn: sqlite3.Connection) -> None:
         conn.execute(
             "INSERT INTO machine (pk, name, machine_type, driver) VALUES ('a', 'A', 't', 'd')"
@@ -177,42 +124,46 @@ async def test_a_failed_call_rolls_back_the_whole_transaction(store: Store) -> N
         raise RuntimeError("crash between two writes")
 
     with pytest.raises(RuntimeError):
-        await store.call(half_done)
-    machines, _settings, _states = await store.load_machines()
+        await database.write(half_done)
+    machines, _settings, _states = await machine_store.load_machines()
     assert machines == []
 
 
-async def test_writes_wait_for_a_lock_held_by_another_process(store: Store, db_path: Path) -> None:
+async def test_writes_wait_for_a_lock_held_by_another_process(
+    machine_store: MachineStore, db_path: Path
+) -> None:
     other = sqlite3.connect(db_path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         asyncio.get_running_loop().call_later(LOCK_RELEASE_S, other.execute, "COMMIT")
-        await store.insert_machine(MACHINE)
+        await machine_store.insert_machine(MACHINE)
     finally:
         other.close()
-    machines, _settings, _states = await store.load_machines()
+    machines, _settings, _states = await machine_store.load_machines()
     assert machines == [MACHINE]
 
 
 async def test_a_closed_store_raises_store_error(db_path: Path) -> None:
-    store = Store(db_path)
-    await store.open()
-    await store.close()
+    closed = Database(db_path)
+    await closed.open()
+    await closed.close()
     with pytest.raises(StoreError, match="closed"):
-        await store.load_machines()
+        await MachineStore(closed).load_machines()
+    with pytest.raises(StoreError, match="closed"):
+        await closed.write(lambda c: c.execute("SELECT 1"))
 
 
 # files and start-up checks
 
 
 async def test_directory_and_database_files_are_created_private(db_path: Path) -> None:
-    store = Store(db_path)
-    await store.open()
+    opened = Database(db_path)
+    await opened.open()
     try:
-        await store.insert_machine(MACHINE)
+        await MachineStore(opened).insert_machine(MACHINE)
         modes = _modes(db_path)
     finally:
-        await store.close()
+        await opened.close()
     assert modes["dir"] == 0o700
     assert modes[""] == 0o600
     assert modes["-wal"] == 0o600
@@ -221,9 +172,9 @@ async def test_directory_and_database_files_are_created_private(db_path: Path) -
 
 async def test_an_existing_world_readable_database_is_made_private(db_path: Path) -> None:
     _prepare(db_path, lambda path: (_set_user_version(path, 0), path.chmod(0o644)))
-    store = Store(db_path)
-    await store.open()
-    await store.close()
+    opened = Database(db_path)
+    await opened.open()
+    await opened.close()
     assert _mode(db_path) == 0o600
 
 
@@ -236,43 +187,43 @@ async def test_a_lost_database_next_to_the_secret_is_refused_unless_reset(
     if state == "empty":
         _prepare(db_path, lambda path: path.write_bytes(b""))
     with pytest.raises(StoreRefused, match=f"{state}.*--reset-database"):
-        await Store(db_path, secret_path=secret).open()
+        await Database(db_path, secret_path=secret).open()
     assert _exists(db_path) == (state == "empty")
-    reset = Store(db_path, secret_path=secret, reset=True)
+    reset = Database(db_path, secret_path=secret, reset=True)
     await reset.open()
     try:
-        await reset.insert_machine(MACHINE)
+        await MachineStore(reset).insert_machine(MACHINE)
     finally:
         await reset.close()
     # From now on the new database is simply reopened.
-    again = Store(db_path, secret_path=secret)
+    again = Database(db_path, secret_path=secret)
     await again.open()
     try:
-        assert (await again.load_machines())[0] == [MACHINE]
+        assert (await MachineStore(again).load_machines())[0] == [MACHINE]
     finally:
         await again.close()
 
 
 async def test_a_first_start_without_a_secret_creates_the_database(db_path: Path) -> None:
-    store = Store(db_path, secret_path=db_path.parent / "secret.key")
-    await store.open()
-    await store.close()
+    opened = Database(db_path, secret_path=db_path.parent / "secret.key")
+    await opened.open()
+    await opened.close()
     assert _exists(db_path)
 
 
 async def test_damaged_pages_are_refused_and_reset_moves_them_aside(db_path: Path) -> None:
-    store = Store(db_path)
-    await store.open()
+    opened = Database(db_path)
+    await opened.open()
     for index in range(200):
-        await store.insert_user(user_row(f"user-{index:03}"))
-    await store.close()
+        await AuthStore(opened).insert_user(user_row(f"user-{index:03}"))
+    await opened.close()
     _damage_table(db_path, "user")
     with pytest.raises(StoreRefused, match="is damaged .*--reset-database"):
-        await Store(db_path).open()
-    reset = Store(db_path, reset=True)
+        await Database(db_path).open()
+    reset = Database(db_path, reset=True)
     await reset.open()
     try:
-        assert await reset.get_user(username="user-001") is None
+        assert await AuthStore(reset).get_user(username="user-001") is None
     finally:
         await reset.close()
     aside = [name for name in _names(db_path.parent) if ".damaged-" in name]
@@ -284,67 +235,79 @@ async def test_damaged_pages_are_refused_and_reset_moves_them_aside(db_path: Pat
 # one commit for calls queued together
 
 
-async def test_writes_queued_together_share_one_commit(store: Store) -> None:
+async def test_writes_queued_together_share_one_commit(
+    database: Database, machine_store: MachineStore
+) -> None:
     commits: list[str] = []
-    await store.call(lambda c: c.set_trace_callback(_record_commits(commits)))
+    await database.write(lambda c: c.set_trace_callback(_record_commits(commits)))
     rows = [
         MachineRow(f"pk-{i}", f"Printer {i}", "label-printer", "virtual", True) for i in range(50)
     ]
-    await asyncio.gather(*(store.insert_machine(row) for row in rows))
-    await store.call(lambda c: c.set_trace_callback(None))
-    assert len((await store.load_machines())[0]) == 50
+    await asyncio.gather(*(machine_store.insert_machine(row) for row in rows))
+    await database.write(lambda c: c.set_trace_callback(None))
+    assert len((await machine_store.load_machines())[0]) == 50
     # The first call may start alone; the rest wait behind it and go together.
     assert len(commits) <= 5
 
 
-async def test_only_batches_with_a_durable_call_commit_with_full_sync(store: Store) -> None:
+async def test_only_batches_with_a_durable_call_commit_with_full_sync(
+    database: Database, machine_store: MachineStore
+) -> None:
     def level(conn: sqlite3.Connection) -> int:
         return int(conn.execute("PRAGMA synchronous").fetchone()[0])
 
-    assert await store.call(level, durable=False) == 1  # NORMAL: no fsync of its own
-    assert await store.call(level) == 2  # FULL
+    assert await database.write(level, durable=False) == 1  # NORMAL: no fsync of its own
+    assert await database.write(level) == 2  # FULL
     statements: list[str] = []
-    await store.call(lambda c: c.set_trace_callback(statements.append))
-    await store.insert_machine(MACHINE)  # an answer says it is saved
-    await store.save_states([StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00")])
-    await store.save_setting(MACHINE.pk, "D", "DPI", "300")
-    await store.call(lambda c: c.set_trace_callback(None))
+    await database.write(lambda c: c.set_trace_callback(statements.append))
+    await machine_store.insert_machine(MACHINE)  # an answer says it is saved
+    await machine_store.save_states(
+        [StateRow(MACHINE.pk, 100, "", "[]", "2024-01-01T00:00:00+00:00")]
+    )
+    await machine_store.save_setting(MACHINE.pk, "D", "DPI", "300")
+    await database.write(lambda c: c.set_trace_callback(None))
     assert [s for s in statements if s.startswith("PRAGMA synchronous")] == [
         "PRAGMA synchronous = NORMAL",  # the last known status
         "PRAGMA synchronous = FULL",  # the setting
     ]
 
 
-async def test_a_failing_call_in_a_batch_undoes_only_its_own_writes(store: Store) -> None:
-    await store.insert_machine(MACHINE)
+async def test_a_failing_call_in_a_batch_undoes_only_its_own_writes(
+    machine_store: MachineStore,
+) -> None:
+    await machine_store.insert_machine(MACHINE)
     duplicate = MachineRow("other-pk", MACHINE.name, "label-printer", "virtual", True)
     good = [
         MachineRow(f"pk-{i}", f"Printer {i}", "label-printer", "virtual", True) for i in range(5)
     ]
     results = await asyncio.gather(
-        *(store.insert_machine(row) for row in [*good[:2], duplicate, *good[2:]]),
+        *(machine_store.insert_machine(row) for row in [*good[:2], duplicate, *good[2:]]),
         return_exceptions=True,
     )
     assert [type(r) for r in results] == [
         type(None),
         type(None),
-        sqlite3.IntegrityError,
+        DuplicateMachineName,
         type(None),
         type(None),
         type(None),
     ]
-    assert {m.pk for m in (await store.load_machines())[0]} == {MACHINE.pk} | {r.pk for r in good}
+    assert {m.pk for m in (await machine_store.load_machines())[0]} == {MACHINE.pk} | {
+        r.pk for r in good
+    }
 
 
-async def test_reads_do_not_wait_for_a_write_stuck_on_the_disk(store: Store) -> None:
-    await store.insert_user(user_row("alice"))
+async def test_reads_do_not_wait_for_a_write_stuck_on_the_disk(
+    database: Database, machine_store: MachineStore, auth_store: AuthStore
+) -> None:
+    await auth_store.insert_user(user_row("alice"))
     busy, release = threading.Event(), threading.Event()
-    stuck = asyncio.create_task(store.call(lambda _c: _hold(busy, release)))
+    stuck = asyncio.create_task(database.write(lambda _c: hold(busy, release)))
     await asyncio.to_thread(busy.wait, 5)
     try:
         # The writer thread is held (as by an fsync that takes seconds); lookups still answer.
-        found = await asyncio.wait_for(store.get_user(username="alice"), 5)
-        machines = await asyncio.wait_for(store.load_machines(), 5)
+        found = await asyncio.wait_for(auth_store.get_user(username="alice"), 5)
+        machines = await asyncio.wait_for(machine_store.load_machines(), 5)
     finally:
         release.set()
         await stuck
@@ -353,74 +316,78 @@ async def test_reads_do_not_wait_for_a_write_stuck_on_the_disk(store: Store) -> 
 
 
 async def test_a_call_not_started_when_its_caller_gives_up_never_runs(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    database: Database, machine_store: MachineStore
 ) -> None:
-    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.2)
+    database.call_timeout = 0.2
     busy, release = threading.Event(), threading.Event()
-    blocker = asyncio.create_task(store.call(lambda _c: _hold(busy, release)))
+    blocker = asyncio.create_task(database.write(lambda _c: hold(busy, release)))
     await asyncio.to_thread(busy.wait, 5)
     with pytest.raises(StoreError, match="nothing was saved"):
-        await store.insert_machine(MACHINE)
+        await machine_store.insert_machine(MACHINE)
     release.set()
     with pytest.raises(StoreError):
         await blocker  # it too waited longer than the timeout
-    assert (await store.load_machines())[0] == []
+    assert (await machine_store.load_machines())[0] == []
 
 
 async def test_a_write_committed_after_its_caller_gave_up_is_handed_to_on_late(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    database: Database, machine_store: MachineStore
 ) -> None:
-    monkeypatch.setattr("agent.store.CALL_TIMEOUT_S", 0.2)
+    database.call_timeout = 0.2
     busy, release = threading.Event(), threading.Event()
     late: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def slow_insert(conn: sqlite3.Connection) -> str:
-        _hold(busy, release)
+        hold(busy, release)
         conn.execute(
             "INSERT INTO machine (pk, name, machine_type, driver) VALUES ('a', 'A', 't', 'd')"
         )
         return "a"
 
     with pytest.raises(StoreError, match="may still be saved"):
-        await store.call(slow_insert, on_late=late.set_result)
+        await database.write(slow_insert, on_late=late.set_result)
     release.set()
     assert await asyncio.wait_for(late, 5) == "a"
-    assert [m.pk for m in (await store.load_machines())[0]] == ["a"]
+    assert [m.pk for m in (await machine_store.load_machines())[0]] == ["a"]
 
 
 # storage faults
 
 
-async def test_a_full_disk_is_a_clear_fault_until_a_write_succeeds(store: Store) -> None:
-    await store.insert_machine(MACHINE)
-    pages = await store.call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+async def test_a_full_disk_is_a_clear_fault_until_a_write_succeeds(
+    database: Database, machine_store: MachineStore
+) -> None:
+    await machine_store.insert_machine(MACHINE)
+    pages = await database.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await database.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
     big = "x" * 50_000
     with pytest.raises(StorageFault) as info:
-        await store.save_setting(MACHINE.pk, "D", "BIG", big)
+        await machine_store.save_setting(MACHINE.pk, "D", "BIG", big)
     assert info.value.disk_full
     assert "disk is full" in str(info.value)
-    assert store.fault is not None
-    assert "disk is full" in store.fault
-    assert (await store.load_machines())[1] == []
-    await store.call(lambda c: c.execute(f"PRAGMA max_page_count = {pages * 100}"))
-    await store.save_setting(MACHINE.pk, "D", "BIG", big)
-    assert store.fault is None
+    assert database.fault is not None
+    assert "disk is full" in database.fault
+    assert (await machine_store.load_machines())[1] == []
+    await database.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages * 100}"))
+    await machine_store.save_setting(MACHINE.pk, "D", "BIG", big)
+    assert database.fault is None
 
 
 # the clock
 
 
-async def test_a_clock_behind_the_newest_stored_date_is_noticed(store: Store) -> None:
+async def test_a_clock_behind_the_newest_stored_date_is_noticed(
+    database: Database, auth_store: AuthStore
+) -> None:
     now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-    assert await store.clock_behind(now) is None
-    await store.insert_user(user_row("alice"))  # joined 2024-01-01
-    assert await store.clock_behind(now) is None
-    user = await store.insert_user(user_row("bob"))
+    assert await clock_behind(database, now) is None
+    await auth_store.insert_user(user_row("alice"))  # joined 2024-01-01
+    assert await clock_behind(database, now) is None
+    user = await auth_store.insert_user(user_row("bob"))
     later = TokenRow(0, user.pk, "t", "ab" * 32, "inv-", "2028-01-01", False, "2027-01-01", None)
-    await store.insert_token(later)
-    assert await store.clock_behind(now) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
-    assert await store.clock_behind(dt.datetime(2027, 1, 1, 0, 1, tzinfo=dt.UTC)) is None
+    await auth_store.insert_token(later)
+    assert await clock_behind(database, now) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert await clock_behind(database, dt.datetime(2027, 1, 1, 0, 1, tzinfo=dt.UTC)) is None
 
 
 def _prepare(path: Path, make: Callable[[Path], object]) -> None:
@@ -475,8 +442,3 @@ def _record_commits(commits: list[str]) -> Callable[[str], None]:
             commits.append(statement)
 
     return trace
-
-
-def _hold(busy: threading.Event, release: threading.Event) -> None:
-    busy.set()
-    release.wait(5)

@@ -1,4 +1,4 @@
-"""Print jobs in SQLite: every state change is one committed transaction on the store thread."""
+"""Print jobs in SQLite: every state change is one committed transaction on the writer thread."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent.store import Store
+from agent.storage.database import Database
+from agent.storage.errors import DuplicateIdempotencyKey, violates_unique
 
 QUEUED = "queued"
 PRINTING = "printing"
@@ -92,39 +93,45 @@ class JobRow:
 
 
 class JobStore:
-    """Job persistence over the agent's store."""
+    """The job aggregate (jobs with their documents) over the agent's database."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     async def insert(
         self, job: JobRow, document: bytes, on_late: Callable[[JobRow], None] | None = None
     ) -> JobRow:
         """Store a new job and its document in one transaction; returns it with its sequence number.
 
-        Raises sqlite3.IntegrityError when the machine already has a job with this idempotency key.
+        Raises DuplicateIdempotencyKey when the machine already has a job with this key.
         `on_late(row)` runs if the insert commits after this call gave up waiting (StoreError).
         """
 
         def insert(conn: sqlite3.Connection) -> JobRow:
             seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job").fetchone()[0])
             row = replace(job, seq=seq)
-            conn.execute(
-                f"INSERT INTO job ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",  # noqa: S608 - fixed names
-                _values(row),
-            )
+            try:
+                conn.execute(
+                    f"INSERT INTO job ({_COLUMNS}) VALUES ({', '.join('?' * 19)})",  # noqa: S608 - fixed names
+                    _values(row),
+                )
+            except sqlite3.IntegrityError as err:
+                key = row.idempotency_key
+                if key is not None and violates_unique(err, "job.machine, job.idempotency_key"):
+                    raise DuplicateIdempotencyKey(key) from err
+                raise
             conn.execute("INSERT INTO job_document (job, data) VALUES (?, ?)", (row.pk, document))
             return row
 
-        return await self.store.call(insert, on_late=on_late)
+        return await self.database.write(insert, on_late=on_late)
 
     async def get(self, pk: str) -> JobRow | None:
         """One job by pk."""
-        return await self.store.read(lambda conn: _one(conn, "WHERE pk = ?", (pk,)))
+        return await self.database.read(lambda conn: _one(conn, "WHERE pk = ?", (pk,)))
 
     async def get_by_key(self, machine: str, key: str) -> JobRow | None:
         """The job a machine accepted under an idempotency key."""
-        return await self.store.read(
+        return await self.database.read(
             lambda conn: _one(conn, "WHERE machine = ? AND idempotency_key = ?", (machine, key))
         )
 
@@ -132,7 +139,7 @@ class JobStore:
         """Jobs, newest first, optionally of one machine and/or status."""
         where, params = _filter(machine, status)
         sql = f"SELECT {_COLUMNS} FROM job {where} ORDER BY seq DESC"  # noqa: S608 - fixed names
-        return await self.store.read(
+        return await self.database.read(
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, params)]
         )
 
@@ -150,12 +157,12 @@ class JobStore:
             rows = conn.execute(rows_sql, (*params, limit, offset))
             return count, [JobRow.from_row(r) for r in rows]
 
-        return await self.store.read(query)
+        return await self.database.read(query)
 
     async def pending(self) -> list[JobRow]:
         """Queued jobs of every machine, oldest first (loaded by the workers at start)."""
         sql = f"SELECT {_COLUMNS} FROM job WHERE status = ? ORDER BY seq"  # noqa: S608
-        return await self.store.read(
+        return await self.database.read(
             lambda conn: [JobRow.from_row(r) for r in conn.execute(sql, (QUEUED,))]
         )
 
@@ -185,7 +192,7 @@ class JobStore:
             ).rowcount
             return requeued, failed
 
-        return await self.store.call(recover)
+        return await self.database.write(recover)
 
     async def document(self, pk: str) -> bytes:
         """The document of a job."""
@@ -194,7 +201,7 @@ class JobStore:
             row = conn.execute("SELECT data FROM job_document WHERE job = ?", (pk,)).fetchone()
             return bytes(row[0]) if row is not None else b""
 
-        return await self.store.read(read)
+        return await self.database.read(read)
 
     async def mark_printing(self, pk: str, started: str) -> bool:
         """Committed before the first byte goes to the printer; False if it is no longer queued."""
@@ -209,7 +216,7 @@ class JobStore:
 
         # Not fsynced on its own: lost in a power cut, the job is still queued and sent once more,
         # which is what a job caught `printing` gets too. The next durable commit covers it.
-        return await self.store.call(mark, durable=False)
+        return await self.database.write(mark, durable=False)
 
     async def mark_written(self, pk: str) -> None:
         """The attempt under way wrote its first bytes to the printer.
@@ -240,7 +247,7 @@ class JobStore:
                 _append_error(conn, pk, error)
 
         # Lost in a power cut, the job is still `printing` and is requeued at the next start.
-        await self.store.call(requeue, durable=False)
+        await self.database.write(requeue, durable=False)
 
     async def finish(
         self, pk: str, status: str, finished: str, progress: int, error: str | None
@@ -257,7 +264,7 @@ class JobStore:
             if updated and error is not None:
                 _append_error(conn, pk, error)
 
-        await self.store.call(finish)
+        await self.database.write(finish)
 
     async def shift_expiry(self, seconds: float) -> int:
         """Move the expiry of unfinished jobs by `seconds` (the wall clock stepped); how many."""
@@ -274,7 +281,7 @@ class JobStore:
                 )
             return len(rows)
 
-        return await self.store.call(shift)
+        return await self.database.write(shift)
 
     async def cancel(self, pk: str, finished: str) -> bool:
         """Cancel a job that has not started printing; False if it is past that point."""
@@ -286,7 +293,7 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
-        return await self.store.call(cancel)
+        return await self.database.write(cancel)
 
     async def prune(self, finished_before: str, batch: int = PRUNE_BATCH) -> int:
         """Delete up to `batch` finished jobs (and documents) older than the retention.
@@ -298,13 +305,13 @@ class JobStore:
             "DELETE FROM job WHERE pk IN (SELECT pk FROM job "  # noqa: S608 - fixed names
             f"WHERE status IN ({placeholders}) AND finished < ? LIMIT ?)"
         )
-        return await self.store.call(
+        return await self.database.write(
             lambda conn: conn.execute(sql, (*FINISHED_STATUSES, finished_before, batch)).rowcount,
             durable=False,
         )
 
     async def _execute(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
-        await self.store.call(lambda conn: conn.execute(sql, params), durable=durable)
+        await self.database.write(lambda conn: conn.execute(sql, params), durable=durable)
 
 
 def _filter(machine: str | None, status: str | None) -> tuple[str, list[str]]:

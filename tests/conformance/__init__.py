@@ -1,0 +1,1 @@
+"""The driver conformance kit: one end-to-end suite that every printer family in `matrix` passes."""

@@ -1,0 +1,71 @@
+"""The conformance matrix: one entry per printer family. A new family joins with one entry here.
+
+An entry names the family's `FAMILY` declaration (driver and simulator), the label to print and
+the settings that make the driver print it, and what each declared fault shows (see `Entry`).
+
+Every family listed gets the whole suite in `test_conformance.py`, against its simulator over a
+loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
+"""
+
+from __future__ import annotations
+
+from drivers import escpos, template, zpl
+from drivers.base import LabelPrinterStatus as S
+from tests.conformance.entry import Entry, LabelSize, Shown
+
+MATRIX: tuple[Entry, ...] = (
+    Entry(
+        family=escpos.FAMILY,
+        # An 80 mm roll at 203 dpi: the 576-dot head.
+        label=LabelSize(dpi=203, width_dots=576, height_dots=200),
+        settings={"POLL_INTERVAL": "3600"},
+        faults={
+            "paper-near-end": Shown(S.WARNING, "Paper near end"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "cover-open": Shown(S.ERROR, "Cover open"),
+            "cutter-error": Shown(S.ERROR, "Cutter error"),
+            "feed-button": Shown(S.WARNING, "Feed button pressed"),
+            "recovery-wait": Shown(S.ERROR, "Offline, waiting to go back online"),
+            "presenter-waiting": Shown(S.WARNING, "Label waiting in the presenter"),
+            "offline": Shown(S.DISCONNECTED, "no answer to the status query (DLE EOT)"),
+        },
+        quick={
+            "drivers.escpos.driver.STATUS_TIMEOUT": 0.3,
+            "drivers.escpos.driver.LABEL_STATUS_TIMEOUT": 0.3,
+        },
+    ),
+    Entry(
+        family=zpl.FAMILY,
+        # 61 mm at 12 dots/mm (300 dpi): 732 dots, InvenTree's usual label template width.
+        label=LabelSize(dpi=300, width_dots=732, height_dots=342),
+        settings={"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"},
+        faults={
+            "paper-near-end": Shown(S.WARNING, "Paper near end"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "head-open": Shown(S.ERROR, "Print head open"),
+            "ribbon-out": Shown(S.NO_MEDIA, "Ribbon out"),
+            "paused": Shown(S.WARNING, "Paused"),
+            "label-waiting": Shown(S.WARNING, "Label waiting to be taken (peel-off)"),
+            "offline": Shown(S.DISCONNECTED, "no answer to ~HS or ~HQES"),
+        },
+        quick={
+            "drivers.zpl.status.QUERY_TIMEOUT": 0.3,
+            "drivers.zpl.driver.STALL_STATUS_AFTER": 0.05,
+            "drivers.zpl.driver.ODOMETER_INTERVAL": 0.01,
+        },
+    ),
+    # The template family (drivers/template/), the example to copy: its whole conformance entry.
+    Entry(
+        family=template.FAMILY,
+        label=LabelSize(dpi=203, width_dots=384, height_dots=160),
+        settings={"POLL_INTERVAL": "3600", "LABEL_WIDTH_DOTS": "384", "LABEL_HEIGHT_DOTS": "160"},
+        faults={
+            "paper-low": Shown(S.WARNING, "Paper low"),
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "offline": Shown(S.DISCONNECTED, "no answer to STATUS?"),
+        },
+        # Not needed (the driver's default), shown here for a family whose serial port needs more.
+        pty_connection=lambda path: f"serial://{path}?baudrate=9600",
+        quick={"drivers.template.driver.STATUS_TIMEOUT": 0.3},
+    ),
+)

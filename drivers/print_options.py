@@ -54,6 +54,8 @@ class PrintOption:
                 found.append(f"choice option {self.name!r} has no choices")
             elif len({type(value) for value, _ in self.choices}) > 1:
                 found.append(f"choice option {self.name!r} mixes value types")
+            elif any(isinstance(value, bool) for value, _ in self.choices):
+                found.append(f"choice option {self.name!r} has true/false values: make it boolean")
             if self.default is not None and self.default not in self.values():
                 found.append(f"the default of {self.name!r} is not one of its choices")
         elif self.choices:

@@ -32,6 +32,7 @@ GENERIC = ["copies", "threshold", "dither", "rotation"]
         (PrintOption("mixed", "choice", "M", choices=((1, "one"), ("2", "two"))), "mixes"),
         (PrintOption("pick", "choice", "P", default="c", choices=(("a", "A"),)), "not one of"),
         (PrintOption("flag", "boolean", "F", choices=((True, "yes"),)), "has choices"),
+        (PrintOption("flag", "choice", "F", choices=((True, "yes"),)), "make it boolean"),
         (PrintOption("flag", "boolean", "F", max_value=3), "has bounds"),
         (PrintOption("level", "integer", "L", max_length=3), "has a max_length"),
         (PrintOption("level", "integer", "L", default=9, max_value=5), "does not fit"),

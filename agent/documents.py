@@ -5,7 +5,7 @@ Rendering itself (`agent.render`, with pypdfium2 and Pillow's decoders) is loade
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Self
@@ -69,17 +69,24 @@ class PageSource:
     """An opened, checked document that renders one 1-bit page at a time (`agent.render`).
 
     Pages are mode "1" (black = 0, white = 255), exactly `width_dots` wide, laid out for the page
-    format and options the document was opened with. Blocking: use it on the render thread.
-    `close()` (or leaving the `with` block) frees the decoders' memory; a closed source renders
-    nothing.
+    format and options the document was opened with: one such plane per colour of the format
+    (`PageFormat.colors`). Blocking: use it on the render thread. `close()` (or leaving the
+    `with` block) frees the decoders' memory; a closed source renders nothing.
     """
 
     page_count: int
     warnings: tuple[str, ...]
 
-    def render_page(self, index: int) -> Image:
-        """Render page `index` (0-based); IndexError outside `range(page_count)`."""
+    def render_planes(self, index: int) -> tuple[Image, ...]:
+        """Render page `index` (0-based), one plane per colour of the page format, in its order.
+
+        IndexError outside `range(page_count)`.
+        """
         raise NotImplementedError
+
+    def render_page(self, index: int) -> Image:
+        """Render page `index` as one plane: every colour's ink in black (see `flatten`)."""
+        return flatten(self.render_planes(index))
 
     def close(self) -> None:
         """Free the document; safe to call twice."""
@@ -89,3 +96,16 @@ class PageSource:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def flatten(planes: Sequence[Image]) -> Image:
+    """One 1-bit page with the ink of every plane (black where any plane is black)."""
+    if len(planes) == 1:
+        return planes[0]
+    from PIL import ImageChops
+
+    page = planes[0]
+    for plane in planes[1:]:
+        # On mode "1" images, "and" keeps white only where both planes are white.
+        page = ImageChops.logical_and(page, plane)
+    return page

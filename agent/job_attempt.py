@@ -36,6 +36,7 @@ from drivers.base import (
     PrinterUnavailable,
     PrintFailed,
 )
+from drivers.media import MediaMismatch
 from drivers.transport import PrinterUnreachable, TransportError
 
 log = structlog.get_logger(__name__)
@@ -250,7 +251,11 @@ class JobAttempts:
         waits = isinstance(err, PrinterUnavailable | PrinterUnreachable)
         if waits:
             if machine.status in (LabelPrinterStatus.CONNECTED, LabelPrinterStatus.UNKNOWN):
-                machine.set_status(LabelPrinterStatus.DISCONNECTED)
+                machine.set_status(
+                    LabelPrinterStatus.NO_MEDIA
+                    if isinstance(err, MediaMismatch)
+                    else LabelPrinterStatus.DISCONNECTED
+                )
                 machine.set_status_text(reason)
         else:
             progressed = first_label is not None and progress > first_label

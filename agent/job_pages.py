@@ -66,12 +66,19 @@ class ActiveJob:
             self.stop_reason = reason
 
     async def page(self, index: int) -> Image:
-        """Page `index`, rendered on the render thread; the next page starts rendering now."""
+        """Page `index` as one plane (every colour's ink in black); see `planes`."""
+        planes = await self.planes(index)
+        if len(planes) == 1 or self._pages is None:
+            return planes[0]
+        return await self._pages.flatten(planes)
+
+    async def planes(self, index: int) -> tuple[Image, ...]:
+        """Page `index`'s colour planes, rendered on the render thread; the next page starts now."""
         pages = self._pages
         if pages is None or not 0 <= index < pages.page_count:
             raise IndexError(f"page {index} is not in this job")
         try:
-            page = await pages.get(index)
+            planes = await pages.get(index)
         except DocumentError as err:
             raise PrintFailed(str(err)) from err
         # Pages are asked for in label order: the next label shows the next page.
@@ -80,7 +87,7 @@ class ActiveJob:
         if more and not self.stop_requested:
             pages.prefetch((index + 1) % pages.page_count, keep=index)
         self.report_activity()
-        return page
+        return planes
 
     def report_progress(self, labels_printed: int) -> None:
         """Labels printed so far, counted over the whole job."""

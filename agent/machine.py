@@ -22,6 +22,7 @@ from drivers.base import (
     SettingDef,
     SettingValue,
 )
+from drivers.media import Media
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,9 @@ class Machine:
     status_text: str = ""
     properties: tuple[MachineProperty, ...] = ()
     status_read_at: dt.datetime | None = None
+    # The media the driver last reported loaded (kept in memory only: a printer is read again
+    # after a restart anyway).
+    media: Media | None = None
     # The API's rendering of `properties` and `status_read_at`, kept until they change (they are
     # read on every listing and written only by polls).
     _json_cache: tuple[object, object, list[dict[str, Any]], str | None] | None = field(
@@ -145,6 +149,10 @@ class Machine:
         if new != self.properties:
             self.state_changed = True
         self.properties = new
+
+    def set_media(self, media: Media | None) -> None:
+        """Record the media the printer reports loaded (None: not known)."""
+        self.media = media
 
     def handle_error(self, error: Exception | str) -> None:
         """Record a run-time error reported by the driver."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageChops, UnidentifiedImageError
 
 from agent.documents import (
     DEFAULT_RENDER_LIMITS,
@@ -25,7 +25,7 @@ from agent.documents import (
     RenderLimits,
 )
 from agent.render_worker import IsolatedPages
-from drivers.base import PageFormat, RenderOptions
+from drivers.base import PAGE_COLORS, PageFormat, RenderOptions
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -69,6 +69,9 @@ def open_document(
     at `page_format.dpi`, a partial dot at the edge dropped. An image is taken pixel for pixel
     unless it states a DPI that differs from the printer's: then it is resampled to keep its
     physical size (a 150 dpi image prints twice as many dots wide at 300 dpi).
+
+    With two colours in `page_format.colors`, each page is drawn in RGB and split into a black
+    and a red plane (`RED_MIN_EXCESS`); `render_planes` gives both, `render_page` one with both.
     """
     limits = DEFAULT_LIMITS if limits is None else limits
     _check_type(document, content_type)
@@ -144,6 +147,7 @@ _PDFIUM_LOCK = threading.Lock()
 _PDFIUM_WHITE = 0xFFFFFFFF
 _WHITE = 255
 _PDFIUM_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_GRAYSCALE
+_PDFIUM_COLOUR_FLAGS = pdfium_c.FPDF_ANNOT
 _POINTS_PER_INCH = 72
 # PDF writers round page boxes to a few decimals: 731.9999 dots is a whole 732-dot page.
 _DOT_TOLERANCE = 0.01
@@ -169,6 +173,10 @@ _EXIF_TRANSPOSE: Mapping[int, Image.Transpose] = MappingProxyType(
     }
 )
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Two-colour pages: a pixel is red when its red channel exceeds both green and blue by at least
+# this much (of 255). Pure and dark reds, vermilion and orange qualify; pink, brown, magenta and
+# greys do not (they print black or white by their grey, as on a one-colour printer).
+RED_MIN_EXCESS = 96
 # Drawing objects inspected on one PDF page (nested forms included) before it is refused as a bomb.
 _MAX_PAGE_OBJECTS = 1_000_000
 
@@ -188,6 +196,11 @@ class _Layouter:
     def __init__(self, page_format: PageFormat, options: RenderOptions, limits: RenderLimits):
         if options.rotation not in _ROTATIONS:
             raise ValueError(f"rotation must be 0, 90, 180 or 270, not {options.rotation!r}")
+        if tuple(page_format.colors) not in PAGE_COLORS:
+            known = " or ".join(str(list(colors)) for colors in PAGE_COLORS)
+            raise ValueError(f"page colours must be {known}, not {list(page_format.colors)!r}")
+        # Two-colour pages are drawn in RGB and split into planes; others straight in grey.
+        self.colour = len(page_format.colors) > 1
         self.format = page_format
         self.options = options
         self.limits = limits
@@ -235,25 +248,50 @@ class _Layouter:
             draw_w, draw_h = draw_h, draw_w
         return _Layout(draw_size=(draw_w, draw_h), factor=factor, canvas=canvas)
 
-    def finish(self, grey: Image.Image, layout: _Layout) -> Image.Image:
-        """Finish a greyscale page drawn at `layout.draw_size`: rotate, 1-bit, centre."""
+    def finish(self, drawn: Image.Image, layout: _Layout) -> tuple[Image.Image, ...]:
+        """Finish a page drawn at `layout.draw_size`: rotate, split, 1-bit, centre.
+
+        `drawn` is grey, or RGB for two colours, which is split into the format's colour planes.
+        """
         transpose = _ROTATIONS[self.options.rotation]
         if transpose is not None:
-            grey = grey.transpose(transpose)
+            drawn = drawn.transpose(transpose)
+        if self.colour:
+            grey, red = _split_red(drawn)
+            return (self._centred(self._one_bit(grey), layout), self._centred(red, layout))
+        return (self._centred(self._one_bit(drawn), layout),)
+
+    def _one_bit(self, grey: Image.Image) -> Image.Image:
         if self.options.dither:
-            page = grey.convert("1", dither=Image.Dither.FLOYDSTEINBERG)
-        else:
-            threshold = self.options.threshold
-            page = grey.point([0 if value < threshold else 255 for value in range(256)], "1")
-        if page.size != layout.canvas:
-            # Mode "1" white is 255: any other non-zero value is read back as ink by encoders.
-            canvas = Image.new("1", layout.canvas, _WHITE)
-            canvas.paste(
-                page,
-                ((layout.canvas[0] - page.width) // 2, (layout.canvas[1] - page.height) // 2),
-            )
-            page = canvas
-        return page
+            return grey.convert("1", dither=Image.Dither.FLOYDSTEINBERG)
+        threshold = self.options.threshold
+        return grey.point([0 if value < threshold else 255 for value in range(256)], "1")
+
+    @staticmethod
+    def _centred(page: Image.Image, layout: _Layout) -> Image.Image:
+        if page.size == layout.canvas:
+            return page
+        # Mode "1" white is 255: any other non-zero value is read back as ink by encoders.
+        canvas = Image.new("1", layout.canvas, _WHITE)
+        canvas.paste(
+            page,
+            ((layout.canvas[0] - page.width) // 2, (layout.canvas[1] - page.height) // 2),
+        )
+        return canvas
+
+
+def _split_red(rgb: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """An RGB page as (grey without its red pixels, 1-bit red plane with red = 0).
+
+    Red pixels (see `RED_MIN_EXCESS`) are white in the grey image, so no dot gets both colours.
+    """
+    r, g, b = rgb.split()
+    excess = ImageChops.subtract(r, ImageChops.lighter(g, b))
+    is_red = excess.point([255 if value >= RED_MIN_EXCESS else 0 for value in range(256)])
+    grey = rgb.convert("L")
+    grey.paste(_WHITE, mask=is_red)
+    red = is_red.point([255 if value else 0 for value in range(256)], "1")
+    return grey, ImageChops.invert(red)
 
 
 class _PdfPages(PageSource):
@@ -279,15 +317,18 @@ class _PdfPages(PageSource):
         self.page_count = count
         self.warnings = tuple(layouter.warnings)
 
-    def render_page(self, index: int) -> Image.Image:
+    def render_planes(self, index: int) -> tuple[Image.Image, ...]:
         if not 0 <= index < self.page_count:
             raise IndexError(f"page index {index} is outside the document's {self.page_count}")
         layout = self._layouts[index]
         if self._pdf is None:
             raise ValueError("the document is closed")
+        layouter = self._layouter
         with _PDFIUM_LOCK:
-            grey = _render_pdf_page(self._pdf, index, layout, self._layouter.format.dpi)
-        return self._layouter.finish(grey, layout)
+            drawn = _render_pdf_page(
+                self._pdf, index, layout, layouter.format.dpi, colour=layouter.colour
+            )
+        return layouter.finish(drawn, layout)
 
     def close(self) -> None:
         pdf, self._pdf = self._pdf, None
@@ -384,7 +425,10 @@ def _image_sizes(objects: list[Any], sizes: list[tuple[int, int]], budget: list[
             stack.extend(child for child in children if child)
 
 
-def _render_pdf_page(pdf: pdfium.PdfDocument, index: int, layout: _Layout, dpi: int) -> Image.Image:
+def _render_pdf_page(
+    pdf: pdfium.PdfDocument, index: int, layout: _Layout, dpi: int, *, colour: bool
+) -> Image.Image:
+    """The page drawn at `layout.draw_size`: grey, or RGB when `colour`."""
     page = _load_page(pdf, index)
     try:
         # Rendering straight at the fitted size keeps oversized vector pages sharp. The exact
@@ -394,19 +438,24 @@ def _render_pdf_page(pdf: pdfium.PdfDocument, index: int, layout: _Layout, dpi: 
         width, height = layout.draw_size
         matrix = pdfium_c.FS_MATRIX(scale, 0, 0, scale, 0, 0)
         clip = pdfium_c.FS_RECTF(0, 0, width, height)
-        bitmap = pdfium.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_Gray)
+        kind, flags = (
+            (pdfium_c.FPDFBitmap_BGR, _PDFIUM_COLOUR_FLAGS)
+            if colour
+            else (pdfium_c.FPDFBitmap_Gray, _PDFIUM_FLAGS)
+        )
+        bitmap = pdfium.PdfBitmap.new_native(width, height, kind)
         try:
             pdfium_c.FPDFBitmap_FillRect(bitmap.raw, 0, 0, width, height, _PDFIUM_WHITE)
             pdfium_c.FPDF_RenderPageBitmapWithMatrix(
-                bitmap.raw, page.raw, ctypes.byref(matrix), ctypes.byref(clip), _PDFIUM_FLAGS
+                bitmap.raw, page.raw, ctypes.byref(matrix), ctypes.byref(clip), flags
             )
             # to_pil() shares pdfium's buffer, which close() frees: copy it out first.
-            grey: Image.Image = bitmap.to_pil().copy()
+            drawn: Image.Image = bitmap.to_pil().copy()
         finally:
             bitmap.close()
     finally:
         page.close()
-    return grey
+    return drawn
 
 
 class _ImagePage(PageSource):
@@ -416,22 +465,22 @@ class _ImagePage(PageSource):
     """
 
     def __init__(self, data: bytes, layouter: _Layouter) -> None:
-        self._page: Image.Image | None = _render_image(data, layouter)
+        self._planes: tuple[Image.Image, ...] | None = _render_image(data, layouter)
         self.page_count = 1
         self.warnings = tuple(layouter.warnings)
 
-    def render_page(self, index: int) -> Image.Image:
+    def render_planes(self, index: int) -> tuple[Image.Image, ...]:
         if index != 0:
             raise IndexError(f"page index {index} is outside the image's one page")
-        if self._page is None:
+        if self._planes is None:
             raise ValueError("the document is closed")
-        return self._page.copy()
+        return tuple(plane.copy() for plane in self._planes)
 
     def close(self) -> None:
-        self._page = None
+        self._planes = None
 
 
-def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
+def _render_image(data: bytes, layouter: _Layouter) -> tuple[Image.Image, ...]:
     try:
         image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as err:
@@ -447,7 +496,7 @@ def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
         try:
             frames: int = getattr(image, "n_frames", 1)
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-            grey = _to_grey(image)
+            drawn = _to_rgb(image) if layouter.colour else _to_grey(image)
         except Exception as err:  # Pillow's decoders raise many types on bad input
             raise DocumentError(f"the image cannot be read: {err}") from err
         if frames > 1:
@@ -455,14 +504,26 @@ def _render_image(data: bytes, layouter: _Layouter) -> Image.Image:
         dpi_x, dpi_y = _image_dpi(image, layouter.format.dpi)
     exif_transpose = _EXIF_TRANSPOSE.get(orientation)
     if exif_transpose is not None:
-        grey = grey.transpose(exif_transpose)
+        drawn = drawn.transpose(exif_transpose)
         if orientation >= 5:
             dpi_x, dpi_y = dpi_y, dpi_x
     dpi = layouter.format.dpi
-    layout = layouter.layout(1, grey.width * dpi / dpi_x, grey.height * dpi / dpi_y)
-    if grey.size != layout.draw_size:
-        grey = grey.resize(layout.draw_size, _resample(grey.size, layout.draw_size))
-    return layouter.finish(grey, layout)
+    layout = layouter.layout(1, drawn.width * dpi / dpi_x, drawn.height * dpi / dpi_y)
+    if drawn.size != layout.draw_size:
+        drawn = drawn.resize(layout.draw_size, _resample(drawn.size, layout.draw_size))
+    return layouter.finish(drawn, layout)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert to mode "RGB", compositing transparent parts onto white."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return _to_grey(image).convert("RGB")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        rgb = Image.new("RGB", image.size, (255, 255, 255))
+        rgb.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        return rgb
+    return image.convert("RGB")
 
 
 def _to_grey(image: Image.Image) -> Image.Image:

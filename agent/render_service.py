@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from agent.documents import PageSource, RenderLimits
+from agent.documents import PageSource, RenderLimits, flatten
 from agent.machine import Machine
-from drivers.base import LabelPrinterDriver, PageFormat, RenderOptions
+from drivers.base import LabelPrinterDriver, PageFormat, PrinterUnavailable, RenderOptions
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -66,7 +66,8 @@ class RenderService:
     ) -> tuple[PageFormat, RenderOptions]:
         """The machine's page format and its render defaults overridden by the job's options.
 
-        Raises DriverHookFailed if the driver's code raises.
+        Raises PrinterUnavailable as the driver raised it (such as `MediaMismatch`), and
+        DriverHookFailed if the driver's code raises anything else.
         """
         driver = machine.driver
         if not isinstance(driver, LabelPrinterDriver):
@@ -76,6 +77,8 @@ class RenderService:
             page_format = driver.page_format(machine)
             hook = "render_options"
             defaults = driver.render_options(machine)
+        except PrinterUnavailable:
+            raise  # the printer cannot take this job now (other media loaded): the job waits
         except Exception as err:  # driver code: contained, shown on the job
             log.warning("driver_hook_failed", hook=hook, machine=machine.name, exc_info=err)
             raise DriverHookFailed(str(err) or type(err).__name__) from err
@@ -142,13 +145,17 @@ class JobPages:
     def __init__(self, service: RenderService, source: PageSource) -> None:
         self._service = service
         self._source: PageSource | None = source
-        self._pages: dict[int, asyncio.Future[Image]] = {}
+        self._pages: dict[int, asyncio.Future[tuple[Image, ...]]] = {}
         self.page_count = source.page_count
 
-    async def get(self, index: int) -> Image:
-        """Page `index` (rendered now, or taken from what `prefetch` started)."""
+    async def get(self, index: int) -> tuple[Image, ...]:
+        """Page `index`'s colour planes (rendered now, or taken from what `prefetch` started)."""
         future = self._pages.get(index) or self._render(index)
         return await asyncio.shield(future)
+
+    async def flatten(self, planes: tuple[Image, ...]) -> Image:
+        """The planes as one 1-bit page (every colour's ink in black), on the render thread."""
+        return await self._service.run(functools.partial(flatten, planes))
 
     def prefetch(self, index: int, keep: int) -> None:
         """Start rendering page `index` unless it is held; page `keep` is not dropped for it."""
@@ -167,7 +174,7 @@ class JobPages:
             except Exception:  # closing frees memory; nothing to tell anyone
                 log.debug("document_close_failed", exc_info=True)
 
-    def _render(self, index: int, keep: int | None = None) -> asyncio.Future[Image]:
+    def _render(self, index: int, keep: int | None = None) -> asyncio.Future[tuple[Image, ...]]:
         source = self._source
         if source is None:
             raise RuntimeError("the document is closed")
@@ -176,7 +183,7 @@ class JobPages:
                 break
             if old != keep:
                 _drop(self._pages.pop(old))
-        future = self._service.submit(functools.partial(source.render_page, index))
+        future = self._service.submit(functools.partial(source.render_planes, index))
         self._pages[index] = future
         return future
 

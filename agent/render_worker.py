@@ -296,8 +296,8 @@ class IsolatedPages(PageSource):
         self._doc, self._generation = doc, _POOL.generation
         return answer
 
-    def render_page(self, index: int) -> Image.Image:
-        """One page, mode "1"; the document is opened again if the worker was restarted."""
+    def render_planes(self, index: int) -> tuple[Image.Image, ...]:
+        """One page's colour planes, mode "1"; the document is opened again after a restart."""
         if self._document is None:
             raise ValueError("the document is closed")
         if not 0 <= index < self.page_count:
@@ -314,8 +314,7 @@ class IsolatedPages(PageSource):
             answer, data = _POOL.call(
                 self._limits, {"op": "render", "doc": self._doc, "index": index}
             )
-        width, height = answer["size"]
-        return Image.frombytes("1", (width, height), data)
+        return _unpack_planes(answer, data)
 
     def close(self) -> None:
         """Free the document in the worker; safe to call twice."""
@@ -327,6 +326,23 @@ class IsolatedPages(PageSource):
             if self._generation == _POOL.generation and _POOL.worker is not None:
                 with contextlib.suppress(DocumentError):
                     _POOL.call(self._limits, {"op": "close", "doc": self._doc})
+
+
+def _unpack_planes(answer: dict[str, Any], data: bytes) -> tuple[Image.Image, ...]:
+    """The planes of a "render" answer: `planes` packed 1-bit images of `size`, one after another."""
+    width, height = answer["size"]
+    count = int(answer["planes"])
+    size = (width + 7) // 8 * height
+    if count < 1 or len(data) != count * size:
+        raise RuntimeError(f"the render worker sent {len(data)} bytes for {count} planes")
+    return tuple(
+        Image.frombytes("1", (width, height), data[i * size : (i + 1) * size]) for i in range(count)
+    )
+
+
+def _page_format(fields: dict[str, Any]) -> PageFormat:
+    """A `PageFormat` from its JSON form (colours come as a list)."""
+    return PageFormat(**{**fields, "colors": tuple(fields["colors"])})
 
 
 def _orphan(generation: int, doc: int) -> None:
@@ -372,15 +388,16 @@ def _serve(memory_bytes: int) -> None:
                 source = open_in_process(
                     payload,
                     header["content_type"],
-                    PageFormat(**header["page_format"]),
+                    _page_format(header["page_format"]),
                     RenderOptions(**header["options"]),
                     RenderLimits(**header["limits"]),
                 )
                 documents[header["doc"]] = source
                 send({"ok": True, "page_count": source.page_count, "warnings": source.warnings})
             elif op == "render":
-                page = documents[header["doc"]].render_page(header["index"])
-                send({"ok": True, "size": page.size}, page.tobytes())
+                planes = documents[header["doc"]].render_planes(header["index"])
+                payload = b"".join(plane.tobytes() for plane in planes)
+                send({"ok": True, "size": planes[0].size, "planes": len(planes)}, payload)
             elif op == "close":
                 source = documents.pop(header["doc"], None)
                 if source is not None:

@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict
 
 from drivers.clock import Clock, MonotonicClock
+from drivers.print_options import GENERIC_OPTIONS, PrintOption, declaration_problems
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+    from drivers.media import Media
 
 ConfigType = Literal["M", "D"]
 SettingValue = str | int | bool | float
@@ -149,18 +152,46 @@ class Machine(Protocol):
 
     def set_properties(self, properties: Sequence[MachineProperty]) -> None: ...
 
+    @property
+    def media(self) -> Media | None:
+        """The media the driver last reported loaded (`set_media`); None: not known.
+
+        `page_format` may read it to lay pages out for the loaded labels, or to refuse a job
+        with `MediaMismatch` (the job waits). It is the last known media, not a fresh reading:
+        `print` reads the printer's status before it prints.
+        """
+        ...
+
+    def set_media(self, media: Media | None) -> None:
+        """Report the media the printer says is loaded (a `StatusReport` with media does this)."""
+        ...
+
     def handle_error(self, error: Exception | str) -> None:
         """Record a run-time error; it shows until the next successful poll or a restart."""
         ...
 
 
+# The colours a page can be drawn in, each as its own 1-bit plane.
+PlaneColor = Literal["black", "red"]
+SINGLE_COLOR: tuple[PlaneColor, ...] = ("black",)
+BLACK_AND_RED: tuple[PlaneColor, ...] = ("black", "red")
+PAGE_COLORS: tuple[tuple[PlaneColor, ...], ...] = (SINGLE_COLOR, BLACK_AND_RED)
+
+
 @dataclass(frozen=True, slots=True)
 class PageFormat:
-    """The raster a printer wants: resolution and printable area in dots (height None: continuous)."""
+    """The raster a printer wants: resolution and printable area in dots (height None: continuous).
+
+    `colors` are the planes each page is drawn as, one 1-bit image per colour in this order: one
+    black plane for most printers, black and red for two-colour media (Brother QL-8xx on 62red
+    tape). A pixel goes to the red plane when it is strongly red (see `docs/rendering.md`), to the
+    black plane when it is dark otherwise; never to both.
+    """
 
     dpi: int
     width_dots: int
     height_dots: int | None = None
+    colors: tuple[PlaneColor, ...] = SINGLE_COLOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +232,15 @@ class PrintJob(Protocol):
     async def page(self, index: int) -> Image:
         """Page `index` (0-based), mode "1" (black = 0) at the driver's `PageFormat`.
 
-        Raises `PrintFailed` if the page cannot be drawn.
+        For a format of several colours, the ink of every colour in black. Raises `PrintFailed`
+        if the page cannot be drawn.
+        """
+        ...
+
+    async def planes(self, index: int) -> tuple[Image, ...]:
+        """Page `index` as one mode "1" image (black = ink) per colour, in `PageFormat.colors` order.
+
+        A single-colour format gives `(page,)`. Raises `PrintFailed` if the page cannot be drawn.
         """
         ...
 
@@ -211,7 +250,13 @@ class PrintJob(Protocol):
         ...
 
     @property
-    def options(self) -> Mapping[str, Any]: ...
+    def options(self) -> Mapping[str, Any]:
+        """The job's print options, validated against the driver's `print_options()` and typed.
+
+        Holds the options the client sent and those with a default (`copies` is also
+        `self.copies`); a driver reads its own with a fallback on its machine setting.
+        """
+        ...
 
     @property
     def first_label(self) -> int:
@@ -257,6 +302,15 @@ async def labels(job: PrintJob) -> AsyncIterator[tuple[int, Image]]:
         if job.stop_requested:
             return
         yield number, await job.page(number % count)
+
+
+async def label_planes(job: PrintJob) -> AsyncIterator[tuple[int, tuple[Image, ...]]]:
+    """As `labels`, each page as its colour planes (`PrintJob.planes`): for two-colour printers."""
+    count = job.page_count
+    for number in range(job.first_label, count * job.copies):
+        if job.stop_requested:
+            return
+        yield number, await job.planes(number % count)
 
 
 def raw_copies(job: PrintJob) -> Iterator[int]:
@@ -336,6 +390,25 @@ class LabelPrinterDriver(BaseDriver):
     """Base of every label-printer driver."""
 
     machine_type: ClassVar[str] = "label-printer"
+    # Options of a print job this driver adds to the generic ones (`drivers.print_options`); it
+    # reads them from `job.options`, where an option the client left out (and without a default)
+    # is absent.
+    PRINT_OPTIONS: ClassVar[Sequence[PrintOption]] = ()
+
+    @classmethod
+    def validate(cls) -> None:
+        """Also refuse unsound print options, naming each problem."""
+        super().validate()
+        problems = declaration_problems(cls.PRINT_OPTIONS)
+        if problems:
+            raise NotImplementedError(
+                f"'{cls!r}' declares bad print options: {'; '.join(problems)}"
+            )
+
+    @classmethod
+    def print_options(cls) -> tuple[PrintOption, ...]:
+        """Every option a job for this driver takes: the generic ones, then the driver's own."""
+        return (*GENERIC_OPTIONS, *cls.PRINT_OPTIONS)
 
     def page_format(self, machine: Machine) -> PageFormat:
         """The raster this machine's printer takes; drivers read their settings here."""

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from drivers.kit import (
+    BLACK_AND_RED,
+    SINGLE_COLOR,
     DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
@@ -28,7 +30,7 @@ from drivers.kit import (
     SettingDef,
     SettingValue,
     int_range,
-    labels,
+    label_planes,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +55,10 @@ _BLOCKING_FAULTS = frozenset({"paper-out", "paper-jam", "cover-open", "offline"}
 
 # The settings `poll` reports from.
 _REPORTED_SETTINGS = ("FAULT", "DPI", "LABEL_WIDTH_MM", "LABEL_HEIGHT_MM")
+# The media's colours (`COLORS`): the planes each page is drawn as, and how a plane's ink is shown
+# in the PNG (RGB).
+_COLORS = {"black": SINGLE_COLOR, "black-red": BLACK_AND_RED}
+_INK = {"black": (0, 0, 0), "red": (255, 0, 0)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,13 @@ class VirtualLabelPrinter(LabelPrinterDriver):
             "default": 29,
             "validator": [int, int_range(0, 5000, " (0: continuous)")],
             "units": "mm",
+        },
+        "COLORS": {
+            "name": "Colours",
+            "description": "Black labels (1-bit PNGs), or black and red two-colour media "
+            "(RGB PNGs)",
+            "default": "black",
+            "choices": [("black", "Black"), ("black-red", "Black and red")],
         },
         "LABEL_DELAY_MS": {
             "name": "Print time per label",
@@ -170,7 +183,8 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         width = round(int(machine.get_setting("LABEL_WIDTH_MM", "D")) * dpi / MM_PER_INCH)
         height_mm = int(machine.get_setting("LABEL_HEIGHT_MM", "D"))
         height = round(height_mm * dpi / MM_PER_INCH) if height_mm > 0 else None
-        return PageFormat(dpi=dpi, width_dots=max(width, 1), height_dots=height)
+        colors = _COLORS.get(str(machine.get_setting("COLORS", "D")), SINGLE_COLOR)
+        return PageFormat(dpi=dpi, width_dots=max(width, 1), height_dots=height, colors=colors)
 
     def render_options(self, machine: Machine) -> RenderOptions:
         """Defaults: threshold, no rotation."""
@@ -192,13 +206,19 @@ class VirtualLabelPrinter(LabelPrinterDriver):
                 "the virtual printer takes PDF or PNG documents, not printer language"
             )
         delay = max(int(machine.get_setting("LABEL_DELAY_MS", "D")), 0) / 1000
-        async for label, page in labels(job):
+        colors = self.page_format(machine).colors
+        async for label, planes in label_planes(job):
             copy, number = divmod(label, job.page_count)
             suffix = f"-copy{copy + 1}" if job.copies > 1 else ""
             path = directory / f"{job.pk}-{number + 1}{suffix}.png"
             await job.before_write()
             await asyncio.to_thread(
-                _write_label, page, path, directory / PRINT_LOG, f"{job.pk} {label + 1}\n"
+                _write_label,
+                colors,
+                planes,
+                path,
+                directory / PRINT_LOG,
+                f"{job.pk} {label + 1}\n",
             )
             if delay:
                 await asyncio.sleep(delay)
@@ -209,9 +229,24 @@ class VirtualLabelPrinter(LabelPrinterDriver):
         return self.state_dir / output_folder_name(machine.name, machine.pk)
 
 
-def _write_label(page: Image, path: Path, log_path: Path, log_line: str) -> None:
-    """Save one label and append it to the print log (one line per label: job pk, label number)."""
-    page.save(path, "PNG")
+def _write_label(
+    colors: tuple[str, ...], planes: tuple[Image, ...], path: Path, log_path: Path, log_line: str
+) -> None:
+    """Save one label and append it to the print log (one line per label: job pk, label number).
+
+    One plane is saved as it is (1-bit); several are painted in their colours on a white RGB page.
+    """
+    if len(planes) == 1:
+        planes[0].save(path, "PNG")
+    else:
+        from PIL import Image as PilImage
+        from PIL import ImageChops
+
+        page = PilImage.new("RGB", planes[0].size, (255, 255, 255))
+        for color, plane in zip(colors, planes, strict=True):
+            # A plane is black (0) where it has ink: inverted, it is the mask to paint through.
+            page.paste(_INK[color], mask=ImageChops.invert(plane.convert("L")))
+        page.save(path, "PNG")
     with log_path.open("a", encoding="utf-8") as log_file:
         log_file.write(log_line)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from drivers.base import (
     BaseDriver,
@@ -20,6 +20,9 @@ from drivers.base import (
     labels,
     raw_copies,
 )
+from drivers.kit import StatusReport
+from drivers.media import Media, MediaMismatch
+from drivers.print_options import PrintOption
 
 
 def _even(value: object) -> None:
@@ -64,10 +67,25 @@ class RecordingDriver(LabelPrinterDriver):
         },
         "SPEED": {"name": "Speed", "description": "No default", "default": "", "validator": int},
     }
+    # One print option of each kind; `print` records what the job hands over.
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "mode",
+            "choice",
+            "Mode",
+            "Print mode of this job",
+            default="fast",
+            choices=(("fast", "Fast"), ("fine", "Fine")),
+        ),
+        PrintOption("speed", "integer", "Speed", "Speed of this job", min_value=1, max_value=5),
+        PrintOption("cut", "boolean", "Cut", "Cut after each label"),
+        PrintOption("note", "string", "Note", "Text printed on the liner", max_length=8),
+    )
 
     def __init__(self, context: DriverContext) -> None:
         super().__init__(context)
         self.calls: list[tuple[str, str]] = []
+        self.job_options: list[dict[str, Any]] = []
 
     async def init_driver(self) -> None:
         self.calls.append(("init_driver", ""))
@@ -92,6 +110,7 @@ class RecordingDriver(LabelPrinterDriver):
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
         self.calls.append(("print", machine.name))
+        self.job_options.append(dict(job.options))
 
 
 class RequiredSettingsDriver(LabelPrinterDriver):
@@ -204,3 +223,70 @@ class TroubledDriver(LabelPrinterDriver):
         async for number, _page in labels(job):
             self.printed.append((job.pk, number + 1))
             job.report_progress(number + 1)
+
+
+class BadPrintOptionsDriver(LabelPrinterDriver):
+    """Declares print options that cannot work: a taken name, a choice without choices."""
+
+    SLUG = "bad-options"
+    NAME = "Bad options"
+    DESCRIPTION = "Declares unsound print options"
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption("copies", "integer", "Copies"),
+        PrintOption("paper", "choice", "Paper"),
+    )
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        return None
+
+
+class MediaDriver(LabelPrinterDriver):
+    """A printer that reports the media loaded (`loaded`, by machine pk, plays the printer).
+
+    `WIDTH_MM` 0 lays pages out for the loaded media's width; any other width refuses loaded
+    media of another width, in `page_format` (from the last known media) and in `print` (from a
+    fresh reading, as a real driver reads its status before it prints).
+    """
+
+    SLUG = "media"
+    NAME = "Media driver"
+    DESCRIPTION = "Reports its loaded media"
+    MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
+        "WIDTH_MM": {
+            "name": "Label width",
+            "description": "0: the loaded media's",
+            "default": 62,
+            "validator": int,
+        },
+    }
+    DPI = 300
+    DEFAULT_WIDTH_MM = 62
+
+    def __init__(self, context: DriverContext) -> None:
+        super().__init__(context)
+        self.loaded: dict[str, Media] = {}
+        self.page_sizes: list[tuple[int, int]] = []
+
+    async def poll(self, machine: Machine) -> None:
+        StatusReport(media=self.loaded.get(machine.pk)).apply(machine)
+
+    def page_format(self, machine: Machine) -> PageFormat:
+        width_mm = self._expected_width(machine, machine.media)
+        return PageFormat(dpi=self.DPI, width_dots=round(width_mm * self.DPI / 25.4))
+
+    async def print(self, machine: Machine, job: PrintJob) -> None:
+        StatusReport(media=self.loaded.get(machine.pk)).raise_if_blocking(machine)
+        self._expected_width(machine, machine.media)
+        async for number, page in labels(job):
+            self.page_sizes.append(page.size)
+            job.report_progress(number + 1)
+
+    def _expected_width(self, machine: Machine, media: Media | None) -> float:
+        """The width to print on; MediaMismatch when the loaded media is another width."""
+        setting = int(machine.get_setting("WIDTH_MM", "D"))
+        loaded = media.width_mm if media is not None else None
+        if setting == 0:
+            return loaded or self.DEFAULT_WIDTH_MM
+        if media is not None and loaded is not None and loaded != setting:
+            raise MediaMismatch(media, f"{setting} mm wide media")
+        return setting

@@ -30,6 +30,7 @@ from drivers.kit import (
     SettingValidationError,
     SettingValue,
 )
+from drivers.media import Media
 from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 from tests.driver_time import QUICK_ESCPOS, escpos_driver
@@ -57,6 +58,7 @@ class FakeMachine:
     status_text: str = ""
     properties: tuple[MachineProperty, ...] = ()
     errors: list[str] = field(default_factory=list)
+    media: Media | None = None
 
     def get_setting(self, key: str, config_type: str) -> SettingValue:
         return native_value(self.driver.MACHINE_SETTINGS[key], self.settings.get(key))
@@ -69,6 +71,9 @@ class FakeMachine:
 
     def set_properties(self, properties: Any) -> None:
         self.properties = tuple(properties)
+
+    def set_media(self, media: Media | None) -> None:
+        self.media = media
 
     def handle_error(self, error: Exception | str) -> None:
         self.errors.append(str(error))
@@ -99,6 +104,9 @@ class FakeJob:
 
     async def page(self, index: int) -> Image.Image:
         return self.pages[index]
+
+    async def planes(self, index: int) -> tuple[Image.Image, ...]:
+        return (self.pages[index],)
 
     def report_progress(self, labels_printed: int) -> None:
         self.progress.append(labels_printed)
@@ -209,6 +217,15 @@ async def test_golden_bytes_of_a_two_page_job_with_copies(
     )
     assert job.progress == [1, 2, 3, 4]
     assert [label.cut for label in sim.labels] == ["partial"] * 4
+
+
+async def test_the_jobs_cut_option_overrides_the_setting(
+    machine: FakeMachine, tap: Tap, sim: EscposSimulator
+) -> None:
+    machine.settings |= {"CUT": "full"}
+    await driver_of(machine).print(machine, FakeJob([page_16x3()], options={"cut": "partial"}))
+    assert tap.received == QUERY + INIT + RASTER_16x3 + bytes.fromhex("1b4a00 1d5601") + QUERY
+    assert [label.cut for label in sim.labels] == ["partial"]
 
 
 @pytest.mark.parametrize("layout", ["default", "small-buffer", "large-buffer"])

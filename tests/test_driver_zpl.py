@@ -17,6 +17,7 @@ from drivers.kit import (
     PrinterSilent,
     PrintFailed,
 )
+from drivers.media import Media
 from drivers.sim import SimTcpServer, ZplSimulator, serve_tcp
 from drivers.transport import TransportError
 from drivers.zpl.driver import ZplDriver, ZplTiming
@@ -114,6 +115,16 @@ async def test_golden_bytes_with_darkness_speed_and_init(
     fmt = b"^XA^MNY^PW16^LL3^LH0,0~SD15^PR4^FO0,0^GFA,6,6,2,FF,JAI01^FS^PQ1^XZ"
     assert tap.received == STATUS + ODOMETER + fmt + ODOMETER
     assert (sim.darkness, sim.speed) == (15, 4)
+
+
+async def test_the_jobs_darkness_option_overrides_the_setting(
+    machine: FakeMachine, tap: Tap, sim: ZplSimulator
+) -> None:
+    machine.settings |= {"DARKNESS": "15"}
+    await driver_of(machine).print(machine, FakeJob([page_16x3()], options={"darkness": 25}))
+    fmt = b"^XA^PW16^LL3^LH0,0~SD25^FO0,0^GFA,6,6,2,FF,JAI01^FS^PQ1^XZ"
+    assert tap.received == STATUS + ODOMETER + fmt + ODOMETER
+    assert sim.darkness == 25
 
 
 async def test_pages_print_in_order_copy_after_copy_two_formats_ahead(
@@ -321,6 +332,29 @@ async def test_poll_reports_each_simulated_fault_with_properties(
     # ~HS stays silent in these faults on a real Zebra: it is not even asked.
     asked_hs = b"~HS" in tap.received.replace(b"~HQES", b"")
     assert asked_hs is (fault not in ("paper-out", "head-open", "ribbon-out"))
+
+
+async def test_poll_reports_the_media_hs_tells(machine: FakeMachine, sim: ZplSimulator) -> None:
+    driver = driver_of(machine)
+    await driver.poll(machine)
+    # A printer that has printed nothing yet reports no label length.
+    assert machine.media == Media()
+    await driver.print(machine, FakeJob([page_16x3()]))
+    await driver.poll(machine)
+    # ~HS reports the label length in dots (the simulator's: the last format's ^LL).
+    assert machine.media == Media(length_dots=3)
+    assert machine.media.describe() == "3 dots long media"
+    sim.set_fault("paper-out")
+    await driver.poll(machine)
+    assert machine.media == Media(loaded=False)
+    assert machine.media.describe() == "no media"
+    # A job that finds the paper out records it too, before it waits.
+    sim.clear_fault()
+    await driver.poll(machine)
+    sim.set_fault("paper-out")
+    with pytest.raises(PrinterNotReady):
+        await driver.print(machine, FakeJob([page_16x3()]))
+    assert machine.media == Media(loaded=False)
 
 
 async def test_poll_of_a_printer_that_answers_nothing_raises(

@@ -267,13 +267,13 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     def counting_open(*args: Any, **kwargs: Any) -> Any:
         source = real_open(*args, **kwargs)
         dpi = args[2].dpi
-        real_render = source.render_page
+        real_render = source.render_planes
 
         def counting_render(index: int) -> Any:
             calls.append((dpi, index))
             return real_render(index)
 
-        source.render_page = counting_render  # type: ignore[method-assign]
+        source.render_planes = counting_render  # type: ignore[method-assign]
         return source
 
     monkeypatch.setattr(render_module, "open_document", counting_open)

@@ -80,7 +80,7 @@ async def test_driver_hooks_run_on_the_loop_and_the_thread_gets_plain_values(
     try:
         pages = await service.open(machine, label_pdf(2), "application/pdf", {"dither": True})
         try:
-            page = await pages.get(1)
+            (page,) = await pages.get(1)
         finally:
             await pages.close()
     finally:

@@ -25,11 +25,12 @@ from schemathesis.core import storage
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.api.declare import UUID_PATTERN
-from agent.api.schema import openapi_document
+from agent.api.schema import driver_options_of, openapi_document
 from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import User
 from agent.config import AuthConfig, Settings, StorageConfig
+from agent.discovery import discover
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USER, CHEAP_PASSWORD_COST, TEST_DRIVERS
 from tests.daemon_helpers import REPO_ROOT
@@ -169,7 +170,8 @@ def auth(server: LoopbackServer) -> dict[str, str]:
     """Superuser token headers; first checks the server serves the document under test."""
     resp = requests.get(f"{server.base_url}/api/schema/", timeout=REQUEST_TIMEOUT_S)
     assert resp.status_code == 200
-    assert resp.json() == openapi_document()
+    drivers = discover(TEST_DRIVERS).drivers
+    assert resp.json() == openapi_document(driver_options_of(drivers))
     return server.token("schemathesis")
 
 

@@ -29,14 +29,14 @@ from agent.api.job_models import (
     print_parameters,
 )
 from agent.api.listing import LIMIT_PARAMETER, OFFSET_PARAMETER, limit_offset, page_body
-from agent.api.print_options import parse_options
+from agent.api.print_options import OptionsForm, options_form
 from agent.api.views import ApiView, read_bytes, read_form
 from agent.appkeys import JOBS, REGISTRY
 from agent.documents import IMAGE_CONTENT_TYPES, PDF_CONTENT_TYPE, RAW_CONTENT_TYPE, DocumentError
 from agent.jobs import CANCEL_WAIT_S, JobNotCancellable, TooManyLabels
 from agent.machine import Machine
 from agent.storage.jobs import JOB_STATUSES, JobRow
-from drivers.base import LabelPrinterDriver
+from drivers.base import LabelPrinterDriver, PrinterUnavailable
 
 _EXTENSION_TYPES = {
     ".pdf": PDF_CONTENT_TYPE,
@@ -58,9 +58,14 @@ _PRINT_TEXT = (
     "field: `document` (empty, unreadable, of an unsupported type, or over the page or "
     "pixel limits), "
     "`copies` (also when pages x copies is over the agent's `max_labels`, 10,000 unless "
-    "configured), `threshold`, `dither`, `rotation`, `file` (a form without a `file` part), "
-    "`Idempotency-Key`, or `non_field_errors` (the machine has no driver); a malformed "
-    "multipart body gives `{detail}`."
+    "configured), `threshold`, `dither`, `rotation`, a driver's own option, `file` (a form "
+    "without a `file` part), `Idempotency-Key`, or `non_field_errors` (the machine has no "
+    "driver, or the media its printer reports loaded is not what the machine is set up "
+    "for); a malformed multipart body gives `{detail}`.\n\n"
+    "Besides the options listed here, which every label printer takes, a driver may declare "
+    "its own: `OPTIONS` on this path lists a machine's (`actions.POST`), and "
+    "`x-driver-options` every driver's, by driver slug. An option the machine's driver does "
+    "not declare is ignored."
 )
 _CANCEL_TEXT = (
     "Cancel a job (the job stays listed). A queued job is cancelled at once. A "
@@ -146,7 +151,7 @@ class PrintView(ApiView):
         """Queue a job: 201 with the job, or 200 with the earlier job for a repeated Idempotency-Key."""
         machine = self._machine()
         document, content_type, fields = await self._document()
-        options = parse_options(self.request.query, fields)
+        options = print_options(machine).parse({**self.request.query, **fields})
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not (
             0 < len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()
@@ -158,7 +163,7 @@ class PrintView(ApiView):
                     ]
                 }
             )
-        copies = options.pop("copies")
+        copies = int(options.pop("copies"))
         try:
             submitted = await self.request.app[JOBS].submit(
                 machine, document, content_type, copies, options, key
@@ -167,7 +172,24 @@ class PrintView(ApiView):
             raise ValidationFailed({"document": [str(err)]}) from err
         except TooManyLabels as err:
             raise ValidationFailed({"copies": [str(err)]}) from err
+        except PrinterUnavailable as err:
+            # The driver cannot lay pages out for this printer now (`MediaMismatch`: the loaded
+            # labels are not the ones the machine is set up for); nothing is stored.
+            raise ValidationFailed({"non_field_errors": [str(err)]}) from err
         return drf_json(job_json(submitted.job), status=201 if submitted.created else 200)
+
+    def metadata(self) -> dict[str, Any]:
+        """DRF's metadata; `actions` lists this machine's print options to those who may print."""
+        metadata = super().metadata()
+        machine = self.request.app[REGISTRY].get(self.request.match_info["pk"])
+        if (
+            machine is not None
+            and machine.registered
+            and isinstance(machine.driver, LabelPrinterDriver)
+            and self.has_permission("POST")
+        ):
+            metadata["actions"] = {"POST": print_options(machine).metadata()}
+        return metadata
 
     def _machine(self) -> Machine:
         pk = self.request.match_info["pk"]
@@ -322,6 +344,14 @@ class JobDetail(ApiView):
         if cancelled.stopped:
             return drf_json(job_json(row))
         return drf_json(job_json(row, runner.live_progress(row.pk)), status=202)
+
+
+def print_options(machine: Machine) -> OptionsForm:
+    """The print options of a machine's label-printer driver."""
+    driver = machine.driver
+    if not isinstance(driver, LabelPrinterDriver):
+        raise TypeError(f"machine {machine.name!r} has no label-printer driver")
+    return options_form(driver.print_options())
 
 
 def _part_type(part: web.FileField) -> str:

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import importlib.util
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,15 +17,42 @@ from aiohttp import web
 from agent.api.declare import Answer, Endpoint, Inline, Operation, query_parameter
 from agent.api.errors import NotFound
 from agent.api.openapi import build_document
+from agent.api.print_options import options_form
 from agent.api.views import ApiView
+from agent.appkeys import REGISTRY
+from drivers.base import BaseDriver, LabelPrinterDriver
+from drivers.print_options import PrintOption
+
+# Each driver's own print options, by slug, as the OpenAPI document lists them.
+DriverOptions = tuple[tuple[str, tuple[PrintOption, ...]], ...]
+PRINT_PATH = "/api/machine/{id}/print/"
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The whole document, built on first use; shared, so callers must not modify it."""
+def openapi_document(driver_options: DriverOptions = ()) -> dict[str, Any]:
+    """The whole document, built on first use; shared, so callers must not modify it.
+
+    `driver_options` (see `driver_options_of`) lists the drivers' own print options under the
+    print operation's `x-driver-options`.
+    """
     from agent.api import VIEWS  # which lists this view: import when first built
 
-    return build_document(VIEWS)
+    document = build_document(VIEWS)
+    document["paths"][PRINT_PATH]["post"]["x-driver-options"] = {
+        slug: {"type": "object", "properties": options_form(options).json_schema()}
+        for slug, options in driver_options
+        if options
+    }
+    return document
+
+
+def driver_options_of(drivers: Mapping[str, type[BaseDriver]]) -> DriverOptions:
+    """Each label-printer driver class's own print options, by slug, in slug order."""
+    return tuple(
+        (slug, tuple(driver.PRINT_OPTIONS))
+        for slug, driver in sorted(drivers.items())
+        if issubclass(driver, LabelPrinterDriver)
+    )
 
 
 class SchemaView(ApiView):
@@ -61,29 +89,33 @@ class SchemaView(ApiView):
     async def get(self) -> web.StreamResponse:
         """The cached document in the asked format; an unknown format is a 404, as in DRF."""
         wanted = self.request.query.get("format", "json")
+        drivers = self.request.app[REGISTRY].drivers
+        driver_options = driver_options_of({slug: type(d) for slug, d in drivers.items()})
         if wanted == "json":
-            return web.Response(body=_json_bytes(), content_type="application/json")
+            return web.Response(body=_json_bytes(driver_options), content_type="application/json")
         if wanted == "yaml" and _yaml_available():
             # The first YAML rendering takes tens of milliseconds: keep it off the loop.
-            body = await asyncio.to_thread(_yaml_bytes)
+            body = await asyncio.to_thread(_yaml_bytes, driver_options)
             return web.Response(body=body, content_type="application/yaml")
         raise NotFound
 
 
 @functools.cache
-def _json_bytes() -> bytes:
-    return json.dumps(openapi_document(), ensure_ascii=False).encode()
+def _json_bytes(driver_options: DriverOptions) -> bytes:
+    return json.dumps(openapi_document(driver_options), ensure_ascii=False).encode()
 
 
 @functools.cache
-def _yaml_bytes() -> bytes:
+def _yaml_bytes(driver_options: DriverOptions) -> bytes:
     import yaml
 
     class NoAliases(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    text = yaml.dump(openapi_document(), Dumper=NoAliases, sort_keys=False, allow_unicode=True)
+    text = yaml.dump(
+        openapi_document(driver_options), Dumper=NoAliases, sort_keys=False, allow_unicode=True
+    )
     return text.encode()
 
 

@@ -36,6 +36,7 @@ from drivers.kit import (
     PrinterSilent,
     PrintFailed,
     PrintJob,
+    PrintOption,
     RenderOptions,
     SettingDef,
     SettingValidationError,
@@ -182,6 +183,15 @@ class EscposDriver(ConnectedDriver[None]):
         },
         "POLL_INTERVAL": poll_interval_setting(30),
     }
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "cut",
+            "choice",
+            "Cut",
+            "Cut after each label of this job; the machine's CUT setting if absent.",
+            choices=(("full", "Full cut"), ("partial", "Partial cut"), ("none", "No cut")),
+        ),
+    )
 
     def __init__(self, context: DriverContext, timing: EscposTiming = DEFAULT_TIMING) -> None:
         super().__init__(context)
@@ -235,7 +245,7 @@ class EscposDriver(ConnectedDriver[None]):
         model = _model(machine)
         if job.raw is None and model is not None and not model.raster:
             raise PrintFailed(f"the {model.title} profile says this printer cannot print images")
-        options = _job_options(machine, self.timing)
+        options = _job_options(machine, job, self.timing)
         link = self._connections.get(machine).link
         async with link.exchange() as link_transport:
             transport = reporting(link_transport, job)
@@ -417,11 +427,12 @@ def _model(machine: Machine) -> ModelProfile | None:
     return model_profiles().get(name)
 
 
-def _job_options(machine: Machine, timing: EscposTiming) -> _JobOptions:
+def _job_options(machine: Machine, job: PrintJob, timing: EscposTiming) -> _JobOptions:
     dpi = int(machine.get_setting("DPI", "D"))
     layout = BAND_LAYOUTS.get(str(machine.get_setting("BUFFER", "D")), BAND_LAYOUTS["default"])
+    cut = job.options.get("cut", machine.get_setting("CUT", "D"))
     return _JobOptions(
-        cut=_CUT_MODES.get(str(machine.get_setting("CUT", "D")), "full"),
+        cut=_CUT_MODES.get(str(cut), "full"),
         feed_dots=round(int(machine.get_setting("FEED_MM", "D")) * dpi / MM_PER_INCH),
         layout=layout,
         status=bool(machine.get_setting("STATUS_QUERY", "D")),

@@ -1,6 +1,9 @@
 """The driver kit: everything a printer family needs to write its driver, in one import.
 
-- the contract (`drivers.base`): the driver base classes, `Machine`, `PrintJob`, settings, statuses;
+- the contract (`drivers.base`): the driver base classes, `Machine`, `PrintJob`, settings, statuses,
+  page formats (one colour, or black and red);
+- `PrintOption` (`drivers.print_options`): the options of a print job a driver declares;
+- `Media` and `MediaMismatch` (`drivers.media`): the media a printer reports loaded;
 - `settings`: the settings connected drivers declare alike (`CONNECTION`, `POLL_INTERVAL`, ...);
 - `status`: what a status query found (`StatusReport` of `Condition`s) and the errors that make a
   job wait (`PrinterNotReady`, `PrinterSilent`);
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 from drivers.activity import reporting
 from drivers.base import (
+    BLACK_AND_RED,
+    SINGLE_COLOR,
     DriverContext,
     LabelPrinterDriver,
     LabelPrinterStatus,
@@ -31,6 +36,7 @@ from drivers.base import (
     SettingOutOfRange,
     SettingValidationError,
     SettingValue,
+    label_planes,
     labels,
     raw_copies,
 )
@@ -45,9 +51,13 @@ from drivers.kit.settings import (
     validate_connection,
 )
 from drivers.kit.status import Condition, PrinterNotReady, PrinterSilent, StatusReport
+from drivers.media import Media, MediaKind, MediaMismatch
+from drivers.print_options import PrintOption
 
 __all__ = [
+    "BLACK_AND_RED",
     "Clock",
+    "SINGLE_COLOR",
     "Condition",
     "DriverContext",
     "ConnectedDriver",
@@ -59,10 +69,14 @@ __all__ = [
     "MachineConnection",
     "MachineProperty",
     "MachineSnapshot",
+    "Media",
+    "MediaKind",
+    "MediaMismatch",
     "MonotonicClock",
     "PageFormat",
     "PrintFailed",
     "PrintJob",
+    "PrintOption",
     "PrinterNotReady",
     "PrinterSilent",
     "PrinterUnavailable",
@@ -75,6 +89,7 @@ __all__ = [
     "connection_setting",
     "connection_uri",
     "int_range",
+    "label_planes",
     "labels",
     "poll_interval_setting",
     "raw_copies",

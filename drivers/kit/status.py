@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.base import LabelPrinterStatus, Machine, MachineProperty, PrinterUnavailable
+from drivers.media import Media
 from drivers.transport import TransportTimeout
 
 log = structlog.get_logger(__name__)
@@ -31,10 +32,15 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
-    """What a status query found: conditions (none: ready) and properties to show."""
+    """What a status query found: conditions (none: ready), properties and media.
+
+    `media` is what the printer says is loaded; None when it does not say, and then the
+    machine's last known media stays.
+    """
 
     conditions: tuple[Condition, ...] = ()
     properties: tuple[MachineProperty, ...] = ()
+    media: Media | None = None
 
     @property
     def status(self) -> LabelPrinterStatus:
@@ -55,18 +61,23 @@ class StatusReport:
         return any(c.blocks_printing for c in self.conditions)
 
     def apply(self, machine: Machine) -> None:
-        """Show the report on the machine: status, status text and (if any) properties."""
+        """Show the report on the machine: status, status text, (if any) properties and media."""
         machine.set_status(self.status)
         machine.set_status_text(self.text)
         if self.properties:
             machine.set_properties(self.properties)
+        if self.media is not None:
+            machine.set_media(self.media)
 
     def raise_if_blocking(self, machine: Machine) -> None:
         """When the printer cannot print: show why and raise `PrinterNotReady` (the job waits).
 
         When it can, the text and properties are brought up to date (a "Paper out" left from
-        the last attempt goes); the status is the job runner's (PRINTING) and stays.
+        the last attempt goes); the status is the job runner's (PRINTING) and stays. The media,
+        if the report has it, is recorded either way.
         """
+        if self.media is not None:
+            machine.set_media(self.media)
         if self.blocking:
             machine.set_status(self.status)
             machine.set_status_text(self.text)

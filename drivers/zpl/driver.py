@@ -25,6 +25,7 @@ from drivers.kit import (
     PrinterSilent,
     PrintFailed,
     PrintJob,
+    PrintOption,
     RenderOptions,
     SettingDef,
     SettingValidationError,
@@ -173,6 +174,16 @@ class ZplDriver(ConnectedDriver[ZplState]):
         },
         "POLL_INTERVAL": poll_interval_setting(15),
     }
+    PRINT_OPTIONS: ClassVar[tuple[PrintOption, ...]] = (
+        PrintOption(
+            "darkness",
+            "integer",
+            "Darkness",
+            "Print darkness 0-30 (~SD) for this job; the machine's DARKNESS setting if absent.",
+            min_value=0,
+            max_value=30,
+        ),
+    )
 
     def __init__(self, context: DriverContext, timing: ZplTiming = DEFAULT_TIMING) -> None:
         super().__init__(context)
@@ -238,7 +249,7 @@ class ZplDriver(ConnectedDriver[ZplState]):
         """
         connection = self._connections.get(machine)
         if not machine.get_setting("STATUS_QUERY", "D"):
-            await _print_blind(connection.link, job, _format_options(machine))
+            await _print_blind(connection.link, job, _format_options(machine, job))
             return
         async with connection.link.exchange() as link_transport:
             transport = reporting(link_transport, job)
@@ -255,7 +266,7 @@ class ZplDriver(ConnectedDriver[ZplState]):
                     await printer.raise_if_blocking()
                     job.report_progress(copy + 1)
                 return
-            options = _format_options(machine)
+            options = _format_options(machine, job)
             state = connection.state
             odometer = await printer.odometer() if state.odometer is not False else None
             if odometer is None:
@@ -404,8 +415,8 @@ async def _runs(job: PrintJob, start: int) -> AsyncIterator[_Run]:
         yield run
 
 
-def _format_options(machine: Machine) -> _FormatOptions:
-    darkness = int(machine.get_setting("DARKNESS", "D"))
+def _format_options(machine: Machine, job: PrintJob) -> _FormatOptions:
+    darkness = int(job.options.get("darkness", machine.get_setting("DARKNESS", "D")))
     speed = int(machine.get_setting("SPEED", "D"))
     return _FormatOptions(
         darkness=darkness if darkness >= 0 else None,

@@ -7,7 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from drivers.kit import Condition, LabelPrinterStatus, MachineProperty, PrinterSilent, StatusReport
+from drivers.kit import (
+    Condition,
+    LabelPrinterStatus,
+    MachineProperty,
+    Media,
+    PrinterSilent,
+    StatusReport,
+)
 from drivers.transport import Transport, TransportError, TransportTimeout, drain_input, read_until
 from drivers.zpl.protocol import (
     ETX,
@@ -170,7 +177,24 @@ def status_report(
             )
         )
     unique = tuple({c.text: c for c in conditions}.values())
-    return StatusReport(unique, _properties(reading, identification, odometer))
+    return StatusReport(unique, _properties(reading, identification, odometer), _media(reading))
+
+
+def _media(reading: ZplReading) -> Media | None:
+    """The media as ~HS and ~HQES tell: loaded or out, and ~HS's label length in dots.
+
+    A Zebra reports the length it measured (or was given with ^LL) and no width or kind. None
+    when neither reply says anything about the media.
+    """
+    host, extended = reading.host, reading.extended
+    out = (extended is not None and ZplError.MEDIA_OUT in extended.errors) or bool(
+        host and host.paper_out
+    )
+    if out:
+        return Media(loaded=False)
+    if host is None:
+        return None
+    return Media(length_dots=host.label_length_dots or None)
 
 
 _ParsedT = TypeVar("_ParsedT")

@@ -11,7 +11,7 @@ from agent.app import create_app
 from agent.appkeys import JOBS
 from agent.config import JobsConfig, Settings
 from tests.clocks import SteppableClock
-from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import CHEAP_PASSWORD_COST, Headers, create_machine, label_pdf, wait_for_job
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
@@ -21,7 +21,11 @@ async def _client(
     aiohttp_client: Any, settings: Settings, clock: SteppableClock, **jobs: Any
 ) -> Client:
     config = {"retry_base_seconds": 0.02, "retry_max_seconds": 0.1, **jobs}
-    app = create_app(settings.model_copy(update={"jobs": JobsConfig(**config)}), clock=clock)
+    app = create_app(
+        settings.model_copy(update={"jobs": JobsConfig(**config)}),
+        clock=clock,
+        password_cost=CHEAP_PASSWORD_COST,
+    )
     client: Client = await aiohttp_client(app)
     return client
 

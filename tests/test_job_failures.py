@@ -17,7 +17,14 @@ from agent.config import JobsConfig, Settings
 from agent.job_attempt import backoff
 from drivers.sim import ZplSimulator, serve_pty
 from tests.clocks import SteppableClock
-from tests.conftest import TEST_DRIVERS, Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import (
+    CHEAP_PASSWORD_COST,
+    TEST_DRIVERS,
+    Headers,
+    create_machine,
+    label_pdf,
+    wait_for_job,
+)
 from tests.fake_drivers import TroubledDriver
 from tests.waiting import wait_until
 
@@ -35,7 +42,10 @@ async def _app(
     config = {"retry_base_seconds": 0.02, "retry_max_seconds": 0.1, **jobs}
     settings = settings.model_copy(update={"jobs": JobsConfig(**config)})
     app = create_app(
-        settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"), clock=clock
+        settings,
+        extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"),
+        clock=clock,
+        password_cost=CHEAP_PASSWORD_COST,
     )
     client = await aiohttp_client(app)
     return client, await make_token(client)
@@ -266,7 +276,7 @@ async def test_retries_take_their_jitter_from_the_injected_random(
     aiohttp_client: Any, settings: Settings, make_token: MakeToken
 ) -> None:
     jitter = _Jitter(0.5)
-    app = create_app(settings, rng=jitter)
+    app = create_app(settings, rng=jitter, password_cost=CHEAP_PASSWORD_COST)
     client = await aiohttp_client(app)
     admin = await make_token(client)
     machine = (await create_machine(client, admin, name="away"))["pk"]

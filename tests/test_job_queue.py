@@ -18,7 +18,7 @@ from agent.jobs import WORKER_ERROR_PAUSE_S, JobRunner
 from agent.storage.errors import StoreError
 from agent.storage.jobs import JobStore
 from tests.clocks import SteppableClock
-from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import CHEAP_PASSWORD_COST, Headers, create_machine, label_pdf, wait_for_job
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
@@ -163,7 +163,7 @@ async def test_interrupted_job_resumes_after_its_last_confirmed_label(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
     """What a crash leaves behind (a job `printing` with 2 labels confirmed) is resumed once."""
-    app = create_app(settings)
+    app = create_app(settings, password_cost=CHEAP_PASSWORD_COST)
     client = await aiohttp_client(app)
     admin = await make_token(client)
     machine = await create_machine(client, admin, name="crashy", active=False)

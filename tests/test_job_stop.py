@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from agent.app import create_app
 from agent.appkeys import JOBS, SETTINGS
 from agent.config import JobsConfig, Settings
-from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import CHEAP_PASSWORD_COST, Headers, create_machine, label_pdf, wait_for_job
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
@@ -101,7 +101,7 @@ async def test_max_labels_is_configurable(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
     settings = settings.model_copy(update={"jobs": JobsConfig(max_labels=5)})
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     admin = await make_token(client)
     machine = await create_machine(client, admin, name="small", active=False)
     resp = await _post(client, admin, machine["pk"], "?copies=2", pages=3)

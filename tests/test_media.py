@@ -15,7 +15,14 @@ from agent.config import Settings
 from drivers.base import DriverContext, LabelPrinterStatus
 from drivers.kit import Condition, PrinterNotReady, StatusReport
 from drivers.media import Media, MediaMismatch
-from tests.conftest import TEST_DRIVERS, Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import (
+    CHEAP_PASSWORD_COST,
+    TEST_DRIVERS,
+    Headers,
+    create_machine,
+    label_pdf,
+    wait_for_job,
+)
 from tests.fake_drivers import MediaDriver
 from tests.test_driver_escpos import FakeMachine
 from tests.waiting import wait_until
@@ -31,7 +38,11 @@ MISMATCH = (
 
 @pytest.fixture
 def app(settings: Settings) -> web.Application:
-    return create_app(settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:MediaDriver"))
+    return create_app(
+        settings,
+        extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:MediaDriver"),
+        password_cost=CHEAP_PASSWORD_COST,
+    )
 
 
 def _driver(client: Client) -> MediaDriver:

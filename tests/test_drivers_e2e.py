@@ -28,7 +28,7 @@ from drivers.base import LabelPrinterDriver, RenderOptions
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.driver_time import use_quick_timing
-from tests.test_driver_escpos import Tap
+from tests.simulator_tap import Tap
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]

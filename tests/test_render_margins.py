@@ -19,7 +19,7 @@ from drivers.base import PageFormat, RenderOptions
 from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_tcp
 from tests import zebra_reference
 from tests.conftest import Headers, create_machine, wait_for_job
-from tests.test_driver_escpos import Tap
+from tests.simulator_tap import Tap
 from tests.test_drivers_e2e import wait_for_machine
 
 Client = TestClient[Any, Any]

@@ -10,7 +10,6 @@ import base64
 import http.client
 import json
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import label_pdf
 from tests.daemon_helpers import HTTP_TIMEOUT_S, running_daemon
+from tests.waiting import wait_until_blocking
 
 ADMIN = {"INVENTREE_EDGE_AUTH__ADMIN_USER": "admin", "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": "pw"}
 JOBS = 12
@@ -55,16 +55,6 @@ LABEL_DELAY_MS = {LABEL_DELAY_MS}
     return config
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.timeout(120)
 def test_sigkill_mid_print_loses_nothing_and_never_reprints_completed_jobs(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
@@ -86,13 +76,16 @@ def test_sigkill_mid_print_loses_nothing_and_never_reprints_completed_jobs(tmp_p
             for _ in range(JOBS)
         ]
 
-        def mid_job() -> list[dict[str, Any]] | None:
-            jobs = _request(daemon.port, "GET", "/api/machine/jobs/", auth)
-            statuses = Counter(j["status"] for j in jobs)
-            printing = [j for j in jobs if j["status"] == "printing" and j["progress"] >= 1]
-            return jobs if statuses["complete"] >= 2 and printing else None
+        before: list[dict[str, Any]] = []
 
-        before = _wait(mid_job, 30, "two complete jobs and one part-printed")
+        def mid_job() -> bool:
+            nonlocal before
+            before = _request(daemon.port, "GET", "/api/machine/jobs/", auth)
+            statuses = Counter(j["status"] for j in before)
+            printing = [j for j in before if j["status"] == "printing" and j["progress"] >= 1]
+            return statuses["complete"] >= 2 and bool(printing)
+
+        wait_until_blocking(mid_job, 30, "two complete jobs and one part-printed")
         daemon.proc.send_signal(signal.SIGKILL)
         daemon.proc.wait(timeout=10)
     complete_before = {j["pk"] for j in before if j["status"] == "complete"}
@@ -100,12 +93,14 @@ def test_sigkill_mid_print_loses_nothing_and_never_reprints_completed_jobs(tmp_p
     labels_before = Counter(tuple(line.split()) for line in printed_log.read_text().splitlines())
 
     with running_daemon(data_dir, config=config, env=ADMIN) as daemon:
+        after: list[dict[str, Any]] = []
 
-        def all_done() -> list[dict[str, Any]] | None:
-            jobs = _request(daemon.port, "GET", "/api/machine/jobs/", auth)
-            return jobs if all(j["status"] == "complete" for j in jobs) else None
+        def all_done() -> bool:
+            nonlocal after
+            after = _request(daemon.port, "GET", "/api/machine/jobs/", auth)
+            return all(j["status"] == "complete" for j in after)
 
-        after = _wait(all_done, 60, "every job to complete after the restart")
+        wait_until_blocking(all_done, 60, "every job to complete after the restart")
         assert daemon.signal_and_wait(signal.SIGTERM) == 0
 
     assert sorted(j["pk"] for j in after) == sorted(accepted)
@@ -143,7 +138,7 @@ def test_graceful_stop_mid_print_finishes_the_label_and_resumes_without_reprinti
             {**auth, "Content-Type": "application/pdf"},
             label_pdf(PAGES),
         )["pk"]
-        _wait(
+        wait_until_blocking(
             lambda: (
                 _request(daemon.port, "GET", f"/api/machine/jobs/{job}/", auth)["progress"] >= 2
             ),
@@ -155,15 +150,14 @@ def test_graceful_stop_mid_print_finishes_the_label_and_resumes_without_reprinti
     assert 2 <= stopped_at < PAGES * 8, "the stop did not land mid-job"
 
     with running_daemon(data_dir, config=config, env=ADMIN) as daemon:
-        done = _wait(
-            lambda: (
-                (j := _request(daemon.port, "GET", f"/api/machine/jobs/{job}/", auth))["status"]
-                == "complete"
-                and j
-            ),
-            60,
-            "the job to complete after the restart",
-        )
+        done: dict[str, Any] = {}
+
+        def complete() -> bool:
+            nonlocal done
+            done = _request(daemon.port, "GET", f"/api/machine/jobs/{job}/", auth)
+            return bool(done["status"] == "complete")
+
+        wait_until_blocking(complete, 60, "the job to complete after the restart")
         assert daemon.signal_and_wait(signal.SIGTERM) == 0
     assert done["progress"] == PAGES * 8
     assert done["errors"] == []

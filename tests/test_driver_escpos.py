@@ -31,9 +31,10 @@ from drivers.kit import (
     SettingValue,
 )
 from drivers.media import Media
-from drivers.sim import EscposSimulator, SimTcpServer, Simulator, serve_tcp
+from drivers.sim import EscposSimulator, SimTcpServer, serve_tcp
 from drivers.transport import ConnectionUriError, TransportClosed, TransportError
 from tests.driver_time import QUICK_ESCPOS, escpos_driver
+from tests.simulator_tap import Tap
 
 QUERY = bytes.fromhex("100401 100402 100403 100404")
 INIT = bytes.fromhex("1b40")
@@ -116,40 +117,6 @@ class FakeJob:
 
     async def before_write(self) -> None:
         self.written += 1
-
-
-class Tap:
-    """Records every byte a simulator receives, one stream per connection."""
-
-    def __init__(self, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.streams: list[bytearray] = []
-        open_channel = sim.open_channel
-
-        def recording() -> Any:
-            channel = open_channel()
-            stream = bytearray()
-            self.streams.append(stream)
-            return _Recording(channel, stream)
-
-        monkeypatch.setattr(sim, "open_channel", recording)
-
-    @property
-    def received(self) -> bytes:
-        return b"".join(self.streams)
-
-
-@dataclass
-class _Recording:
-    channel: Any
-    stream: bytearray
-
-    def feed(self, data: bytes) -> bytes:
-        self.stream += data
-        reply: bytes = self.channel.feed(data)
-        return reply
-
-    def close(self) -> None:
-        self.channel.close()
 
 
 def page_16x3() -> Image.Image:

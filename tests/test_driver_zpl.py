@@ -30,7 +30,8 @@ from drivers.zpl.protocol import (
 )
 from drivers.zpl.status import ZplReading, status_report
 from tests.driver_time import QUICK_ZPL, SteppingClock, zpl_driver
-from tests.test_driver_escpos import FakeJob, FakeMachine, Tap, page_16x3, random_page, same
+from tests.simulator_tap import Tap
+from tests.test_driver_escpos import FakeJob, FakeMachine, page_16x3, random_page, same
 
 STATUS = b"~HQES~HS"
 ODOMETER = b'! U1 getvar "odometer.total_label_count"\r\n'

@@ -25,22 +25,30 @@ from PIL import Image, ImageChops, ImageDraw
 from agent.appkeys import JOBS, POLLER, REGISTRY
 from agent.render import render_document
 from drivers.base import LabelPrinterDriver, RenderOptions
-from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_pty, serve_tcp
+from drivers.family import builtin_families, load
+from drivers.sim import (
+    EscposSimulator,
+    Simulator,
+    ZplSimulator,
+    make_simulator,
+    serve_pty,
+    serve_tcp,
+)
 from tests.conftest import Headers, create_machine, wait_for_job
 from tests.driver_time import use_quick_timing
-from tests.test_driver_escpos import Tap
+from tests.simulator_tap import Tap
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 PAGES = 3
 COPIES = 2
-# Labels at each driver's resolution, so a PDF page maps dot for dot onto the printer's raster.
+# The families this file tests, each with a label at its driver's resolution, so a PDF page
+# maps dot for dot onto the printer's raster.
 LABELS = {"escpos": (203, (576, 200)), "zpl": (300, (732, 342))}
 SETTINGS = {
     "escpos": {"POLL_INTERVAL": "3600"},
     "zpl": {"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"},
 }
-SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +76,16 @@ def label_pdf(driver: str) -> bytes:
     buffer = io.BytesIO()
     images[0].save(buffer, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
     return buffer.getvalue()
+
+
+def simulator_of(driver: str) -> Simulator:
+    """A new simulator of the built-in family whose driver's slug is `driver`, as it declares it."""
+    [language] = [
+        family.language
+        for family in builtin_families().values()
+        if getattr(load(family.driver), "SLUG", None) == driver
+    ]
+    return make_simulator(language)
 
 
 def same(image: Image.Image, page: Image.Image) -> bool:
@@ -176,7 +194,7 @@ async def wait_until_waiting(printer: Printer, job: dict[str, Any], status: int)
     return current
 
 
-@pytest.fixture(params=["escpos", "zpl"])
+@pytest.fixture(params=sorted(LABELS))
 def driver(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -184,7 +202,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def sim(driver: str) -> Simulator:
-    return SIMULATORS[driver]()
+    return simulator_of(driver)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,8 +17,16 @@ from agent.config import JobsConfig, Settings
 from agent.job_attempt import backoff
 from drivers.sim import ZplSimulator, serve_pty
 from tests.clocks import SteppableClock
-from tests.conftest import TEST_DRIVERS, Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import (
+    CHEAP_PASSWORD_COST,
+    TEST_DRIVERS,
+    Headers,
+    create_machine,
+    label_pdf,
+    wait_for_job,
+)
 from tests.fake_drivers import TroubledDriver
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 MakeToken = Callable[[Client], Awaitable[Headers]]
@@ -35,7 +42,10 @@ async def _app(
     config = {"retry_base_seconds": 0.02, "retry_max_seconds": 0.1, **jobs}
     settings = settings.model_copy(update={"jobs": JobsConfig(**config)})
     app = create_app(
-        settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"), clock=clock
+        settings,
+        extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:TroubledDriver"),
+        clock=clock,
+        password_cost=CHEAP_PASSWORD_COST,
     )
     client = await aiohttp_client(app)
     return client, await make_token(client)
@@ -107,15 +117,15 @@ async def test_a_job_cancelled_while_it_is_prepared_stays_cancelled(
 
     monkeypatch.setattr(render_module, "open_document", held_open)
     await client.patch(f"/api/machine/{machine}/", json={"active": True}, headers=admin)
-    async with asyncio.timeout(10):
-        while not holding.is_set():  # the worker is preparing the job
-            await asyncio.sleep(0.01)
+    await wait_until(holding.is_set, 10, "the worker preparing the job")
     resp = await client.delete(f"/api/machine/jobs/{pk}/", headers=admin)
     assert (resp.status, (await resp.json())["status"]) == (200, "cancelled")
     release.set()  # the preparation fails now, after the cancel
-    async with asyncio.timeout(10):
-        while not (await _machine(client, admin, machine))["machine_errors"]:
-            await asyncio.sleep(0.01)
+
+    async def machine_error_shown() -> bool:
+        return bool((await _machine(client, admin, machine))["machine_errors"])
+
+    await wait_until(machine_error_shown, 10)
     job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
     assert (job["status"], job["errors"], job["error_count"]) == ("cancelled", [], 0)
 
@@ -204,12 +214,14 @@ async def test_a_known_printer_fault_stays_shown_while_a_job_waits(
     machine = (await create_machine(client, admin, name="faulty"))["pk"]
     await _set(client, admin, machine, "FAULT", fault)
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
-    async with asyncio.timeout(10):
-        while True:
-            job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
-            if job["attempts"] >= 3 and job["status"] == "queued":
-                break
-            await asyncio.sleep(0.01)
+    job: dict[str, Any] = {}
+
+    async def retried_and_waiting() -> bool:
+        nonlocal job
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+        return bool(job["attempts"] >= 3 and job["status"] == "queued")
+
+    await wait_until(retried_and_waiting, 10)
     detail = await _machine(client, admin, machine)
     assert (detail["status"], detail["status_text"]) == (status, text)
     # A printer that says why it cannot print makes the job wait, however long: no give-up.
@@ -222,12 +234,14 @@ async def test_a_job_keeps_its_last_errors_and_counts_them_all(
     machine = (await create_machine(client, admin, name="away"))["pk"]
     await _set(client, admin, machine, "FAULT", "offline")
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
-    async with asyncio.timeout(10):
-        while True:
-            job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
-            if job["attempts"] >= 9 and job["status"] == "queued":
-                break
-            await asyncio.sleep(0.01)
+    job: dict[str, Any] = {}
+
+    async def retried_and_waiting() -> bool:
+        nonlocal job
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+        return bool(job["attempts"] >= 9 and job["status"] == "queued")
+
+    await wait_until(retried_and_waiting, 10)
     assert job["errors"] == ["Printer does not answer"] * 5
     assert job["error_count"] == job["attempts"]
     await _set(client, admin, machine, "FAULT", "none")
@@ -262,14 +276,17 @@ async def test_retries_take_their_jitter_from_the_injected_random(
     aiohttp_client: Any, settings: Settings, make_token: MakeToken
 ) -> None:
     jitter = _Jitter(0.5)
-    app = create_app(settings, rng=jitter)
+    app = create_app(settings, rng=jitter, password_cost=CHEAP_PASSWORD_COST)
     client = await aiohttp_client(app)
     admin = await make_token(client)
     machine = (await create_machine(client, admin, name="away"))["pk"]
     await _set(client, admin, machine, "FAULT", "offline")
     pk = await _post(client, admin, machine, label_pdf(), "application/pdf")
-    async with asyncio.timeout(10):
-        while (await wait_for_job(client, admin, pk, ("queued", "printing")))["attempts"] < 3:
-            await asyncio.sleep(0.01)
+
+    async def retried_three_times() -> bool:
+        job = await wait_for_job(client, admin, pk, ("queued", "printing"))
+        return bool(job["attempts"] >= 3)
+
+    await wait_until(retried_three_times, 10)
     # The settings fixture retries after 0.02 s, doubling: jitter of up to a quarter of that.
     assert jitter.asked[:2] == [(0, 0.02 / 4), (0, 0.04 / 4)]

@@ -18,7 +18,8 @@ from agent.jobs import WORKER_ERROR_PAUSE_S, JobRunner
 from agent.storage.errors import StoreError
 from agent.storage.jobs import JobStore
 from tests.clocks import SteppableClock
-from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import CHEAP_PASSWORD_COST, Headers, create_machine, label_pdf, wait_for_job
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 
@@ -60,14 +61,16 @@ async def test_jobs_wait_while_printer_is_away_then_print_once(
     machine = await create_machine(client, admin, name="away")
     await _set(client, admin, machine, "FAULT", "offline")
     pks = [await _submit(client, admin, machine, pages=2) for _ in range(3)]
+    first: dict[str, Any] = {}
+
+    async def retried_and_waiting() -> bool:
+        nonlocal first
+        first = await (await client.get(f"/api/machine/jobs/{pks[0]}/", headers=admin)).json()
+        # Between attempts the job is back in the queue (during one it shows `printing`).
+        return bool(first["attempts"] >= 3 and first["status"] == "queued")
+
     # Let the worker retry a few times against the missing printer.
-    async with asyncio.timeout(5):
-        while True:
-            first = await (await client.get(f"/api/machine/jobs/{pks[0]}/", headers=admin)).json()
-            # Between attempts the job is back in the queue (during one it shows `printing`).
-            if first["attempts"] >= 3 and first["status"] == "queued":
-                break
-            await asyncio.sleep(0.02)
+    await wait_until(retried_and_waiting, 5)
     assert first["errors"][0] == "Printer does not answer"
     detail = await (await client.get(f"/api/machine/{machine['pk']}/", headers=admin)).json()
     assert detail["status"] == 400
@@ -82,9 +85,12 @@ async def test_jobs_wait_while_printer_is_away_then_print_once(
 
 async def _worker_waiting(runner: JobRunner, machine: dict[str, Any]) -> None:
     """Until the machine's worker has looked at its queue since it was last woken."""
-    async with asyncio.timeout(10):
-        while (worker := runner.worker(machine["pk"])) is None or worker.wake.is_set():
-            await asyncio.sleep(0.01)
+
+    def looked() -> bool:
+        worker = runner.worker(machine["pk"])
+        return worker is not None and not worker.wake.is_set()
+
+    await wait_until(looked, 10, "the worker waiting")
 
 
 async def test_inactive_machine_accepts_jobs_that_wait(
@@ -140,9 +146,11 @@ async def test_job_expires_with_the_last_error(
     machine = await create_machine(client, admin, name="never")
     await _set(client, admin, machine, "FAULT", "paper-out")
     pk = await _submit(client, admin, machine)
-    async with asyncio.timeout(10):
-        while not (await wait_for_job(client, admin, pk, ("queued",)))["errors"]:
-            await asyncio.sleep(0.01)
+
+    async def failed_once() -> bool:
+        return bool((await wait_for_job(client, admin, pk, ("queued",)))["errors"])
+
+    await wait_until(failed_once, 10)
     clock.advance(23.9 * 3600)
     job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
     assert job["status"] in ("queued", "printing")
@@ -155,7 +163,7 @@ async def test_interrupted_job_resumes_after_its_last_confirmed_label(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
     """What a crash leaves behind (a job `printing` with 2 labels confirmed) is resumed once."""
-    app = create_app(settings)
+    app = create_app(settings, password_cost=CHEAP_PASSWORD_COST)
     client = await aiohttp_client(app)
     admin = await make_token(client)
     machine = await create_machine(client, admin, name="crashy", active=False)
@@ -227,9 +235,7 @@ async def test_deleting_a_machine_removes_its_jobs_and_worker(
     resp = await client.delete(f"/api/machine/{machine['pk']}/", headers=admin)
     assert resp.status == 204
     assert (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).status == 404
-    async with asyncio.timeout(5):
-        while runner.worker(machine["pk"]) is not None:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: runner.worker(machine["pk"]) is None, 5, "the worker gone")
 
 
 async def test_worker_outlives_a_database_error(
@@ -355,8 +361,10 @@ async def test_an_attempt_is_marked_as_written_before_its_first_label_goes_out(
         return await jobs.database.read(read)
 
     assert await attempts_and_written(pk) == (1, 1)
-    async with asyncio.timeout(10):
-        while (await attempts_and_written(waiting))[0] == 0:
-            await asyncio.sleep(0.02)
+
+    async def attempted() -> bool:
+        return (await attempts_and_written(waiting))[0] != 0
+
+    await wait_until(attempted, 10)
     # The printer never answered: nothing was written, so a crash now could not have printed.
     assert (await attempts_and_written(waiting))[1] == 0

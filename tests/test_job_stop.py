@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections import Counter
 from typing import Any
@@ -12,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from agent.app import create_app
 from agent.appkeys import JOBS, SETTINGS
 from agent.config import JobsConfig, Settings
-from tests.conftest import Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import CHEAP_PASSWORD_COST, Headers, create_machine, label_pdf, wait_for_job
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 
@@ -51,11 +51,12 @@ async def test_cancelling_a_printing_job_stops_it_after_the_current_label(
     resp = await _post(client, admin, machine["pk"], "?copies=1000", pages=3)
     assert resp.status == 201
     pk = (await resp.json())["pk"]
-    async with asyncio.timeout(10):
-        while (await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json())[
-            "progress"
-        ] < 2:
-            await asyncio.sleep(0.01)
+
+    async def two_labels_printed() -> bool:
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+        return bool(job["progress"] >= 2)
+
+    await wait_until(two_labels_printed, 10)
 
     resp = await client.delete(f"/api/machine/jobs/{pk}/", headers=admin)
     assert resp.status == 200, await resp.text()
@@ -100,7 +101,7 @@ async def test_max_labels_is_configurable(
     aiohttp_client: Any, settings: Settings, make_token: Any
 ) -> None:
     settings = settings.model_copy(update={"jobs": JobsConfig(max_labels=5)})
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, password_cost=CHEAP_PASSWORD_COST))
     admin = await make_token(client)
     machine = await create_machine(client, admin, name="small", active=False)
     resp = await _post(client, admin, machine["pk"], "?copies=2", pages=3)
@@ -122,9 +123,7 @@ async def test_a_cancel_that_waits_for_a_slow_label_finishes_after_it(
     assert resp.status == 200
     pk = (await (await _post(client, admin, machine["pk"], "?copies=50", pages=1)).json())["pk"]
     runner = client.app[JOBS]
-    async with asyncio.timeout(10):
-        while runner.live_progress(pk) is None:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: runner.live_progress(pk) is not None, 10, "the job printing")
     # The label being printed takes longer than the caller waits: the job is still printing.
     answer = await runner.cancel(pk, wait=0.01)
     assert (answer.stopped, answer.job.status) == (False, "printing")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,17 @@ from agent.config import Settings
 from drivers.base import DriverContext, LabelPrinterStatus
 from drivers.kit import Condition, PrinterNotReady, StatusReport
 from drivers.media import Media, MediaMismatch
-from tests.conftest import TEST_DRIVERS, Headers, create_machine, label_pdf, wait_for_job
+from tests.conftest import (
+    CHEAP_PASSWORD_COST,
+    TEST_DRIVERS,
+    Headers,
+    create_machine,
+    label_pdf,
+    wait_for_job,
+)
 from tests.fake_drivers import MediaDriver
 from tests.test_driver_escpos import FakeMachine
+from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]
 CONTINUOUS_29 = Media(kind="continuous", width_mm=29)
@@ -31,7 +38,11 @@ MISMATCH = (
 
 @pytest.fixture
 def app(settings: Settings) -> web.Application:
-    return create_app(settings, extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:MediaDriver"))
+    return create_app(
+        settings,
+        extra_drivers=(*TEST_DRIVERS, "tests.fake_drivers:MediaDriver"),
+        password_cost=CHEAP_PASSWORD_COST,
+    )
 
 
 def _driver(client: Client) -> MediaDriver:
@@ -120,12 +131,14 @@ async def test_a_queued_job_waits_for_the_right_media_then_prints(
     resp = await _print(client, admin, machine["pk"])
     assert resp.status == 201
     pk = (await resp.json())["pk"]
-    async with asyncio.timeout(30):
-        while True:
-            job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
-            if job["errors"]:
-                break
-            await asyncio.sleep(0.01)
+    job: dict[str, Any] = {}
+
+    async def failed_once() -> bool:
+        nonlocal job
+        job = await (await client.get(f"/api/machine/jobs/{pk}/", headers=admin)).json()
+        return bool(job["errors"])
+
+    await wait_until(failed_once, 30)
     # It waits (queued, not failed), saying what is loaded; so does the machine.
     assert job["status"] in ("queued", "printing")
     assert set(job["errors"]) == {MISMATCH}

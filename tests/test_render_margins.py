@@ -16,11 +16,11 @@ from PIL import Image, ImageChops, ImageDraw
 
 from agent.render import RenderLimits, open_document
 from drivers.base import PageFormat, RenderOptions
-from drivers.sim import EscposSimulator, Simulator, ZplSimulator, serve_tcp
+from drivers.sim import serve_tcp
 from tests import zebra_reference
 from tests.conftest import Headers, create_machine, wait_for_job
-from tests.test_driver_escpos import Tap
-from tests.test_drivers_e2e import wait_for_machine
+from tests.simulator_tap import Tap
+from tests.test_drivers_e2e import simulator_of, wait_for_machine
 
 Client = TestClient[Any, Any]
 PDF = "application/pdf"
@@ -53,7 +53,6 @@ CASES = {
         "escpos", {"PAPER_WIDTH_MM": "80", "DPI": "203"}, 203, (463, 240), (576, 240)
     ),
 }
-SIMULATORS: dict[str, type[Simulator]] = {"escpos": EscposSimulator, "zpl": ZplSimulator}
 
 
 def framed(size: tuple[int, int]) -> Image.Image:
@@ -98,7 +97,7 @@ async def test_margins_around_a_small_page_print_white(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     case = CASES[case_name]
-    sim = SIMULATORS[case.driver]()
+    sim = simulator_of(case.driver)
     tap = Tap(sim, monkeypatch)
     page = framed(case.page)
     async with await serve_tcp(sim) as server:

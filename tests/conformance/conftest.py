@@ -17,7 +17,7 @@ from tests.conformance.entry import Entry
 from tests.conformance.harness import Client, Printer, add_printer
 from tests.conformance.matrix import MATRIX
 from tests.conftest import TEST_DRIVERS, Headers
-from tests.test_driver_escpos import Tap
+from tests.simulator_tap import Tap
 
 # Families that do not ship with the agent (the template) are loaded as extra drivers, as a
 # plugin's would be.

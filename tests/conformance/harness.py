@@ -17,7 +17,7 @@ from drivers.sim.base import Simulator
 from tests import waiting
 from tests.conformance.entry import Entry, LabelSize
 from tests.conftest import Headers, create_machine, wait_for_job
-from tests.test_driver_escpos import Tap
+from tests.simulator_tap import Tap
 
 Client = TestClient[Any, Any]
 # Every condition the suite waits for is reached in milliseconds; this only bounds a failure.

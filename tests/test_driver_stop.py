@@ -11,8 +11,8 @@ import pytest
 
 from drivers.sim import EscposSimulator, ZplSimulator, serve_tcp
 from drivers.zpl.driver import MAX_RUN
+from tests.driver_fakes import FakeJob, FakeMachine, random_page
 from tests.driver_time import escpos_driver, zpl_driver
-from tests.test_driver_escpos import FakeJob, FakeMachine, random_page
 
 
 @dataclass

@@ -29,9 +29,9 @@ from drivers.zpl.protocol import (
     parse_host_status,
 )
 from drivers.zpl.status import ZplReading, status_report
+from tests.driver_fakes import FakeJob, FakeMachine, page_16x3, random_page, same
 from tests.driver_time import QUICK_ZPL, SteppingClock, zpl_driver
 from tests.simulator_tap import Tap
-from tests.test_driver_escpos import FakeJob, FakeMachine, page_16x3, random_page, same
 
 STATUS = b"~HQES~HS"
 ODOMETER = b'! U1 getvar "odometer.total_label_count"\r\n'

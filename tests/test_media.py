@@ -23,8 +23,8 @@ from tests.conftest import (
     label_pdf,
     wait_for_job,
 )
+from tests.driver_fakes import FakeMachine
 from tests.fake_drivers import MediaDriver
-from tests.test_driver_escpos import FakeMachine
 from tests.waiting import wait_until
 
 Client = TestClient[Any, Any]

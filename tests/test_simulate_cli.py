@@ -20,7 +20,7 @@ from drivers.sim.faults import COMMON_FAULTS
 from drivers.zpl import FAMILY as ZPL
 from drivers.zpl.protocol import encode_page
 from drivers.zpl.simulator import ZplSimulator
-from tests.test_driver_escpos import random_page
+from tests.driver_fakes import random_page
 from tests.waiting import wait_until
 
 

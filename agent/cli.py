@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime  # noqa: F401 - loaded before pydantic_core, see below
+import contextlib
 import getpass
+import importlib
 import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,10 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    # The configuration (pydantic) and everything heavier load only here, after argument parsing:
-    # `--help` stays fast, and an interrupt during the imports is caught by `main`. `datetime` is
-    # imported at the top: pydantic_core imports its C API while it initialises, and an interrupt
-    # inside that import becomes a Rust panic with a traceback instead of a KeyboardInterrupt.
+    # The configuration (pydantic) and everything heavier load only here, after argument parsing,
+    # so `--help` stays fast.
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -42,6 +42,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "simulate":
         return _simulate(args)
+    with interrupts_deferred():
+        for module in _MODULES.get(args.command, ()):
+            importlib.import_module(module)
     from agent.config import ConfigError, load_settings, resolve_config_path
 
     config_path = resolve_config_path(args.config)
@@ -311,6 +314,34 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     return parser
+
+
+# What each command loads before it runs (its modules import the rest).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "run": ("agent.config", "agent.log", "agent.daemon"),
+    "check-config": ("agent.config", "agent.log", "agent.discovery", "agent.registry"),
+    "user": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
+    "token": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
+}
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while modules load, then act on it (KeyboardInterrupt) once they have.
+
+    Python raises KeyboardInterrupt wherever the main thread is. Inside pydantic-core's compiled
+    code (building a model's validators, initialising its C API) it comes out as a SchemaError or
+    a Rust panic, with a traceback. Nothing has been opened while modules load, so waiting for
+    the end of the imports loses nothing.
+    """
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def console_main() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from agent import __version__
 from agent.auth import create_user as add_user
-from agent.cli import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, main
+from agent.cli import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, interrupts_deferred, main
 from agent.storage.auth import AuthStore
 from agent.storage.database import Database
 from tests.daemon_helpers import (
@@ -550,3 +550,20 @@ def test_user_create_with_two_different_passwords_says_so_once(database: Path) -
     assert screen.count("inventree-edge:") == 1
     assert "the passwords do not match" in screen
     assert _usernames(database) == ["admin-seed"]
+
+
+def test_ctrl_c_while_modules_load_waits_for_the_end_of_the_imports() -> None:
+    # An interrupt inside pydantic-core's compiled code would come out as a SchemaError with a
+    # traceback; while the command's modules load it is held back, then raised where main
+    # turns it into exit 130.
+    completed: list[str] = []
+
+    def load() -> None:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            completed.append("imports")
+
+    with pytest.raises(KeyboardInterrupt):
+        load()
+    assert completed == ["imports"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

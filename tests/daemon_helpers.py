@@ -16,9 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from tests.waiting import wait_until_blocking
+
+if TYPE_CHECKING:
+    import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A cold start (interpreter, imports, SQLite migration) takes well under a second; this bounds a
@@ -259,6 +263,18 @@ def logging_restored() -> Iterator[None]:
             root.addHandler(handler)
         root.setLevel(level)
         structlog.reset_defaults()
+
+
+def fresh_loggers(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> None:
+    """Give `modules` new `log` proxies, which follow `structlog.testing.capture_logs`.
+
+    A logger first used while logging was configured stays cached with that configuration, even
+    after `logging_restored`; a test that configured logging may have run before this one.
+    """
+    import structlog
+
+    for module in modules:
+        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
 
 
 def http_request(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from agent import events
@@ -18,20 +17,15 @@ from agent.events import (
     MachineRemoved,
 )
 from agent.machine import Machine
+from tests.daemon_helpers import fresh_loggers
 
 # Bounds a wait for something the test set in motion; it happens within milliseconds.
 WAIT_S = 5.0
-MODULES_LOGGING = (events,)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Module loggers that follow `capture_logs`.
-
-    A test that configured logging (loggers cached on first use) may have run before this one.
-    """
-    for module in MODULES_LOGGING:
-        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    fresh_loggers(monkeypatch, events)
 
 
 def _machine(name: str = "Desk") -> Machine:

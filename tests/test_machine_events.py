@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-import structlog
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
@@ -25,6 +24,7 @@ from agent.events import (
 from drivers.base import LabelPrinterStatus
 from drivers.sim import ZplSimulator, serve_tcp
 from tests.conftest import Headers, create_machine
+from tests.daemon_helpers import fresh_loggers
 from tests.driver_time import use_quick_timing
 
 Client = TestClient[Any, Any]
@@ -32,17 +32,11 @@ E = TypeVar("E", bound=Event)
 # Every step here is a loopback exchange or a database write: milliseconds; this bounds a hang.
 WAIT_S = 10.0
 ZPL_SETTINGS = {"POLL_INTERVAL": "3600", "DPMM": "12", "LABEL_WIDTH_MM": "61"}
-MODULES_LOGGING = (events,)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Module loggers that follow `capture_logs`.
-
-    A test that configured logging (loggers cached on first use) may have run before this one.
-    """
-    for module in MODULES_LOGGING:
-        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    fresh_loggers(monkeypatch, events)
 
 
 @pytest.fixture(autouse=True)

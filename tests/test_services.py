@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
@@ -17,20 +16,15 @@ from agent.appkeys import DATABASE, EVENTS, JOBS, POLLER, REGISTRY, RENDER
 from agent.services import STOP_BUDGETS_S, Service, Services, own_wait_s
 from agent.storage.errors import StoreError
 from drivers.transport import CLOSE_TIMEOUT
+from tests.daemon_helpers import fresh_loggers
 
 # Bounds a wait for something the test set in motion; it happens within milliseconds.
 WAIT_S = 5.0
-MODULES_LOGGING = (services,)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Module loggers that follow `capture_logs`.
-
-    A test that configured logging (loggers cached on first use) may have run before this one.
-    """
-    for module in MODULES_LOGGING:
-        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    fresh_loggers(monkeypatch, services)
 
 
 class Calls:

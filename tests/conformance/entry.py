@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from drivers.base import LabelPrinterDriver, LabelPrinterStatus
 from drivers.family import Family, load
 from drivers.sim.base import LINK_FAULTS, Simulator
@@ -55,7 +57,11 @@ class Entry:
     - `timing`: the driver's timing for the suite (what its constructor takes as `timing` and
       keeps in `self.timing`), or None for its defaults. The simulators answer in microseconds,
       and a printer gone deaf should fail an attempt in a fraction of a second, not after a
-      timeout made for real printers.
+      timeout made for real printers;
+    - `reference`: a reading of the printer's language written from the vendor's manual and sharing
+      no code with the family (neither its encoder nor its simulator), from the bytes the printer
+      received to the labels they print, so that a misreading shared by the family's encoder and
+      simulator shows; None where the family has none yet.
     """
 
     family: Family
@@ -65,6 +71,7 @@ class Entry:
     tcp_connection: Callable[[str, int], str] = tcp_uri
     pty_connection: Callable[[str], str] = serial_uri
     timing: object | None = None
+    reference: Callable[[bytes], list[Image.Image]] | None = None
 
     @property
     def driver(self) -> type[LabelPrinterDriver]:

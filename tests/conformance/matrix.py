@@ -14,6 +14,7 @@ from drivers.base import LabelPrinterStatus as S
 from drivers.escpos.driver import EscposTiming
 from drivers.template.driver import TemplateTiming
 from drivers.zpl.driver import ZplTiming
+from tests import zebra_reference
 from tests.conformance.entry import Entry, LabelSize, Shown
 
 MATRIX: tuple[Entry, ...] = (
@@ -49,6 +50,7 @@ MATRIX: tuple[Entry, ...] = (
             "offline": Shown(S.DISCONNECTED, "no answer to ~HS or ~HQES"),
         },
         timing=ZplTiming(query_timeout=0.3, stall_status_after=0.05, odometer_interval=0.01),
+        reference=zebra_reference.labels,
     ),
     # The template family (drivers/template/), the example to copy: its whole conformance entry.
     Entry(

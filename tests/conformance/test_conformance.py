@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from PIL import Image
 
 from drivers.base import LabelPrinterStatus
 from drivers.sim.base import LINK_FAULTS, Simulator
@@ -35,12 +36,21 @@ def test_the_entry_says_what_every_declared_fault_shows(entry: Entry) -> None:
     assert entry.declared_faults() == entry.simulator.FAULTS - LINK_FAULTS
 
 
-async def test_a_pdf_prints_every_label_once_with_the_rendered_pixels(printer: Printer) -> None:
+async def test_a_pdf_prints_every_label_once_with_the_rendered_pixels(
+    printer: Printer, entry: Entry
+) -> None:
+    start = len(printer.tap.streams[-1])
     job = await printer.print_pdf(PAGES, COPIES)
     done = await printer.finished(job)
     assert (done["status"], done["progress"], done["errors"]) == ("complete", PAGES * COPIES, [])
     pages = printer.rendered_pages(PAGES)
     assert all_same((label.image for label in printer.sim.labels), pages * COPIES)
+    if entry.reference is not None:
+        # The same bytes read from the vendor's manual, independently of the family's code.
+        received = bytes(printer.tap.streams[-1][start:])
+        decoded = await asyncio.to_thread(entry.reference, received)
+        read = [label.convert("1", dither=Image.Dither.NONE) for label in decoded]
+        assert all_same(read, pages * COPIES)
     # Copies of a one-page document (which a driver may send as one command with a count).
     before = len(printer.sim.labels)
     job = await printer.print_pdf(1, 3)

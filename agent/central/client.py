@@ -27,8 +27,6 @@ AGENT_HEADER = "X-Edge-Agent"
 PLUGIN_PATH = "/plugin/inventree-edge/"
 # A JSON answer larger than this is not the plugin's.
 MAX_JSON_BYTES = 1024 * 1024
-# A long poll's client timeout is the wait plus this margin (the server's own answer time).
-LONG_POLL_MARGIN_S = 10.0
 _READ_CHUNK = 64 * 1024
 
 
@@ -159,7 +157,10 @@ class CentralClient:
         return _object(answer)
 
     async def jobs(self, wait: float) -> list[dict[str, Any]]:
-        """`GET jobs/?wait=N`: jobs not yet accepted, oldest first."""
+        """`GET jobs/?wait=N`: jobs not yet accepted, oldest first.
+
+        The client waits `wait` plus `request_timeout` (the margin for the server's own answer).
+        """
         params = {"wait": str(int(wait))} if wait > 0 else None
         answer = await self._plugin(
             "GET", "jobs/", params=params, timeout=self.config.request_timeout + wait

@@ -50,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "central:"
 STOP_TIMEOUT_S = 0.2
+# Finished central jobs whose local jobs are gone are forgotten this often.
+PRUNE_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class CentralLink:
         await self.client.open()
         log.info("central_link_starting", url=self.config.url, agent=self.agent)
         self._tasks.create(self._run(), name="link")
+        self._tasks.create(self._prune_forever(), name="prune")
 
     async def close(self) -> None:
         """Stop the link; reports not yet delivered stay in the outbox for the next start."""
@@ -140,6 +143,17 @@ class CentralLink:
                 "pending": pending,
             }
         return {"enabled": True, **self.status.as_json(), "pending": pending}
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                pruned = await self.store.prune()
+            except Exception:  # a failing disk must not end the pruning
+                log.exception("central_prune_failed")
+            else:
+                if pruned:
+                    log.info("central_jobs_pruned", removed=pruned)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     # events
 

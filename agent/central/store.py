@@ -161,6 +161,20 @@ class CentralStore:
 
         return await self.database.read(read)
 
+    async def prune(self) -> int:
+        """Forget finished central jobs whose local jobs the queue has deleted (its retention)."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM central_job WHERE reported IN ('done', 'failed', 'cancelled') "
+                "AND NOT EXISTS (SELECT 1 FROM central_outbox WHERE central_outbox.job = "
+                "central_job.id) AND NOT EXISTS (SELECT 1 FROM job WHERE job.machine = "
+                "central_job.machine AND job.idempotency_key >= 'central:' || central_job.id || ':' "
+                "AND job.idempotency_key < 'central:' || central_job.id || ';')"
+            ).rowcount
+
+        return await self.database.write(prune)
+
     # the outbox
 
     async def outbox(self, limit: int = OUTBOX_BATCH) -> list[OutboxEntry]:

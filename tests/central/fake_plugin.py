@@ -80,6 +80,7 @@ class FakeCentral:
         app.router.add_get(BASE + "jobs/", self._jobs)
         app.router.add_get(BASE + "jobs/{id}/documents/{index}/", self._document)
         app.router.add_post(BASE + "jobs/{id}/state/", self._state)
+        app.router.add_route("*", "/{tail:.*}", self._elsewhere)
         runner = self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
@@ -102,6 +103,11 @@ class FakeCentral:
         return [report["state"] for report in job.reports]
 
     # handlers
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        """Any other path (a login page the agent must never follow a redirect to)."""
+        self.requests.append((request.method, request.path))
+        return web.Response(status=404, text="Not found")
 
     async def _token(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")

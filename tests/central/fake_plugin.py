@@ -66,6 +66,13 @@ class FakeCentral:
         self.requests: list[tuple[str, str]] = []
         self.agents: set[str] = set()
         self.job_added = asyncio.Event()
+        # While cleared, document downloads wait (the tests count how many are in flight).
+        self.documents_open = asyncio.Event()
+        self.documents_open.set()
+        self.downloads_in_flight = 0
+        self.most_downloads_in_flight = 0
+        # Indexes whose document is gone (answered 404 not_found).
+        self.missing_documents: set[int] = set()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -188,8 +195,14 @@ class FakeCentral:
             return refused
         job = self.jobs.get(request.match_info["id"])
         index = int(request.match_info["index"])
-        if job is None or index >= len(job.documents):
+        if job is None or index >= len(job.documents) or index in self.missing_documents:
             return self._error(404, "not_found", "No such job for this agent.")
+        self.downloads_in_flight += 1
+        self.most_downloads_in_flight = max(self.most_downloads_in_flight, self.downloads_in_flight)
+        try:
+            await self.documents_open.wait()
+        finally:
+            self.downloads_in_flight -= 1
         return web.Response(
             body=job.documents[index], content_type="application/pdf", headers=self._headers()
         )

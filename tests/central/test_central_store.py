@@ -49,7 +49,7 @@ async def test_reports_follow_the_local_jobs_once_per_change(database: Database)
 
     await store.accept(CENTRAL_ID, NOW)
     await store.accept(CENTRAL_ID, NOW)
-    assert await _sent(store) == [("accepted", 0, 0)]
+    assert await _sent(store) == [("accepted", 0, 4)]
 
     await jobs.mark_printing(first, NOW)
     await store.refresh(CENTRAL_ID, NOW)
@@ -62,7 +62,7 @@ async def test_reports_follow_the_local_jobs_once_per_change(database: Database)
     await store.refresh(CENTRAL_ID, NOW)
 
     assert await _sent(store) == [
-        ("accepted", 0, 0),
+        ("accepted", 0, 4),
         ("printing", 0, 4),
         ("printing", 2, 4),
         ("done", 4, 4),

@@ -120,6 +120,8 @@ class Intake:
                 )
             indexes.append(index)
             sizes.append(size)
+        if len(set(indexes)) != len(indexes):
+            raise JobRefused("The job names a document index twice.")
         order = sorted(range(len(indexes)), key=lambda i: indexes[i])
         return CentralJobSpec(
             id=job_id,

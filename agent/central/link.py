@@ -44,6 +44,7 @@ from agent.events import (
 from agent.jobs import JobRunner
 from agent.registry import Registry
 from agent.storage.database import Database
+from agent.storage.errors import StoreError
 from agent.tasks import TaskSet
 
 log = structlog.get_logger(__name__)
@@ -186,10 +187,16 @@ class CentralLink:
             delay = self._backoff(failures)
             failures += 1
             if isinstance(failure, Unauthorized) and not self.config.token.get_secret_value():
-                # An obtained token that stopped working: obtain a new one next time.
-                await self.store.forget_token(self.config.url, self.config.username)
+                await self._forget_token()
             await self.status.fail(failure.state, failure.message, delay)
             await asyncio.sleep(delay)
+
+    async def _forget_token(self) -> None:
+        """An obtained token that stopped working: the next session obtains a new one."""
+        try:
+            await self.store.forget_token(self.config.url, self.config.username)
+        except StoreError as err:  # the next session then tries the old token once more
+            log.warning("central_token_not_forgotten", error=str(err))
 
     def _backoff(self, failures: int) -> float:
         """Doubling from the base up to the cap, each wait drawn from its upper half."""

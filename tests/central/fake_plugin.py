@@ -157,6 +157,9 @@ class FakeCentral:
         if refused is not None:
             return refused
         body = await request.json()
+        interval = body.get("agent", {}).get("report_interval")
+        if not isinstance(interval, int) or not 1 <= interval <= 86400:
+            return self._error(400, "invalid", "agent.report_interval must be whole seconds.")
         self.reports.append(body)
         printers = [
             {"key": p["key"], "machine": str(uuid.uuid4()), "name": p["name"]}

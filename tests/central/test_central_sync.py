@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -31,7 +32,8 @@ async def test_reports_its_printers_at_start(central: FakeCentral, start_agent: 
     await wait_until(lambda: bool(central.reports), what="a report")
 
     report = central.reports[0]
-    assert report["agent"]["report_interval"] == 30.0
+    assert report["agent"]["report_interval"] == 30
+    assert isinstance(report["agent"]["report_interval"], int)
     (printer,) = report["printers"]
     assert printer["key"] == printer_pk(client)
     assert (printer["name"], printer["driver"]) == ("Zebra", "virtual")
@@ -83,6 +85,35 @@ async def test_a_job_prints_each_document_with_its_copies_and_is_reported_done(
     ]
     assert {(status, copies) for _, status, copies in _local_jobs(client)} == {("complete", 2)}
     assert len(printed_labels(client)) == 4
+
+
+async def test_the_job_options_reach_the_printer_and_empty_ones_are_left_out(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent()
+    job = central.add_job(
+        printer_pk(client), [label_pdf(1)], options={"rotation": 90, "threshold": None}
+    )
+
+    await _finished(central, job)
+
+    with sqlite3.connect(client.app[SETTINGS].database_path) as conn:
+        (options,) = conn.execute("SELECT options FROM job").fetchone()
+    assert json.loads(options)["rotation"] == 90
+    assert "threshold" not in json.loads(options)
+
+
+async def test_options_the_printer_cannot_take_fail_the_job_saying_which(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent()
+    job = central.add_job(printer_pk(client), [label_pdf(1)], options={"rotation": 45})
+
+    await _finished(central, job, "failed")
+
+    assert job.reports[-1]["message"].startswith("The job's options are not valid")
+    assert "rotation" in job.reports[-1]["message"]
+    assert _local_jobs(client) == []
 
 
 async def test_a_job_delivered_twice_prints_once(

@@ -273,11 +273,12 @@ def _check(answer: _Answer, *, plugin: bool) -> None:
             f"the server redirected (HTTP {status} to {answer.headers.get('Location', '?')}): "
             "InvenTree sends a request whose token it does not accept to its login page"
         )
-    if status >= 500:
-        raise Unreachable(f"the server answered HTTP {status}")
     detail, code, error = "", "", _error_body(answer.body)
     if error is not None:
         detail, code = str(error.get("detail", "")), str(error.get("code", ""))
+    if status >= 500:
+        # The plugin says why when it can (e.g. its tables are not migrated yet).
+        raise Unreachable(f"the server answered HTTP {status}" + (f": {detail}" if detail else ""))
     if status == 401:
         raise Unauthorized(detail or "the token is not accepted", code)
     if status == 403:

@@ -117,7 +117,11 @@ class CentralClient:
         connector = aiohttp.TCPConnector(
             ssl=_ssl_context(self.config), limit=self.config.max_downloads + 3
         )
-        self._session = aiohttp.ClientSession(connector=connector)
+        # No cookies: InvenTree's token endpoint also logs a session in, and a session cookie
+        # sent with a POST would make Django check CSRF instead of the token.
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        )
 
     async def close(self) -> None:
         """Close the session and its connections."""
@@ -132,6 +136,8 @@ class CentralClient:
             "GET",
             self.config.url + "/api/user/token/",
             headers={"Authorization": f"Basic {credentials}", "Accept": "application/json"},
+            # InvenTree hands out the same token again for the same name (until it expires).
+            params={"name": f"inventree-edge {self.agent}"},
             max_bytes=MAX_JSON_BYTES,
             timeout=self.config.request_timeout,
         )
@@ -269,9 +275,16 @@ def _check(answer: _Answer, *, plugin: bool) -> None:
     if 200 <= status < 300:
         return
     if 300 <= status < 400:
-        raise Unauthorized(
-            f"the server redirected (HTTP {status} to {answer.headers.get('Location', '?')}): "
-            "InvenTree sends a request whose token it does not accept to its login page"
+        location = answer.headers.get("Location", "")
+        if "login" in location.lower():
+            raise Unauthorized(
+                f"the server redirected to its login page (HTTP {status} to {location}): "
+                "InvenTree 303 does so with a token it does not accept"
+            )
+        # Current InvenTree sends a /plugin/ path no active plugin serves to its web UI.
+        raise ProtocolMismatch(
+            f"the server redirected (HTTP {status} to {location or '?'}) instead of answering: "
+            "install and activate the inventree-edge plugin in InvenTree, and check central.url"
         )
     detail, code, error = "", "", _error_body(answer.body)
     if error is not None:

@@ -59,6 +59,10 @@ class FakeCentral:
         self.protocol = 1
         # "401" (current InvenTree) or "302" (InvenTree 303) for a token not accepted.
         self.refusal = "401"
+        # Current InvenTree without the plugin: its /plugin/ paths redirect to the web UI.
+        self.plugin_missing = False
+        self.token_names: list[str] = []
+        self.cookies_seen = 0
         self.long_poll_max = 20
         self.server_error = False
         self.jobs: dict[str, FakeJob] = {}
@@ -124,11 +128,18 @@ class FakeCentral:
                 token = f"obtained-{len(self.issued_tokens)}"
                 self.issued_tokens.append(token)
                 self.tokens.add(token)
-                return web.json_response({"token": token})
+                self.token_names.append(request.query.get("name", ""))
+                response = web.json_response({"token": token})
+                response.set_cookie("sessionid", "logged-in-too")  # as InvenTree's endpoint does
+                return response
         return web.json_response({"detail": "Invalid username/password."}, status=401)
 
     def _check(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path))
+        if "Cookie" in request.headers:
+            self.cookies_seen += 1
+        if self.plugin_missing:
+            raise web.HTTPFound("/web")
         if self.server_error:
             return web.Response(status=503, text="maintenance")
         header = request.headers.get("Authorization", "")

@@ -140,10 +140,29 @@ async def test_a_server_of_another_protocol_is_a_protocol_mismatch(
     assert central.reports == []
 
 
+async def test_an_inventree_without_the_plugin_is_told_apart_from_a_refused_token(
+    central: FakeCentral, start_agent: StartAgent, logs: list[dict[str, Any]]
+) -> None:
+    central.plugin_missing = True
+    client = await start_agent()
+
+    await wait_until(lambda: _state(client) == "protocol_mismatch", what="protocol mismatch")
+
+    assert "install and activate the inventree-edge plugin" in client.app[CENTRAL].status.last_error
+    assert _states(logs) == ["central_protocol_mismatch"]
+    assert ("GET", "/web") not in central.requests
+
+
 async def test_a_username_and_password_obtain_one_token_kept_across_restarts(
     central: FakeCentral, start_agent: StartAgent
 ) -> None:
-    credentials = {"token": "", "username": "agent-user", "password": "agent-password"}
+    credentials = {
+        "token": "",
+        "username": "agent-user",
+        "password": "agent-password",
+        # A host name, not an address: cookie jars keep cookies of host names only.
+        "url": f"http://localhost:{central.port}",
+    }
     first = await start_agent(**credentials)
     await wait_until(lambda: _state(first) == "connected", what="connected")
     await first.close()
@@ -152,7 +171,10 @@ async def test_a_username_and_password_obtain_one_token_kept_across_restarts(
     await wait_until(lambda: len(central.reports) >= 2, what="the second run's report")
 
     assert central.issued_tokens == ["obtained-0"]
+    assert central.token_names == ["inventree-edge test-agent"]
     assert _state(second) == "connected"
+    # The session InvenTree logged in with the token is never sent back (no CSRF checks).
+    assert central.cookies_seen == 0
 
 
 async def test_a_revoked_obtained_token_is_obtained_again(

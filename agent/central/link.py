@@ -11,6 +11,7 @@ the outbox while the server is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "central:"
 STOP_TIMEOUT_S = 0.2
+# Recording "stopped" for `central status` may take this long at most (the disk may be failing).
+RECORD_STOP_TIMEOUT_S = 0.05
 # Finished central jobs whose local jobs are gone are forgotten this often.
 PRUNE_INTERVAL_S = 3600.0
 
@@ -128,6 +131,10 @@ class CentralLink:
         self._subscriptions.clear()
         await self._tasks.close(STOP_TIMEOUT_S)
         await self.client.close()
+        if self.enabled:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECORD_STOP_TIMEOUT_S):
+                    await self.status.stopped()
 
     async def describe(self) -> dict[str, Any]:
         """The link as `GET /api/agent/central/` shows it."""

@@ -251,14 +251,17 @@ class CentralLink:
         await self.status.contact(printers=len(body["printers"]))
 
     async def _report_loop(self) -> None:
+        """Report every `report_interval`, and after a change, at most once per debounce."""
+        debounce = self.timing.report_debounce_s
         while True:
+            # The session has just reported (or this loop has): changes meanwhile wait.
+            await asyncio.sleep(debounce)
             try:
-                async with asyncio.timeout(self.config.report_interval):
+                async with asyncio.timeout(max(self.config.report_interval - debounce, 0.0)):
                     await self._report_wanted.wait()
             except TimeoutError:
                 pass
             await self._report()
-            await asyncio.sleep(self.timing.report_debounce_s)
 
     async def _poll_jobs(self) -> None:
         loop = asyncio.get_running_loop()

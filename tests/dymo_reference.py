@@ -95,7 +95,8 @@ class _Reader:
             self.length = value - 65536 if value >= 32768 else value
         elif name == "f":
             assert self.byte() == 1, "<esc> f must be followed by 1"
-            self.rows.extend([] for _ in range(self.byte()))
+            # A fed line is a line of white across the dots addressed.
+            self.rows.extend([0] * (8 * (self.tab + self.width)) for _ in range(self.byte()))
         elif name == "q":
             self.byte()
         elif name in "EG":

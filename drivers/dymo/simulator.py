@@ -61,9 +61,9 @@ class _Setup:
 
 @dataclass
 class _Label:
-    """The label being printed: its dot lines as (dot tab, line bytes); None is a fed line."""
+    """The label being printed: its dot lines as (dot tab, line bytes)."""
 
-    lines: list[tuple[int, bytes] | None] = field(default_factory=list)
+    lines: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 class DymoSimulator(Simulator):
@@ -110,10 +110,11 @@ class DymoSimulator(Simulator):
         self.top_of_form = True
 
     def add_line(self, line: bytes | None) -> None:
-        """A dot line (or a fed line, None) onto the current label."""
+        """A dot line onto the current label; None: a fed line, white across the dots addressed."""
         if self.blocked:
             return
-        self.label.lines.append(None if line is None else (self.setup.dot_tab, line))
+        setup = self.setup
+        self.label.lines.append((setup.dot_tab, line or bytes(setup.bytes_per_line)))
         self.top_of_form = False
 
     def form_feed(self, kind: str) -> None:
@@ -135,14 +136,13 @@ class DymoSimulator(Simulator):
         self.label = _Label()
 
 
-def _draw(lines: list[tuple[int, bytes] | None], label_lines: int) -> Image.Image:
+def _draw(lines: list[tuple[int, bytes]], label_lines: int) -> Image.Image:
     """The label's dot lines on white: as wide as the widest line, at least the label length."""
-    width = max(((tab + len(line)) * 8 for tab, line in filter(None, lines)), default=8)
+    width = max((tab + len(line)) * 8 for tab, line in lines)
     height = max(len(lines), label_lines)
     ink = Image.new("1", (width, height), 0)
-    for y, entry in enumerate(lines):
-        if entry is not None:
-            tab, line = entry
+    for y, (tab, line) in enumerate(lines):
+        if any(line):
             ink.paste(Image.frombytes("1", (len(line) * 8, 1), line), (tab * 8, y))
     return ImageChops.invert(ink)
 

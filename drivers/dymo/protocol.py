@@ -175,14 +175,14 @@ def skip_lines(count: int) -> bytes:
     return bytes(out)
 
 
-_BITS = [format(value, "08b") for value in range(256)]
 _RUNS = re.compile(r"0+|1+")
 
 
 def compress_line(line: bytes) -> bytes:
     """One dot line as ETB run bytes (without the ETB): colour in bit 7, run length - 1 below."""
     out = bytearray()
-    for match in _RUNS.finditer("".join(_BITS[byte] for byte in line)):
+    bits = format(int.from_bytes(line, "big"), f"0{len(line) * 8}b")
+    for match in _RUNS.finditer(bits):
         colour = 0x80 if match[0][0] == "1" else 0x00
         length = match.end() - match.start()
         while length > 0:
@@ -192,11 +192,22 @@ def compress_line(line: bytes) -> bytes:
     return bytes(out)
 
 
+def run_count(line: bytes) -> int:
+    """How many runs of one colour the line has (before splitting runs longer than 128)."""
+    dots = len(line) * 8
+    value = int.from_bytes(line, "big")
+    # A bit of value ^ (value >> 1) is set where a dot differs from the one on its left.
+    changes = (value ^ (value >> 1)) & ((1 << (dots - 1)) - 1)
+    return changes.bit_count() + 1
+
+
 def encode_line(line: bytes) -> bytes:
     """A dot line as SYN + its bytes, or ETB + its runs when that is shorter."""
-    runs = compress_line(line)
-    if len(runs) < len(line):
-        return bytes([ETB]) + runs
+    # Each run takes at least a byte: count them first, and run-length code only what gains.
+    if run_count(line) < len(line):
+        runs = compress_line(line)
+        if len(runs) < len(line):
+            return bytes([ETB]) + runs
     return bytes([SYN]) + line
 
 
@@ -226,6 +237,7 @@ def encode_label(page: Image, settings: LabelSettings, *, last: bool) -> bytes:
     data = ImageChops.invert(page).tobytes()
     blank_row = bytes(stride)
     blank = 0
+    previous, encoded = blank_row, b""
     for start in range(0, len(data), stride):
         row = data[start : start + stride]
         if row == blank_row:
@@ -234,7 +246,9 @@ def encode_label(page: Image, settings: LabelSettings, *, last: bool) -> bytes:
         if blank:
             out += skip_lines(blank)
             blank = 0
-        out += encode_line(row) * repeat
+        if row != previous:  # labels repeat rows (text, bars): encode each once
+            previous, encoded = row, encode_line(row) * repeat
+        out += encoded
     out += skip_lines(blank)
     out += FORM_FEED if last else SHORT_FORM_FEED
     return bytes(out)

@@ -75,7 +75,7 @@ async def test_a_job_prints_every_label_with_short_feeds_between_and_a_form_feed
         same(label.image, page) for label, page in zip(sim.labels, job.pages * 2, strict=True)
     )
     assert job.progress == [1, 2, 3, 4]
-    assert sim.form_feeds == ["G", "G", "G", "E"]
+    assert list(sim.form_feeds) == ["G", "G", "G", "E"]
     assert tap.streams[-1].startswith(RESET)
     # What went over the wire reads back the same from DYMO's manual.
     decoded = dymo_reference.labels(bytes(tap.streams[-1]))
@@ -161,7 +161,7 @@ async def test_a_cancelled_job_ends_its_current_label_with_a_form_feed(
     await machine.driver.print(machine, job)
     # The label being rendered when the cancel landed is still printed, and it is the last.
     assert job.progress == [1, 2]
-    assert sim.form_feeds == ["G", "E"]
+    assert list(sim.form_feeds) == ["G", "E"]
 
 
 async def test_density_option_graphics_mode_and_twin_turbo_roll(

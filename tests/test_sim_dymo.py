@@ -23,7 +23,7 @@ def test_labels_print_at_their_form_feeds_with_the_page_pixels() -> None:
     assert len(sim.labels) == 2
     sim.feed(label(pages[2]))
     assert all(same(printed.image, page) for printed, page in zip(sim.labels, pages, strict=True))
-    assert sim.form_feeds == ["G", "G", "E"]
+    assert list(sim.form_feeds) == ["G", "G", "E"]
 
 
 def test_bytes_split_anywhere_decode_the_same() -> None:

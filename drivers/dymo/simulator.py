@@ -19,6 +19,7 @@ Model (choices a real printer leaves open):
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -45,6 +46,8 @@ DEFAULT_LABEL_LINES = 3058
 _ONE_PARAMETER = frozenset(b"BDq")
 _NO_PARAMETER = frozenset(b"cdeghiyz*")
 _DROPPING_FAULTS = ("offline", "paper-out", "jam", "error")
+# Form feeds remembered for tests and the console; a long `simulate` run keeps the last ones.
+FORM_FEEDS_KEPT = 1000
 
 
 @dataclass
@@ -79,7 +82,7 @@ class DymoSimulator(Simulator):
         self.label = _Label()
         self.top_of_form = True
         self.unknown_commands = 0
-        self.form_feeds: list[str] = []
+        self.form_feeds: deque[str] = deque(maxlen=FORM_FEEDS_KEPT)
 
     def open_channel(self) -> _DymoChannel:
         """Start a new byte stream (one per connection)."""

@@ -1,15 +1,15 @@
-"""Print benchmark: label jobs through the API into a ZPL printer simulator on loopback TCP, and
-through the virtual driver. Prints figures; asserts nothing.
+"""Print benchmark: label jobs through the API into ZPL and DYMO printer simulators on loopback TCP,
+and through the virtual driver. Prints figures; asserts nothing.
 
 Run: `.venv/bin/python -m bench.print [--jobs 500 --rounds 5 --latency-jobs 100]`.
 
 Phases, per machine:
 - latency: one job at a time; enqueue latency (POST to 201) and POST to last byte at the printer
-  (ZPL: the simulator's clock when the label's last byte arrived; virtual: the job's recorded
+  (ZPL, DYMO: the simulator's clock when the label's last byte arrived; virtual: the job's recorded
   finish time, on the daemon's clock).
 - throughput: `--rounds` bursts of `--jobs` jobs from 8 concurrent submitters; labels/s per burst,
   so a slowdown as the job history grows shows as falling figures.
-Stage costs (render, ZPL and ESC/POS encode) are measured in this process on the same label.
+Stage costs (render, ZPL, ESC/POS and DYMO encode) are measured in this process on the same label.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from bench._common import (
     verdict,
 )
 from drivers.base import PageFormat, RenderOptions
+from drivers.dymo import protocol as dymo_protocol
+from drivers.dymo.simulator import DymoSimulator
 from drivers.escpos import protocol as escpos_protocol
 from drivers.sim import ZplSimulator, serve_tcp
 from drivers.zpl import protocol as zpl_protocol
@@ -50,6 +52,8 @@ SUBMITTERS = 8
 LABEL_MM = (62, 29)
 DPI = 300
 LABEL_TIMEOUT_S = 30.0
+# The DYMO machine: the same document on a LabelWriter 450's whole 672-dot (57 mm) head.
+DYMO_DOTS = (672, round(LABEL_MM[1] / 25.4 * DPI))
 
 
 def label_pdf() -> bytes:
@@ -74,7 +78,12 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
     page_format = PageFormat(
         dpi=DPI, width_dots=round(LABEL_MM[0] * 12), height_dots=round(LABEL_MM[1] * 12)
     )
-    costs: dict[str, list[float]] = {"render": [], "encode_zpl": [], "encode_escpos": []}
+    costs: dict[str, list[float]] = {
+        "render": [],
+        "encode_zpl": [],
+        "encode_escpos": [],
+        "encode_dymo": [],
+    }
     page = None
     for _ in range(samples):
         started = time.perf_counter()
@@ -86,11 +95,15 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
         started = time.perf_counter()
         escpos_protocol.encode_job([page], copies=1, cut="full")
         costs["encode_escpos"].append(time.perf_counter() - started)
+        dymo_page = page.crop((0, 0, *DYMO_DOTS))
+        started = time.perf_counter()
+        dymo_protocol.encode_label(dymo_page, dymo_protocol.LabelSettings(), last=True)
+        costs["encode_dymo"].append(time.perf_counter() - started)
     return {name: statistics.median(values) * 1000 for name, values in costs.items()}
 
 
-def config(port: int, sim_port: int, data_dir: Path) -> str:
-    """The daemon's configuration: a ZPL machine on the simulator and a virtual machine."""
+def config(port: int, sim_port: int, data_dir: Path, dymo_port: int) -> str:
+    """The daemon's configuration: ZPL and DYMO machines on the simulators, a virtual machine."""
     return f"""
 [http]
 port = {port}
@@ -110,6 +123,15 @@ CONNECTION = "tcp://{HOST}:{sim_port}"
 DPMM = 12
 LABEL_WIDTH_MM = {LABEL_MM[0]}
 LABEL_HEIGHT_MM = {LABEL_MM[1]}
+
+[[machines]]
+name = "dymo"
+driver = "dymo"
+[machines.driver_settings]
+CONNECTION = "tcp://{HOST}:{dymo_port}"
+LABEL = "custom"
+LABEL_WIDTH_DOTS = {DYMO_DOTS[0]}
+LABEL_LENGTH_DOTS = {DYMO_DOTS[1]}
 
 [[machines]]
 name = "virtual"
@@ -227,11 +249,16 @@ async def run(args: argparse.Namespace) -> None:
     configure_logging("warning", "console")
     costs = stage_costs(label_pdf())
     sim = ZplSimulator()
-    async with await serve_tcp(sim, HOST, 0) as server:
+    dymo_sim = DymoSimulator()
+    async with (
+        await serve_tcp(sim, HOST, 0) as server,
+        await serve_tcp(dymo_sim, HOST, 0) as dymo_server,
+    ):
         with tempfile.TemporaryDirectory(prefix="bench-print-") as tmp:
             port = free_port()
             config_path = Path(tmp) / "config.toml"
-            config_path.write_text(config(port, server.port, Path(tmp) / "data"))
+            data_dir = Path(tmp) / "data"
+            config_path.write_text(config(port, server.port, data_dir, dymo_server.port))
             env = {
                 "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN[0],
                 "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN[1],
@@ -239,14 +266,18 @@ async def run(args: argparse.Namespace) -> None:
             daemon = start_daemon(config_path, port, Path(tmp) / "daemon.log", env=env)
             try:
                 daemon.wait_ready()
-                await measure(daemon, sim, args, costs)
+                await measure(daemon, sim, args, costs, dymo_sim)
             finally:
                 code = daemon.stop()
                 print(f"daemon exit code after SIGTERM: {code}")
 
 
 async def measure(
-    daemon: Any, sim: ZplSimulator, args: argparse.Namespace, costs: dict[str, float]
+    daemon: Any,
+    sim: ZplSimulator,
+    args: argparse.Namespace,
+    costs: dict[str, float],
+    dymo_sim: DymoSimulator,
 ) -> None:
     """Every phase, then the report."""
     basic = base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
@@ -261,23 +292,28 @@ async def measure(
         async with session.get(f"{daemon.base_url}/api/machine/") as resp:
             machines = {m["name"]: m["pk"] for m in await resp.json()}
         bench = Bench(session, daemon.base_url, sim)
+        # The DYMO simulator counts its labels as the ZPL one does.
+        benches = {"zpl": bench, "dymo": Bench(session, daemon.base_url, dymo_sim)}
         await bench.latency_zpl(machines["zpl"], 10)  # warm-up: connection, caches
+        await benches["dymo"].latency_zpl(machines["dymo"], 10)
         print("inventree-edge print benchmark: 62 x 29 mm PDF labels at 300 dpi, 1 label per job")
         print("NOTE: client, simulator and daemon share this host's 2 CPU cores.")
         print(
             f"stage cost per label (this process, median of 200): render {costs['render']:.2f} ms, "
-            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms"
+            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms, "
+            f"encode DYMO {costs['encode_dymo']:.2f} ms"
         )
         results: dict[str, dict[str, Any]] = {}
-        for name in ("zpl", "virtual"):
+        for name in ("zpl", "dymo", "virtual"):
             pk = machines[name]
-            if name == "zpl":
-                enqueue, end_to_end = await bench.latency_zpl(pk, args.latency_jobs)
+            counted = benches.get(name)
+            if counted is not None:
+                enqueue, end_to_end = await counted.latency_zpl(pk, args.latency_jobs)
             else:
                 enqueue, end_to_end = await bench.latency_virtual(pk, args.latency_jobs)
             rates, burst_enqueue, rss_by_round = [], [], []
             for _ in range(args.rounds):
-                rate, queued = await bench.burst(pk, args.jobs, zpl=name == "zpl")
+                rate, queued = await (counted or bench).burst(pk, args.jobs, zpl=bool(counted))
                 rates.append(rate)
                 burst_enqueue.extend(queued)
                 rss_by_round.append(mib(rss_kib(daemon.pid)))
@@ -299,7 +335,9 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     """Print the table and the targets."""
-    total_jobs = 10 + sum(args.latency_jobs + args.rounds * args.jobs for _ in results)
+    total_jobs = 20 + sum(  # 10 warm-up jobs each for ZPL and DYMO
+        args.latency_jobs + args.rounds * args.jobs for _ in results
+    )
     print(f"jobs submitted in all: {total_jobs}; daemon RSS after the run: {rss:.1f} MiB\n")
     print(
         f"{'machine':8s} {'labels/s by burst of ' + str(args.jobs):>40s} {'enq p50':>8s} {'enq p99':>8s} "
@@ -319,6 +357,12 @@ def report(
     zpl = results["zpl"]
     send = ms(percentile(zpl["end_to_end"], 50)) - costs["render"] - costs["encode_zpl"]
     print(f"\nZPL end to end p50 minus render and encode (queue, database, send): {send:.2f} ms")
+    dymo = results["dymo"]
+    print(
+        f"DYMO: render + encode {costs['render'] + costs['encode_dymo']:.2f} ms per label, "
+        f"{dymo['rates'][-1]:.0f} labels/s end to end (last burst), "
+        f"POST to last byte p50 {ms(percentile(dymo['end_to_end'], 50)):.2f} ms"
+    )
     slowdown = zpl["rates"][-1] / zpl["rates"][0] if zpl["rates"][0] else 0
     print("targets (reported, never enforced):")
     checks = [

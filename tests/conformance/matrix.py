@@ -9,12 +9,13 @@ loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
 
 from __future__ import annotations
 
-from drivers import escpos, template, zpl
+from drivers import dymo, escpos, template, zpl
 from drivers.base import LabelPrinterStatus as S
+from drivers.dymo.driver import DymoTiming
 from drivers.escpos.driver import EscposTiming
 from drivers.template.driver import TemplateTiming
 from drivers.zpl.driver import ZplTiming
-from tests import zebra_reference
+from tests import dymo_reference, zebra_reference
 from tests.conformance.entry import Entry, LabelSize, Shown
 
 MATRIX: tuple[Entry, ...] = (
@@ -51,6 +52,25 @@ MATRIX: tuple[Entry, ...] = (
         },
         timing=ZplTiming(query_timeout=0.3, stall_status_after=0.05, odometer_interval=0.01),
         reference=zebra_reference.labels,
+    ),
+    Entry(
+        family=dymo.FAMILY,
+        # A custom label at 300 dpi, a whole number of bytes wide (the printer's lines are bytes).
+        label=LabelSize(dpi=300, width_dots=296, height_dots=160),
+        settings={
+            "POLL_INTERVAL": "3600",
+            "LABEL": "custom",
+            "LABEL_WIDTH_DOTS": "296",
+            "LABEL_LENGTH_DOTS": "160",
+        },
+        faults={
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "jam": Shown(S.PAPER_JAM, "Paper jam"),
+            "error": Shown(S.ERROR, "Printer error"),
+            "offline": Shown(S.DISCONNECTED, "no answer to the status query (ESC A)"),
+        },
+        timing=DymoTiming(status_timeout=0.3, label_status_timeout=0.3),
+        reference=dymo_reference.labels,
     ),
     # The template family (drivers/template/), the example to copy: its whole conformance entry.
     Entry(

@@ -20,6 +20,7 @@ from __future__ import annotations
 from PIL import Image
 
 DOTS_PER_MM = {203: 8, 300: 12, 600: 24}
+_BIT_TO_GRAY = bytes.maketrans(b"01", b"\x00\xff")
 
 
 def labels(stream: bytes, dpi: int = 203) -> list[Image.Image]:
@@ -48,7 +49,9 @@ def labels(stream: bytes, dpi: int = 203) -> list[Image.Image]:
         words = stream[at:end].strip().split(b" ", 1)
         at = end + 1
         if words[0] == b"SIZE":
-            width_mm, height_mm = (float(v.strip().removesuffix(b"mm")) for v in words[1].split(b","))
+            width_mm, height_mm = (
+                float(v.strip().removesuffix(b"mm")) for v in words[1].split(b",")
+            )
             size = (round(width_mm * dots_per_mm), round(height_mm * dots_per_mm))
         elif words[0] == b"CLS":
             page = Image.new("L", size, 255)
@@ -61,12 +64,8 @@ def labels(stream: bytes, dpi: int = 203) -> list[Image.Image]:
 
 
 def _draw(page: Image.Image, x: int, y: int, width_bytes: int, height: int, data: bytes) -> None:
-    pixels = page.load()
-    assert pixels is not None
-    for row in range(height):
-        for column in range(width_bytes * 8):
-            byte = data[row * width_bytes + column // 8]
-            ink = not byte & (0x80 >> (column % 8))  # a 0 bit prints
-            px, py = x + column, y + row
-            if 0 <= px < page.width and 0 <= py < page.height:
-                pixels[px, py] = 0 if ink else 255
+    dots = width_bytes * 8
+    # Every bit as a character, the first byte's top bit first; a "0" bit prints (ink 0).
+    bits = format(int.from_bytes(data, "big"), f"0{dots * height}b") if data else ""
+    gray = bits.encode("ascii").translate(_BIT_TO_GRAY)
+    page.paste(Image.frombytes("L", (dots, height), gray), (x, y))

@@ -1,8 +1,9 @@
 """TSPL label printers (TSC, Gprinter, cheap 4x6 printers in TSPL mode): BITMAP labels, ESC ! ? status.
 
 A label counts as printed when its bytes were sent and the status byte read right after them
-shows nothing that stops the printer. TSPL has no label counter every model answers, so a label
-the printer took just before it stopped (paper out, paused) may print again when the job
+shows nothing that stops the printer, or shows it paused (a paused printer keeps the label and
+prints it when it goes on). TSPL has no label counter every model answers, so a label the
+printer took just before it stopped (paper out, head open) may print again when the job
 resumes; a label is never left out.
 
 Repeats of a one-page document send only `PRINT 1`: the image stays in the printer's buffer
@@ -83,6 +84,8 @@ MEDIA_CHOICES: Mapping[str, MediaType] = {
     "mark": "mark",
     "continuous": "continuous",
 }
+# Status bits that do not stop a label the printer took from coming out.
+_STILL_PRINTS = TsplStatus.PRINTING
 # A model name is a few words; more is not the printer answering ~!T.
 MAX_MODEL_REPLY = 64
 
@@ -250,21 +253,26 @@ class TsplDriver(ConnectedDriver[TsplState]):
         async with connection.link.exchange() as link_transport:
             transport = reporting(link_transport, job)
 
-            async def accepted(timeout: float) -> None:  # noqa: ASYNC109 - per-call timeout
+            async def accepted(timeout: float, printed: int | None) -> None:  # noqa: ASYNC109
+                """Count the label(s) the printer took; raise (the job waits) if it cannot go on."""
                 if checked:
                     await discard_received(transport)
                     status = await read_status(transport, timeout)
+                    if printed is not None and status & ~_STILL_PRINTS == TsplStatus.PAUSED:
+                        # A paused printer keeps what it took and prints it when it goes on.
+                        job.report_progress(printed)
                     status_report(status, model).raise_if_blocking(machine)
+                if printed is not None:
+                    job.report_progress(printed)
 
-            await accepted(timing.status_timeout)
+            await accepted(timing.status_timeout, None)
             if job.raw is not None:
                 for copy in raw_copies(job):
                     await transport.write(job.raw)
                     if checked:
                         # A raw job may ask the printer things itself; drop its answers.
                         await drain_input(transport)
-                    await accepted(timing.label_status_timeout)
-                    job.report_progress(copy + 1)
+                    await accepted(timing.label_status_timeout, copy + 1)
                 return
             setup_sent: bytes | None = None
             in_buffer = False
@@ -278,8 +286,7 @@ class TsplDriver(ConnectedDriver[TsplState]):
                         data, setup_sent = head + data, head
                 await transport.write(data)
                 in_buffer = True
-                await accepted(timing.label_status_timeout)
-                job.report_progress(number + 1)
+                await accepted(timing.label_status_timeout, number + 1)
 
 
 async def read_status(transport: Transport, timeout: float) -> TsplStatus:  # noqa: ASYNC109 - per-call timeout is the contract

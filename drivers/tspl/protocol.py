@@ -121,7 +121,7 @@ def encode_label(page: Image.Image, copies: int = 1) -> bytes:
     row_bytes = (width + 7) // 8
     if width % 8:
         # Pillow pads rows with 0 bits, which TSPL prints black: pad with white instead.
-        padded = Image.new("1", (row_bytes * 8, height), 1)
+        padded = Image.new("1", (row_bytes * 8, height), 255)
         padded.paste(page, (0, 0))
         page = padded
     header = b"CLS\r\nBITMAP 0,0,%d,%d,0," % (row_bytes, height)

@@ -114,7 +114,7 @@ class TsplSimulator(Simulator):
         settings = self.settings
         width = min(max(settings.width_dots, 1), MAX_DOTS)
         height = min(max(settings.height_dots, 1), MAX_DOTS)
-        self.buffer = Image.new("1", (width, height), 1)
+        self.buffer = Image.new("1", (width, height), 255)
 
     def image_buffer(self) -> Image.Image:
         """The image buffer, a white one of the current SIZE before the first CLS."""

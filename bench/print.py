@@ -1,5 +1,5 @@
-"""Print benchmark: label jobs through the API into a ZPL printer simulator on loopback TCP, and
-through the virtual driver. Prints figures; asserts nothing.
+"""Print benchmark: label jobs through the API into ZPL and TSPL printer simulators on loopback
+TCP, and through the virtual driver. Prints figures; asserts nothing.
 
 Run: `.venv/bin/python -m bench.print [--jobs 500 --rounds 5 --latency-jobs 100]`.
 
@@ -9,7 +9,7 @@ Phases, per machine:
   finish time, on the daemon's clock).
 - throughput: `--rounds` bursts of `--jobs` jobs from 8 concurrent submitters; labels/s per burst,
   so a slowdown as the job history grows shows as falling figures.
-Stage costs (render, ZPL and ESC/POS encode) are measured in this process on the same label.
+Stage costs (render, ZPL, ESC/POS and TSPL encode) are measured in this process on the same label.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from bench._common import (
 )
 from drivers.base import PageFormat, RenderOptions
 from drivers.escpos import protocol as escpos_protocol
-from drivers.sim import ZplSimulator, serve_tcp
+from drivers.sim import Simulator, ZplSimulator, serve_tcp
+from drivers.tspl import protocol as tspl_protocol
+from drivers.tspl.simulator import TsplSimulator
 from drivers.zpl import protocol as zpl_protocol
 
 ADMIN = ("bench", "bench-password")
@@ -74,7 +76,12 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
     page_format = PageFormat(
         dpi=DPI, width_dots=round(LABEL_MM[0] * 12), height_dots=round(LABEL_MM[1] * 12)
     )
-    costs: dict[str, list[float]] = {"render": [], "encode_zpl": [], "encode_escpos": []}
+    costs: dict[str, list[float]] = {
+        "render": [],
+        "encode_zpl": [],
+        "encode_escpos": [],
+        "encode_tspl": [],
+    }
     page = None
     for _ in range(samples):
         started = time.perf_counter()
@@ -86,11 +93,14 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
         started = time.perf_counter()
         escpos_protocol.encode_job([page], copies=1, cut="full")
         costs["encode_escpos"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        tspl_protocol.encode_label(page)
+        costs["encode_tspl"].append(time.perf_counter() - started)
     return {name: statistics.median(values) * 1000 for name, values in costs.items()}
 
 
-def config(port: int, sim_port: int, data_dir: Path) -> str:
-    """The daemon's configuration: a ZPL machine on the simulator and a virtual machine."""
+def config(port: int, sim_port: int, data_dir: Path, tspl_port: int) -> str:
+    """The daemon's configuration: ZPL and TSPL machines on the simulators, a virtual machine."""
     return f"""
 [http]
 port = {port}
@@ -112,6 +122,15 @@ LABEL_WIDTH_MM = {LABEL_MM[0]}
 LABEL_HEIGHT_MM = {LABEL_MM[1]}
 
 [[machines]]
+name = "tspl"
+driver = "tspl"
+[machines.driver_settings]
+CONNECTION = "tcp://{HOST}:{tspl_port}"
+DPI = {DPI}
+LABEL_WIDTH_MM = {LABEL_MM[0]}
+LABEL_HEIGHT_MM = {LABEL_MM[1]}
+
+[[machines]]
 name = "virtual"
 driver = "virtual"
 [machines.driver_settings]
@@ -124,7 +143,7 @@ LABEL_HEIGHT_MM = {LABEL_MM[1]}
 class Bench:
     """The client side: submits jobs and watches the simulator."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, sim: ZplSimulator) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base: str, sim: Simulator) -> None:
         self.session = session
         self.base = base
         self.sim = sim
@@ -227,11 +246,15 @@ async def run(args: argparse.Namespace) -> None:
     configure_logging("warning", "console")
     costs = stage_costs(label_pdf())
     sim = ZplSimulator()
-    async with await serve_tcp(sim, HOST, 0) as server:
+    tspl_sim = TsplSimulator(dpi=DPI)
+    async with (
+        await serve_tcp(sim, HOST, 0) as server,
+        await serve_tcp(tspl_sim, HOST, 0) as tspl_server,
+    ):
         with tempfile.TemporaryDirectory(prefix="bench-print-") as tmp:
             port = free_port()
             config_path = Path(tmp) / "config.toml"
-            config_path.write_text(config(port, server.port, Path(tmp) / "data"))
+            config_path.write_text(config(port, server.port, Path(tmp) / "data", tspl_server.port))
             env = {
                 "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN[0],
                 "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN[1],
@@ -239,14 +262,18 @@ async def run(args: argparse.Namespace) -> None:
             daemon = start_daemon(config_path, port, Path(tmp) / "daemon.log", env=env)
             try:
                 daemon.wait_ready()
-                await measure(daemon, sim, args, costs)
+                await measure(daemon, sim, args, costs, tspl_sim)
             finally:
                 code = daemon.stop()
                 print(f"daemon exit code after SIGTERM: {code}")
 
 
 async def measure(
-    daemon: Any, sim: ZplSimulator, args: argparse.Namespace, costs: dict[str, float]
+    daemon: Any,
+    sim: ZplSimulator,
+    args: argparse.Namespace,
+    costs: dict[str, float],
+    tspl_sim: TsplSimulator,
 ) -> None:
     """Every phase, then the report."""
     basic = base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
@@ -262,22 +289,27 @@ async def measure(
             machines = {m["name"]: m["pk"] for m in await resp.json()}
         bench = Bench(session, daemon.base_url, sim)
         await bench.latency_zpl(machines["zpl"], 10)  # warm-up: connection, caches
+        # Simulators that count labels as they print them: labels/s at the printer.
+        at_printer = {"zpl": bench, "tspl": Bench(session, daemon.base_url, tspl_sim)}
+        await at_printer["tspl"].latency_zpl(machines["tspl"], 10)
         print("inventree-edge print benchmark: 62 x 29 mm PDF labels at 300 dpi, 1 label per job")
         print("NOTE: client, simulator and daemon share this host's 2 CPU cores.")
         print(
             f"stage cost per label (this process, median of 200): render {costs['render']:.2f} ms, "
-            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms"
+            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms, "
+            f"encode TSPL {costs['encode_tspl']:.2f} ms"
         )
         results: dict[str, dict[str, Any]] = {}
-        for name in ("zpl", "virtual"):
+        for name in ("zpl", "tspl", "virtual"):
             pk = machines[name]
-            if name == "zpl":
-                enqueue, end_to_end = await bench.latency_zpl(pk, args.latency_jobs)
+            counted = at_printer.get(name)
+            if counted is not None:
+                enqueue, end_to_end = await counted.latency_zpl(pk, args.latency_jobs)
             else:
                 enqueue, end_to_end = await bench.latency_virtual(pk, args.latency_jobs)
             rates, burst_enqueue, rss_by_round = [], [], []
             for _ in range(args.rounds):
-                rate, queued = await bench.burst(pk, args.jobs, zpl=name == "zpl")
+                rate, queued = await (counted or bench).burst(pk, args.jobs, zpl=bool(counted))
                 rates.append(rate)
                 burst_enqueue.extend(queued)
                 rss_by_round.append(mib(rss_kib(daemon.pid)))
@@ -299,7 +331,7 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     """Print the table and the targets."""
-    total_jobs = 10 + sum(args.latency_jobs + args.rounds * args.jobs for _ in results)
+    total_jobs = 20 + sum(args.latency_jobs + args.rounds * args.jobs for _ in results)
     print(f"jobs submitted in all: {total_jobs}; daemon RSS after the run: {rss:.1f} MiB\n")
     print(
         f"{'machine':8s} {'labels/s by burst of ' + str(args.jobs):>40s} {'enq p50':>8s} {'enq p99':>8s} "
@@ -331,6 +363,17 @@ def report(
         ("labels/s >= 50 end to end (ZPL, last burst)", zpl["rates"][-1], 50, "/s"),
         ("POST to last byte p50 <= 30 ms (ZPL)", ms(percentile(zpl["end_to_end"], 50)), 30, "ms"),
         ("enqueue p99 <= 10 ms (one at a time)", ms(percentile(zpl["enqueue"], 99)), 10, "ms"),
+    ]
+    tspl = results["tspl"]
+    checks += [
+        (
+            "render + encode <= 20 ms per label (TSPL)",
+            costs["render"] + costs["encode_tspl"],
+            20,
+            "ms",
+        ),
+        ("labels/s >= 50 end to end (TSPL, last burst)", tspl["rates"][-1], 50, "/s"),
+        ("POST to last byte p50 <= 30 ms (TSPL)", ms(percentile(tspl["end_to_end"], 50)), 30, "ms"),
     ]
     for label, value, target, unit in checks:
         passed = value >= target if unit == "/s" else value <= target

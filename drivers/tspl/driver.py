@@ -109,7 +109,7 @@ class TsplDriver(ConnectedDriver[TsplState]):
     NAME = "TSPL label printer"
     DESCRIPTION = "TSC, Gprinter and TSPL-compatible label printers (BITMAP labels, ESC ! ? status)"
     MACHINE_SETTINGS: ClassVar[Mapping[str, SettingDef]] = {
-        "CONNECTION": connection_setting("usb://0x1203:0x0230"),
+        "CONNECTION": connection_setting("tcp://192.168.1.90:9100"),
         "DPI": {
             "name": "Resolution",
             "description": "Print head resolution (TE200/TE210: 203, TE300/TE310: 300)",

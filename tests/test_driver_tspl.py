@@ -412,3 +412,17 @@ async def test_a_job_stopped_mid_way_ends_after_the_label_being_sent(
     await driver_of(machine).print(machine, job)
     assert job.progress == [1]
     assert len(sim.labels) == 1
+
+
+async def test_after_a_settings_change_the_model_is_asked_again(
+    machine: FakeMachine, tap: Tap, sim: TsplSimulator
+) -> None:
+    driver = driver_of(machine)
+    await driver.poll(machine)
+    sim.model = "TE210"
+    await driver.poll(machine)
+    assert machine.prop("Model") == "TE200"
+    driver.forget_printer(driver.connections.get(machine).state)
+    await driver.poll(machine)
+    assert machine.prop("Model") == "TE210"
+    assert tap.received.count(b"~!T") == 2

@@ -311,6 +311,8 @@ async def query_model(transport: Transport, timing: TsplTiming) -> str | None:
     try:
         reply = bytearray(await transport.read(MAX_MODEL_REPLY, timing.model_timeout))
     except TransportTimeout:
+        # A late answer must not be read as the next status byte.
+        await drain_input(transport)
         return None
     # The name ends with CR on TSC firmware; clones may end it otherwise, or not at all.
     while b"\r" not in reply and b"\n" not in reply and len(reply) < MAX_MODEL_REPLY:

@@ -32,9 +32,6 @@ CRLF = b"\r\n"
 STATUS_QUERY = b"\x1b!?"
 # `~!T`: the printer answers its model name (a line ending in CR on TSC firmware).
 MODEL_QUERY = b"~!T"
-# Immediate commands that pause and resume printing (the printer's PAUSE key).
-PAUSE = b"\x1b!P"
-RESUME = b"\x1b!O"
 # Another copy of the label in the image buffer (BITMAP stays there until CLS).
 PRINT_AGAIN = b"PRINT 1" + CRLF
 # TSC heads print 8 dots per mm at 203 dpi and 12 at 300 dpi (the manual's conversion).

@@ -120,7 +120,8 @@ def test_a_declared_family_adds_its_simulator(
     own = listed_faults(help_of(capsys, "simulate", "second-zpl"))
     assert own == {"paused"} | set(COMMON_FAULTS)
     assert isinstance(make_simulator("second-zpl"), ZplSimulator)
+    # Other built-in families may come between zpl and the declared one.
     with pytest.raises(
-        ValueError, match="no simulator for 'brother'; known: escpos, zpl, second-zpl"
+        ValueError, match=r"no simulator for 'nonesuch'; known: escpos, zpl, (.+, )?second-zpl$"
     ):
-        make_simulator("brother")
+        make_simulator("nonesuch")

@@ -21,7 +21,8 @@ from tests.driver_fakes import FakeJob, FakeMachine, page_16x3, random_page, sam
 from tests.driver_time import SteppingClock
 from tests.simulator_tap import Tap
 
-QUICK = TsplTiming(status_timeout=0.3, label_status_timeout=0.3, model_timeout=0.1)
+# Polls give up quickly; after a label the simulator (on this loop) gets room under load.
+QUICK = TsplTiming(status_timeout=0.3, label_status_timeout=2.0, model_timeout=0.1)
 STATUS = b"\x1b!?"
 # The machine's default setup: a 50 x 30 mm label with 2 mm gaps.
 SETUP = b"SIZE 50 mm,30 mm\r\nGAP 2 mm,0 mm\r\nDIRECTION 0,0\r\n"

@@ -155,3 +155,10 @@ def test_other_commands_are_recorded_and_settings_kept() -> None:
     assert settings.unknown_commands == [b'TEXT 10,10,"3",0,1,1,"A"']
     sim.feed(b"GAP 0,0\r\n")
     assert settings.media == "continuous"
+
+
+def test_a_bitmap_too_big_for_any_printer_is_not_waited_for() -> None:
+    sim = TsplSimulator()
+    sim.feed(SETUP + b"CLS\r\nBITMAP 0,0,99999,99999,0,\r\nPRINT 1\r\n")
+    assert len(sim.labels) == 1
+    assert same(sim.labels[0].image, white(16, 8))

@@ -228,15 +228,15 @@ class _TsplChannel:
             log.info("sim_bad_bitmap_header")
             return newline + 1 if newline >= 0 else len(self._buf)
         x, y, row_bytes, height, mode = (int(n) for n in header.groups())
-        size = row_bytes * height
-        end = header.end() + size
+        if not (0 < row_bytes * 8 <= MAX_DOTS and 0 < height <= MAX_DOTS):
+            # Not waited for: the data of a size no printer takes would only fill memory.
+            log.info("sim_bad_bitmap_size", width_bytes=row_bytes, height=height)
+            return header.end()
+        end = header.end() + row_bytes * height
         if len(self._buf) < end:
             return None
-        if 0 < row_bytes * 8 <= MAX_DOTS and 0 < height <= MAX_DOTS:
-            data = bytes(self._buf[header.end() : end])
-            self._sim.draw(x, y, Image.frombytes("1", (row_bytes * 8, height), data), mode)
-        else:
-            log.info("sim_bad_bitmap_size", width_bytes=row_bytes, height=height)
+        data = bytes(self._buf[header.end() : end])
+        self._sim.draw(x, y, Image.frombytes("1", (row_bytes * 8, height), data), mode)
         return end
 
     def _line(self, line: bytes) -> None:

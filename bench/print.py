@@ -43,7 +43,9 @@ from drivers.base import PageFormat, RenderOptions
 from drivers.dymo import protocol as dymo_protocol
 from drivers.dymo.simulator import DymoSimulator
 from drivers.escpos import protocol as escpos_protocol
-from drivers.sim import ZplSimulator, serve_tcp
+from drivers.sim import Simulator, ZplSimulator, serve_tcp
+from drivers.tspl import protocol as tspl_protocol
+from drivers.tspl.simulator import TsplSimulator
 from drivers.zpl import protocol as zpl_protocol
 
 ADMIN = ("bench", "bench-password")
@@ -146,7 +148,7 @@ LABEL_HEIGHT_MM = {LABEL_MM[1]}
 class Bench:
     """The client side: submits jobs and watches the simulator."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, sim: ZplSimulator) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base: str, sim: Simulator) -> None:
         self.session = session
         self.base = base
         self.sim = sim
@@ -375,6 +377,17 @@ def report(
         ("labels/s >= 50 end to end (ZPL, last burst)", zpl["rates"][-1], 50, "/s"),
         ("POST to last byte p50 <= 30 ms (ZPL)", ms(percentile(zpl["end_to_end"], 50)), 30, "ms"),
         ("enqueue p99 <= 10 ms (one at a time)", ms(percentile(zpl["enqueue"], 99)), 10, "ms"),
+    ]
+    tspl = results["tspl"]
+    checks += [
+        (
+            "render + encode <= 20 ms per label (TSPL)",
+            costs["render"] + costs["encode_tspl"],
+            20,
+            "ms",
+        ),
+        ("labels/s >= 50 end to end (TSPL, last burst)", tspl["rates"][-1], 50, "/s"),
+        ("POST to last byte p50 <= 30 ms (TSPL)", ms(percentile(tspl["end_to_end"], 50)), 30, "ms"),
     ]
     for label, value, target, unit in checks:
         passed = value >= target if unit == "/s" else value <= target

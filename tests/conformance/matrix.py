@@ -9,13 +9,14 @@ loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
 
 from __future__ import annotations
 
-from drivers import dymo, escpos, template, zpl
+from drivers import dymo, escpos, template, tspl, zpl
 from drivers.base import LabelPrinterStatus as S
 from drivers.dymo.driver import DymoTiming
 from drivers.escpos.driver import EscposTiming
 from drivers.template.driver import TemplateTiming
+from drivers.tspl.driver import TsplTiming
 from drivers.zpl.driver import ZplTiming
-from tests import dymo_reference, zebra_reference
+from tests import dymo_reference, tspl_reference, zebra_reference
 from tests.conformance.entry import Entry, LabelSize, Shown
 
 MATRIX: tuple[Entry, ...] = (
@@ -71,6 +72,26 @@ MATRIX: tuple[Entry, ...] = (
         },
         timing=DymoTiming(status_timeout=0.3, label_status_timeout=0.3),
         reference=dymo_reference.labels,
+    ),
+    Entry(
+        family=tspl.FAMILY,
+        # A 50 x 30 mm label at 203 dpi (8 dots/mm): a TSC TE200's usual small label.
+        label=LabelSize(dpi=203, width_dots=400, height_dots=240),
+        settings={"POLL_INTERVAL": "3600", "LABEL_WIDTH_MM": "50", "LABEL_HEIGHT_MM": "30"},
+        faults={
+            "paper-out": Shown(S.NO_MEDIA, "Paper out"),
+            "ribbon-out": Shown(S.NO_MEDIA, "Ribbon out"),
+            "head-open": Shown(S.ERROR, "Print head open"),
+            "cover-open": Shown(S.ERROR, "Cover open"),
+            "jam": Shown(S.PAPER_JAM, "Paper jam"),
+            "paused": Shown(S.WARNING, "Paused"),
+            "temperature": Shown(S.ERROR, "Temperature out of range"),
+            "offline": Shown(S.DISCONNECTED, "no answer to the status query (ESC ! ?)"),
+        },
+        # After a label the simulator, on the agent's own loop, may lag under load: a timeout
+        # there fails the attempt and the label prints again, so give it room; polls stay quick.
+        timing=TsplTiming(status_timeout=0.3, label_status_timeout=2.0, model_timeout=0.1),
+        reference=tspl_reference.labels,
     ),
     # The template family (drivers/template/), the example to copy: its whole conformance entry.
     Entry(

@@ -198,7 +198,7 @@ def _two_colour_line(colour: int, data: bytes, compress: bool) -> bytes:
 
 
 def packbits(data: bytes) -> bytes:
-    """TIFF PackBits: runs of 2-128 equal bytes as (1 - n, byte), the rest as (n - 1, bytes)."""
+    """TIFF PackBits: runs of 2-128 equal bytes as (257 - n, byte), the rest as (n - 1, bytes)."""
     out = bytearray()
     i, size = 0, len(data)
     literal_start = 0
@@ -206,7 +206,8 @@ def packbits(data: bytes) -> bytes:
         run = 1
         while i + run < size and run < 128 and data[i + run] == data[i]:
             run += 1
-        if run >= 2:
+        # A run of two only pays off when no literal is open (it would split one in three).
+        if run >= 3 or (run == 2 and literal_start == i):
             _flush_literal(out, data, literal_start, i)
             out += bytes((257 - run, data[i]))
             i += run

@@ -1,15 +1,17 @@
-"""Print benchmark: label jobs through the API into a ZPL printer simulator on loopback TCP, and
-through the virtual driver. Prints figures; asserts nothing.
+"""Print benchmark: label jobs through the API into a ZPL and a Brother QL printer simulator on
+loopback TCP, and through the virtual driver. Prints figures; asserts nothing.
 
 Run: `.venv/bin/python -m bench.print [--jobs 500 --rounds 5 --latency-jobs 100]`.
 
 Phases, per machine:
 - latency: one job at a time; enqueue latency (POST to 201) and POST to last byte at the printer
-  (ZPL: the simulator's clock when the label's last byte arrived; virtual: the job's recorded
-  finish time, on the daemon's clock).
+  (ZPL, Brother QL: the simulator's clock when the label's last byte arrived; virtual: the job's
+  recorded finish time, on the daemon's clock). The Brother QL driver waits for each label's
+  "printing completed" frame before the next, as it does with a real printer.
 - throughput: `--rounds` bursts of `--jobs` jobs from 8 concurrent submitters; labels/s per burst,
   so a slowdown as the job history grows shows as falling figures.
-Stage costs (render, ZPL and ESC/POS encode) are measured in this process on the same label.
+Stage costs (render, ZPL, ESC/POS and Brother QL encode) are measured in this process on the
+same label (QL: drawn on the 62 x 29 mm die-cut print area, 696 x 271 dots).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ from bench._common import (
     verdict,
 )
 from drivers.base import PageFormat, RenderOptions
+from drivers.brother_ql import protocol as brother_protocol
+from drivers.brother_ql.simulator import BrotherQlSimulator
+from drivers.brother_ql.tables import LABELS as BROTHER_LABELS
+from drivers.brother_ql.tables import MODELS as BROTHER_MODELS
 from drivers.escpos import protocol as escpos_protocol
 from drivers.sim import ZplSimulator, serve_tcp
 from drivers.zpl import protocol as zpl_protocol
@@ -50,6 +56,8 @@ SUBMITTERS = 8
 LABEL_MM = (62, 29)
 DPI = 300
 LABEL_TIMEOUT_S = 30.0
+# The Brother QL roll of the same size: 62 x 29 mm die-cut (DK-11209).
+BROTHER_LABEL = "62x29"
 
 
 def label_pdf() -> bytes:
@@ -74,7 +82,22 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
     page_format = PageFormat(
         dpi=DPI, width_dots=round(LABEL_MM[0] * 12), height_dots=round(LABEL_MM[1] * 12)
     )
-    costs: dict[str, list[float]] = {"render": [], "encode_zpl": [], "encode_escpos": []}
+    costs: dict[str, list[float]] = {
+        "render": [],
+        "encode_zpl": [],
+        "encode_escpos": [],
+        "encode_brother": [],
+    }
+    brother_label = BROTHER_LABELS[BROTHER_LABEL]
+    brother_format = PageFormat(
+        dpi=DPI,
+        width_dots=brother_label.printable_width,
+        height_dots=brother_label.printable_length,
+    )
+    brother_page = render_document(
+        document, "application/pdf", brother_format, RenderOptions()
+    ).pages[0]
+    brother_options = brother_protocol.PageOptions(BROTHER_MODELS["QL-820NWB"], brother_label)
     page = None
     for _ in range(samples):
         started = time.perf_counter()
@@ -86,11 +109,14 @@ def stage_costs(document: bytes, samples: int = 200) -> dict[str, float]:
         started = time.perf_counter()
         escpos_protocol.encode_job([page], copies=1, cut="full")
         costs["encode_escpos"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        brother_protocol.encode_page((brother_page,), brother_options, first=True, last=True)
+        costs["encode_brother"].append(time.perf_counter() - started)
     return {name: statistics.median(values) * 1000 for name, values in costs.items()}
 
 
-def config(port: int, sim_port: int, data_dir: Path) -> str:
-    """The daemon's configuration: a ZPL machine on the simulator and a virtual machine."""
+def config(port: int, sim_port: int, brother_port: int, data_dir: Path) -> str:
+    """The daemon's configuration: ZPL and Brother QL machines on simulators, a virtual machine."""
     return f"""
 [http]
 port = {port}
@@ -112,6 +138,14 @@ LABEL_WIDTH_MM = {LABEL_MM[0]}
 LABEL_HEIGHT_MM = {LABEL_MM[1]}
 
 [[machines]]
+name = "brother"
+driver = "brother-ql"
+[machines.driver_settings]
+CONNECTION = "tcp://{HOST}:{brother_port}"
+MODEL = "QL-820NWB"
+LABEL = "{BROTHER_LABEL}"
+
+[[machines]]
 name = "virtual"
 driver = "virtual"
 [machines.driver_settings]
@@ -124,7 +158,9 @@ LABEL_HEIGHT_MM = {LABEL_MM[1]}
 class Bench:
     """The client side: submits jobs and watches the simulator."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str, sim: ZplSimulator) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, base: str, sim: ZplSimulator | BrotherQlSimulator
+    ) -> None:
         self.session = session
         self.base = base
         self.sim = sim
@@ -227,11 +263,17 @@ async def run(args: argparse.Namespace) -> None:
     configure_logging("warning", "console")
     costs = stage_costs(label_pdf())
     sim = ZplSimulator()
-    async with await serve_tcp(sim, HOST, 0) as server:
+    brother_sim = BrotherQlSimulator(media=BROTHER_LABEL)
+    async with (
+        await serve_tcp(sim, HOST, 0) as server,
+        await serve_tcp(brother_sim, HOST, 0) as brother_server,
+    ):
         with tempfile.TemporaryDirectory(prefix="bench-print-") as tmp:
             port = free_port()
             config_path = Path(tmp) / "config.toml"
-            config_path.write_text(config(port, server.port, Path(tmp) / "data"))
+            config_path.write_text(
+                config(port, server.port, brother_server.port, Path(tmp) / "data")
+            )
             env = {
                 "INVENTREE_EDGE_AUTH__ADMIN_USER": ADMIN[0],
                 "INVENTREE_EDGE_AUTH__ADMIN_PASSWORD": ADMIN[1],
@@ -239,14 +281,17 @@ async def run(args: argparse.Namespace) -> None:
             daemon = start_daemon(config_path, port, Path(tmp) / "daemon.log", env=env)
             try:
                 daemon.wait_ready()
-                await measure(daemon, sim, args, costs)
+                await measure(daemon, {"zpl": sim, "brother": brother_sim}, args, costs)
             finally:
                 code = daemon.stop()
                 print(f"daemon exit code after SIGTERM: {code}")
 
 
 async def measure(
-    daemon: Any, sim: ZplSimulator, args: argparse.Namespace, costs: dict[str, float]
+    daemon: Any,
+    sims: dict[str, ZplSimulator | BrotherQlSimulator],
+    args: argparse.Namespace,
+    costs: dict[str, float],
 ) -> None:
     """Every phase, then the report."""
     basic = base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
@@ -260,24 +305,28 @@ async def measure(
         session.cookie_jar.clear()
         async with session.get(f"{daemon.base_url}/api/machine/") as resp:
             machines = {m["name"]: m["pk"] for m in await resp.json()}
-        bench = Bench(session, daemon.base_url, sim)
-        await bench.latency_zpl(machines["zpl"], 10)  # warm-up: connection, caches
+        benches = {name: Bench(session, daemon.base_url, sim) for name, sim in sims.items()}
+        bench = benches["zpl"]
+        for name, warm in benches.items():
+            await warm.latency_zpl(machines[name], 10)  # warm-up: connection, caches
         print("inventree-edge print benchmark: 62 x 29 mm PDF labels at 300 dpi, 1 label per job")
         print("NOTE: client, simulator and daemon share this host's 2 CPU cores.")
         print(
             f"stage cost per label (this process, median of 200): render {costs['render']:.2f} ms, "
-            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms"
+            f"encode ZPL {costs['encode_zpl']:.2f} ms, encode ESC/POS {costs['encode_escpos']:.2f} ms, "
+            f"encode Brother QL {costs['encode_brother']:.2f} ms"
         )
         results: dict[str, dict[str, Any]] = {}
-        for name in ("zpl", "virtual"):
+        for name in ("zpl", "brother", "virtual"):
             pk = machines[name]
-            if name == "zpl":
+            bench = benches.get(name, bench)
+            if name != "virtual":
                 enqueue, end_to_end = await bench.latency_zpl(pk, args.latency_jobs)
             else:
                 enqueue, end_to_end = await bench.latency_virtual(pk, args.latency_jobs)
             rates, burst_enqueue, rss_by_round = [], [], []
             for _ in range(args.rounds):
-                rate, queued = await bench.burst(pk, args.jobs, zpl=name == "zpl")
+                rate, queued = await bench.burst(pk, args.jobs, zpl=name != "virtual")
                 rates.append(rate)
                 burst_enqueue.extend(queued)
                 rss_by_round.append(mib(rss_kib(daemon.pid)))
@@ -299,7 +348,7 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     """Print the table and the targets."""
-    total_jobs = 10 + sum(args.latency_jobs + args.rounds * args.jobs for _ in results)
+    total_jobs = 10 * 2 + sum(args.latency_jobs + args.rounds * args.jobs for _ in results)
     print(f"jobs submitted in all: {total_jobs}; daemon RSS after the run: {rss:.1f} MiB\n")
     print(
         f"{'machine':8s} {'labels/s by burst of ' + str(args.jobs):>40s} {'enq p50':>8s} {'enq p99':>8s} "

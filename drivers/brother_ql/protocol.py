@@ -9,6 +9,7 @@ whole head, mirrored left to right: the page's right edge goes out first.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -123,7 +124,13 @@ def encode_page(
             parts.append(_two_colour_line(2, red, compress))
     else:
         zero = compress and model.zero_line
-        parts.extend(_line(line, compress, zero) for line in lines[0])
+        # Labels repeat lines (barcode bars, text rows): each distinct line is packed once.
+        packed: dict[bytes, bytes] = {}
+        for line in lines[0]:
+            command = packed.get(line)
+            if command is None:
+                command = packed[line] = _line(line, compress, zero)
+            parts.append(command)
     parts.append(PRINT_LAST_PAGE if last else PRINT_PAGE)
     return b"".join(parts)
 
@@ -198,32 +205,30 @@ def _two_colour_line(colour: int, data: bytes, compress: bool) -> bytes:
 
 
 def packbits(data: bytes) -> bytes:
-    """TIFF PackBits: runs of 2-128 equal bytes as (257 - n, byte), the rest as (n - 1, bytes)."""
+    """TIFF PackBits: runs of 3-128 equal bytes as (257 - n, byte), the rest as (n - 1, bytes)."""
     out = bytearray()
-    i, size = 0, len(data)
-    literal_start = 0
-    while i < size:
-        run = 1
-        while i + run < size and run < 128 and data[i + run] == data[i]:
-            run += 1
-        # A run of two only pays off when no literal is open (it would split one in three).
-        if run >= 3 or (run == 2 and literal_start == i):
-            _flush_literal(out, data, literal_start, i)
-            out += bytes((257 - run, data[i]))
-            i += run
-            literal_start = i
-        else:
-            i += 1
-            if i - literal_start == 128:
-                _flush_literal(out, data, literal_start, i)
-                literal_start = i
-    _flush_literal(out, data, literal_start, size)
+    pos = 0
+    for run in _RUN.finditer(data):
+        _literal(out, data[pos : run.start()])
+        length, byte = run.end() - run.start(), data[run.start()]
+        while length >= 2:
+            count = min(length, 128)
+            out += bytes((257 - count, byte))
+            length -= count
+        _literal(out, data[run.end() - length : run.end()])
+        pos = run.end()
+    _literal(out, data[pos:])
     return bytes(out)
 
 
-def _flush_literal(out: bytearray, data: bytes, start: int, end: int) -> None:
-    if end > start:
-        out += bytes((end - start - 1,)) + data[start:end]
+# Three or more equal bytes: shorter runs cost as much as they save.
+_RUN = re.compile(rb"(.)\1{2,}", re.DOTALL)
+
+
+def _literal(out: bytearray, chunk: bytes) -> None:
+    for start in range(0, len(chunk), 128):
+        part = chunk[start : start + 128]
+        out += bytes((len(part) - 1,)) + part
 
 
 def unpackbits(data: bytes) -> bytes:

@@ -7,8 +7,10 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value
@@ -29,9 +31,11 @@ from drivers.kit import (
 from drivers.sim import SimTcpServer, serve_tcp
 from drivers.sim.base import ReceivedLabel
 from tests import brother_reference
+from tests.conftest import Headers, create_machine, label_pdf
 from tests.driver_fakes import FakeJob, FakeMachine, same
 from tests.simulator_tap import Tap
 
+Client = TestClient[Any, Any]
 QUICK = BrotherTiming(status_timeout=0.3, page_timeout=0.5, raw_quiet=0.05)
 
 
@@ -297,9 +301,9 @@ async def test_media_the_model_cannot_take_is_refused_with_the_reason(
     machine: FakeMachine,
 ) -> None:
     machine.settings["LABEL"] = "102"
-    with pytest.raises(ValueError, match="needs a 102 mm model"):
+    with pytest.raises(PrinterNotReady, match="needs a 102 mm model"):
         driver_of(machine).page_format(machine)
-    with pytest.raises(PrintFailed, match="needs a 102 mm model"):
+    with pytest.raises(PrinterNotReady, match="change LABEL or MODEL"):
         await driver_of(machine).print(machine, FakeJob([page(1)]))
     await driver_of(machine).poll(machine)
     assert machine.status == LabelPrinterStatus.ERROR
@@ -350,3 +354,29 @@ def test_a_qL_820nwb_user_sets_model_label_and_usb_connection() -> None:
     assert clean_value(settings["MODEL"], "QL-820NWB") == "QL-820NWB"
     assert clean_value(settings["LABEL"], "62red") == "62red"
     assert clean_value(settings["CONNECTION"], "usb://0x04f9:0x209d") == "usb://0x04f9:0x209d"
+
+
+async def test_a_page_the_encoder_refuses_fails_the_job(machine: FakeMachine) -> None:
+    with pytest.raises(PrintFailed, match="takes 696 dots across"):
+        await driver_of(machine).print(machine, FakeJob([page(1, width=700)]))
+
+
+async def test_a_roll_the_model_cannot_take_is_refused_at_submission_with_the_reason(
+    client: Client, admin: Headers, server: SimTcpServer
+) -> None:
+    machine = await create_machine(client, admin, name="ql", driver="brother-ql")
+    for key, value in (("CONNECTION", server.url), ("MODEL", "QL-820NWB"), ("LABEL", "102")):
+        resp = await client.put(
+            f"/api/machine/{machine['pk']}/settings/D/{key}/", json={"value": value}, headers=admin
+        )
+        assert resp.status == 200, await resp.text()
+    resp = await client.post(
+        f"/api/machine/{machine['pk']}/print/",
+        data=label_pdf(),
+        headers={**admin, "Content-Type": "application/pdf"},
+    )
+    assert resp.status == 400
+    assert (await resp.json())["non_field_errors"] == [
+        "102 mm continuous tape needs a 102 mm model (QL-1050/1060N/1100/1110NWB/1115NWB): "
+        "change LABEL or MODEL"
+    ]

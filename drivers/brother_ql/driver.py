@@ -203,11 +203,15 @@ class BrotherQlDriver(ConnectedDriver[None]):
         report.apply(machine)
 
     def page_format(self, machine: Machine) -> PageFormat:
-        """The LABEL's printable area at 300 dpi (continuous: each page's own length)."""
+        """The LABEL's printable area at 300 dpi (continuous: each page's own length).
+
+        A LABEL the MODEL cannot take is refused at submission (a 400 with the reason); a job
+        queued before the settings changed waits until they fit again.
+        """
         model, label = _model(machine), _label(machine)
         problem = label_fits(label, model)
         if problem is not None:
-            raise ValueError(problem)
+            raise PrinterNotReady(f"{problem}: change LABEL or MODEL")
         return PageFormat(
             dpi=DPI,
             width_dots=label.printable_width,
@@ -232,8 +236,8 @@ class BrotherQlDriver(ConnectedDriver[None]):
         connection = self._connections.get(machine)
         options = _page_options(machine)
         problem = label_fits(options.label, options.model)
-        if problem is not None:
-            raise PrintFailed(problem)
+        if problem is not None and job.raw is None:
+            raise PrinterNotReady(f"{problem}: change LABEL or MODEL")
         if not machine.get_setting("STATUS_QUERY", "D"):
             await _print_blind(connection.link, job, options)
             return

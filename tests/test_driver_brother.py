@@ -1,4 +1,4 @@
-"""The Brother QL driver against the QL simulator over real loopback TCP."""
+"""The Brother QL driver against the QL simulator over real loopback TCP (and USB, faked pyusb)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import usb.core
+import usb.util
 from aiohttp.test_utils import TestClient
 from PIL import Image, ImageChops
 
@@ -34,6 +36,7 @@ from tests import brother_reference
 from tests.conftest import Headers, create_machine, label_pdf
 from tests.driver_fakes import FakeJob, FakeMachine, same
 from tests.simulator_tap import Tap
+from tests.test_drivers_e2e import SimUsbDevice
 
 Client = TestClient[Any, Any]
 QUICK = BrotherTiming(status_timeout=0.3, page_timeout=0.5, raw_quiet=0.05)
@@ -380,3 +383,32 @@ async def test_a_roll_the_model_cannot_take_is_refused_at_submission_with_the_re
         "102 mm continuous tape needs a 102 mm model (QL-1050/1060N/1100/1110NWB/1115NWB): "
         "change LABEL or MODEL"
     ]
+
+
+async def test_a_usb_printer_prints_and_confirms_each_label_through_pyusb(
+    tmp_path: Path, sim: BrotherQlSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real USB transport; pyusb's device is faked, its bulk endpoints feed the simulator.
+    device = SimUsbDevice(sim)
+    monkeypatch.setattr(
+        usb.core,
+        "find",
+        lambda *, find_all, idVendor, idProduct: iter(
+            [device] if (idVendor, idProduct) == (0x04F9, 0x209D) else []
+        ),
+    )
+    monkeypatch.setattr(usb.util, "claim_interface", lambda dev, intf: None)
+    monkeypatch.setattr(usb.util, "release_interface", lambda dev, intf: None)
+    monkeypatch.setattr(usb.util, "dispose_resources", lambda dev: None)
+    driver = BrotherQlDriver(DriverContext(tmp_path), QUICK)
+    machine = FakeMachine(driver, {"CONNECTION": "usb://0x04f9:0x209d/SIM0001", "LABEL": "62"})
+    await driver.init_machine(machine)
+    try:
+        await driver.poll(machine)
+        assert machine.prop("Model") == "QL-820NWB"
+        job = FakeJob([page(1), page(2)])
+        await driver.print(machine, job)
+    finally:
+        await driver.close_machine(machine)
+    assert job.progress == [1, 2]
+    assert all(map(same, (label.image for label in sim.labels), [page(1), page(2)]))

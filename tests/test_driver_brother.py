@@ -17,7 +17,7 @@ from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value
 from drivers.brother_ql.driver import BrotherQlDriver, BrotherTiming
-from drivers.brother_ql.protocol import PageOptions, encode_job
+from drivers.brother_ql.protocol import STATUS_SIZE, PageOptions, encode_job
 from drivers.brother_ql.simulator import BrotherQlSimulator
 from drivers.brother_ql.tables import LABELS, MODELS
 from drivers.kit import (
@@ -412,3 +412,17 @@ async def test_a_usb_printer_prints_and_confirms_each_label_through_pyusb(
         await driver.close_machine(machine)
     assert job.progress == [1, 2]
     assert all(map(same, (label.image for label in sim.labels), [page(1), page(2)]))
+
+
+async def test_a_printer_that_skips_the_phase_change_after_printing_still_counts_the_label(
+    machine: FakeMachine, sim: BrotherQlSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed = sim.print_page
+
+    def without_phase_change(page: Any) -> bytes:
+        return printed(page)[:-STATUS_SIZE]  # the last frame: phase change to receiving
+
+    monkeypatch.setattr(sim, "print_page", without_phase_change)
+    job = FakeJob([page(1), page(2)])
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1, 2]

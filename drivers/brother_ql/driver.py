@@ -313,12 +313,22 @@ class _Printer:
             ) from err
 
     async def wait_printed(self) -> None:
-        """Read frames until "printing completed" and the phase back to receiving."""
+        """Read frames until "printing completed" and the phase back to receiving.
+
+        "Printing completed" confirms the label; the phase change after it comes at once, and
+        is waited for only as long as a status reply (a printer that skips it still printed).
+        """
         completed = False
         cooling = False
         while True:
-            wait = self.timing.cooling_timeout if cooling else self.timing.page_timeout
-            frame = await self.next_frame(wait)
+            if completed:
+                try:
+                    frame = await self.next_frame(self.timing.status_timeout)
+                except PrinterSilent:
+                    return
+            else:
+                wait = self.timing.cooling_timeout if cooling else self.timing.page_timeout
+                frame = await self.next_frame(wait)
             if frame.status_type in (StatusType.ERROR, StatusType.TURNED_OFF):
                 self.stopped(frame)
             if frame.status_type == StatusType.NOTIFICATION:

@@ -426,3 +426,14 @@ async def test_a_printer_that_skips_the_phase_change_after_printing_still_counts
     job = FakeJob([page(1), page(2)])
     await driver_of(machine).print(machine, job)
     assert job.progress == [1, 2]
+
+
+async def test_a_raw_job_names_its_own_media_and_is_not_held_to_the_label_setting(
+    machine: FakeMachine, sim: BrotherQlSimulator
+) -> None:
+    machine.settings["LABEL"] = "29x90"
+    raw = encode_job([(page(5),)], PageOptions(MODELS["QL-820NWB"], LABELS["62"]))
+    job = FakeJob(raw=raw, content_type="application/octet-stream")
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]
+    assert len(sim.labels) == 1

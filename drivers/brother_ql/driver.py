@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from drivers.brother_ql.protocol import (
     STATUS_REQUEST,
@@ -31,9 +31,9 @@ from drivers.brother_ql.protocol import (
     invalidate,
 )
 from drivers.brother_ql.status import (
+    expected_media,
     frame_conditions,
     media_matches,
-    mismatch_text,
     status_report,
 )
 from drivers.brother_ql.tables import (
@@ -101,6 +101,7 @@ class BrotherTiming:
 
 
 DEFAULT_TIMING = BrotherTiming()
+ROTATIONS: Mapping[int, Literal[0, 90, 180, 270]] = {0: 0, 90: 90, 180: 180, 270: 270}
 
 
 def _choices(names: Mapping[str, object]) -> list[tuple[str, str]]:
@@ -221,11 +222,10 @@ class BrotherQlDriver(ConnectedDriver[None]):
 
     def render_options(self, machine: Machine) -> RenderOptions:
         """Threshold, dithering and rotation from the settings."""
-        rotation = int(machine.get_setting("ROTATION", "D"))
         return RenderOptions(
             threshold=int(machine.get_setting("THRESHOLD", "D")),
             dither=bool(machine.get_setting("DITHER", "D")),
-            rotation=rotation if rotation in (90, 180, 270) else 0,  # type: ignore[arg-type]
+            rotation=ROTATIONS.get(int(machine.get_setting("ROTATION", "D")), 0),
         )
 
     async def print(self, machine: Machine, job: PrintJob) -> None:
@@ -247,7 +247,8 @@ class BrotherQlDriver(ConnectedDriver[None]):
             await discard_received(transport)
             await transport.write(invalidate(options.model))
             frame = await query_status(transport, timing.status_timeout)
-            _check_ready(machine, frame, options)
+            # A raw job names its own media (ESC i z): the printer itself refuses a mismatch.
+            _check_ready(machine, frame, options, media=job.raw is None)
             printer = _Printer(machine, transport, timing)
             if job.raw is not None:
                 for copy in raw_copies(job):
@@ -284,12 +285,15 @@ def _decode(reply: bytes) -> StatusFrame:
         raise TransportError(f"unexpected status reply: is this a Brother QL? ({err})") from err
 
 
-def _check_ready(machine: Machine, frame: StatusFrame, options: PageOptions) -> None:
-    """Raise (the job waits) when the printer cannot print or has other media loaded."""
-    report = status_report(frame, options.label, options.model)
-    if not media_matches(frame, options.label) and report.media is not None and report.media.loaded:
-        mismatch = MediaMismatch(report.media, mismatch_text(report.media, options.label))
-        machine.set_media(report.media)
+def _check_ready(
+    machine: Machine, frame: StatusFrame, options: PageOptions, *, media: bool
+) -> None:
+    """Raise (the job waits) when the printer cannot print or (`media`) has other media loaded."""
+    report = status_report(frame, options.label if media else None, options.model)
+    loaded = report.media
+    if media and loaded is not None and loaded.loaded and not media_matches(frame, options.label):
+        mismatch = MediaMismatch(loaded, expected_media(options.label))
+        machine.set_media(loaded)
         machine.set_status(LabelPrinterStatus.NO_MEDIA)
         machine.set_status_text(str(mismatch))
         raise mismatch

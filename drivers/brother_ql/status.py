@@ -7,7 +7,14 @@ from types import MappingProxyType
 
 from drivers.brother_ql.protocol import Error1, Error2, Notification, StatusFrame, StatusType
 from drivers.brother_ql.tables import Label, Model, label_for, model_for_status_code
-from drivers.kit import Condition, LabelPrinterStatus, MachineProperty, Media, StatusReport
+from drivers.kit import (
+    Condition,
+    LabelPrinterStatus,
+    MachineProperty,
+    Media,
+    MediaMismatch,
+    StatusReport,
+)
 
 S = LabelPrinterStatus
 LIVE = "Printer status"
@@ -81,24 +88,18 @@ def media_matches(frame: StatusFrame, expected: Label) -> bool:
     return expected.continuous or abs(frame.media_length_mm - expected.length_mm) <= 1
 
 
-def mismatch_text(media: Media, expected: Label) -> str:
-    """The words `MediaMismatch` uses for what the machine is set up for."""
+def expected_media(expected: Label) -> str:
+    """What the machine is set up for, in the words of `MediaMismatch`."""
     return f"{expected.describe()} (the LABEL setting {expected.name!r})"
 
 
-def status_report(frame: StatusFrame, expected: Label, model: Model) -> StatusReport:
-    """The report for one frame, checked against the LABEL and MODEL settings."""
+def status_report(frame: StatusFrame, expected: Label | None, model: Model) -> StatusReport:
+    """The report for one frame, checked against the LABEL (unless None) and MODEL settings."""
     conditions = list(frame_conditions(frame))
     media = loaded_media(frame)
-    if media.loaded and not media_matches(frame, expected):
-        loaded = media.describe()
-        conditions.append(
-            Condition(
-                S.NO_MEDIA,
-                f"The printer has {loaded} loaded; this machine is set up for "
-                f"{mismatch_text(media, expected)}",
-            )
-        )
+    if expected is not None and media.loaded and not media_matches(frame, expected):
+        mismatch = MediaMismatch(media, expected_media(expected))
+        conditions.append(Condition(S.NO_MEDIA, str(mismatch)))
     reported = model_for_status_code(frame.model_code)
     if reported is not None and reported.name != model.name and reported.wide != model.wide:
         conditions.append(

@@ -279,6 +279,10 @@ def test_notifications_and_status_types() -> None:
     )
     (condition,) = frame_conditions(cooling)
     assert (condition.status, condition.blocks_printing) == (S.WARNING, False)
+    opened = decode_status(
+        frame(status_type=StatusType.NOTIFICATION, notification=Notification.COVER_OPEN)
+    )
+    assert [(c.status, c.text) for c in frame_conditions(opened)] == [(S.ERROR, "Cover open")]
     for note in (Notification.COOLING_FINISHED, Notification.COVER_CLOSED):
         assert (
             frame_conditions(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from drivers.brother_ql.protocol import (
     STATUS_REQUEST,
     STATUS_SIZE,
+    Notification,
     PageOptions,
     Phase,
     StatusFrame,
@@ -363,14 +364,18 @@ class _Printer:
                 completed = True
 
     def notified(self, frame: StatusFrame, cooling: bool) -> bool:
-        """Show a cooling pause; return whether the printer is cooling now."""
+        """Show a notification (cooling, cover open); return whether the printer is cooling now.
+
+        The printer goes on by itself after cooling or once the cover is closed, or sends an
+        error frame: the page is waited for either way.
+        """
         conditions = frame_conditions(frame)
-        if conditions:
-            self.machine.set_status_text("; ".join(c.text for c in conditions))
+        self.machine.set_status_text("; ".join(c.text for c in conditions))
+        if frame.notification == Notification.COOLING_STARTED:
             return True
-        if cooling:
-            self.machine.set_status_text("")
-        return False
+        if frame.notification == Notification.COOLING_FINISHED:
+            return False
+        return cooling
 
     def stopped(self, frame: StatusFrame) -> None:
         """An error frame: show why and make the job wait (the page was not printed)."""

@@ -46,16 +46,19 @@ ERROR2_CONDITIONS: Mapping[Error2, Condition] = MappingProxyType(
     }
 )
 COOLING = Condition(S.WARNING, "Cooling down: printing resumes by itself", blocks_printing=False)
+COVER_OPENED = Condition(S.ERROR, "Cover open")
 
 
 def frame_conditions(frame: StatusFrame) -> tuple[Condition, ...]:
-    """The conditions the frame's error bits (and a cooling notification) report."""
+    """The conditions the frame's error bits (and a cooling or cover-open notification) report."""
     found = [c for bit, c in ERROR1_CONDITIONS.items() if bit in frame.errors1]
     found += [c for bit, c in ERROR2_CONDITIONS.items() if bit in frame.errors2]
     if frame.status_type == StatusType.TURNED_OFF and Error1.TURNED_OFF not in frame.errors1:
         found.append(ERROR1_CONDITIONS[Error1.TURNED_OFF])
     if frame.notification == Notification.COOLING_STARTED:
         found.append(COOLING)
+    if frame.notification == Notification.COVER_OPEN and Error2.COVER_OPEN not in frame.errors2:
+        found.append(COVER_OPENED)
     return tuple(found)
 
 

@@ -110,7 +110,10 @@ def _choices(names: Mapping[str, object]) -> list[tuple[str, str]]:
 
 
 def _label_choices() -> list[tuple[str, str]]:
-    return [(name, f"{label.describe()} ({label.roll})") for name, label in LABELS.items()]
+    return [
+        (name, f"{label.describe()} ({label.roll})" if label.roll else label.describe())
+        for name, label in LABELS.items()
+    ]
 
 
 class BrotherQlDriver(ConnectedDriver[None]):

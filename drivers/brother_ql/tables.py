@@ -172,7 +172,7 @@ LABELS: Mapping[str, Label] = MappingProxyType(
             _continuous("62red", 62, 732, 696, 12, "DK-22251", two_colour=True),
             _continuous("102", 102, 1200, 1164, 12, "DK-22243", wide=True),
             _continuous("103", 103, 1224, 1200, 12, "DK-22246", wide=True),
-            _continuous("104", 104, 1227, 1200, 12, "DK-22606", wide=True),
+            _continuous("104", 104, 1227, 1200, 12, "", wide=True),
             _die_cut(17, 54, (201, 636), (165, 566), 0, "DK-11204"),
             _die_cut(17, 87, (201, 1026), (165, 956), 0, "DK-11203"),
             _die_cut(23, 23, (272, 272), (202, 202), 42, "DK-11221"),

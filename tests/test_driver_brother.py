@@ -226,7 +226,7 @@ async def test_cooling_notifications_mid_job_are_waited_out(
 
 
 async def test_a_printer_that_goes_silent_after_a_page_makes_the_job_wait(
-    machine: FakeMachine, sim: BrotherQlSimulator
+    machine: FakeMachine, sim: BrotherQlSimulator, tap: Tap
 ) -> None:
     on_label(sim, 1, "offline")
     job = FakeJob([page(1), page(2)])
@@ -234,6 +234,8 @@ async def test_a_printer_that_goes_silent_after_a_page_makes_the_job_wait(
         await driver_of(machine).print(machine, job)
     # Printed, but never confirmed: it is not counted (and prints again when the job resumes).
     assert job.progress == []
+    # Nothing more was sent without "printing completed": the second page never went out.
+    assert tap.received.count(b"\x1biz") == 1
 
 
 async def test_a_cancelled_job_ends_with_ctrl_z_after_the_label_being_sent(

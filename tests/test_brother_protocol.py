@@ -344,3 +344,44 @@ def test_media_table_is_consistent_and_found_from_a_status() -> None:
     assert label_for("die-cut", 29, 91) is LABELS["29x90"]
     assert label_for("continuous", 62, 0) is LABELS["62"]
     assert label_for("die-cut", 61, 29) is None
+
+
+def paired_columns(width: int, height: int, seed: int) -> Image.Image:
+    """A random page whose columns come in identical pairs (a 300 dpi page drawn at 600 dpi)."""
+    rng = random.Random(seed)
+    half = Image.frombytes("1", (width // 2, height), rng.randbytes((width // 2 + 7) // 8 * height))
+    return half.resize((width, height), Image.Resampling.NEAREST)
+
+
+def test_at_600_dpi_two_columns_make_one_dot_and_every_line_is_sent() -> None:
+    page = Image.new("1", (1392, 300), 255)
+    page.putpixel((1391, 0), 0)  # one of the right-most pair: the first dot after the offset
+    options = PageOptions(QL820, LABELS["62"], compress=False, high_resolution=True)
+    data = encode_page((page,), options, first=True, last=True)
+    assert header(0xC6, 0x0A, 62, 0, 300, 0) in data
+    assert b"\x1biK\x48\x1bid\x46\x00" in data  # cut at end + 600 dpi; a 70-line feed
+    first_line = data[data.index(b"g\x00\x5a") + 3 :][:90]
+    assert first_line[1] == 0x08
+    assert sum(first_line) == 0x08
+    pairs = paired_columns(1392, 300, seed=3)
+    (decoded,) = brother_reference.labels(encode_job([(pairs,)], options))
+    halved = pairs.resize((696, 300), Image.Resampling.NEAREST)
+    assert decoded.convert("1").tobytes() == halved.tobytes()
+
+
+def test_600_dpi_is_one_colour_on_models_with_expanded_mode() -> None:
+    page = Image.new("1", (1392, 300), 255)
+    with pytest.raises(ValueError, match="600 dpi prints one colour"):
+        encode_page(
+            (page,),
+            PageOptions(MODELS["QL-500"], LABELS["62"], high_resolution=True),
+            first=True,
+            last=True,
+        )
+    with pytest.raises(ValueError, match="600 dpi prints one colour"):
+        encode_page(
+            (page, page),
+            PageOptions(QL820, LABELS["62red"], high_resolution=True),
+            first=True,
+            last=True,
+        )

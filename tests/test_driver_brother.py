@@ -439,3 +439,19 @@ async def test_a_raw_job_names_its_own_media_and_is_not_held_to_the_label_settin
     await driver_of(machine).print(machine, job)
     assert job.progress == [1]
     assert len(sim.labels) == 1
+
+
+async def test_at_600_dpi_pages_are_drawn_twice_as_fine_and_print_as_drawn(
+    machine: FakeMachine, sim: BrotherQlSimulator
+) -> None:
+    machine.settings["RESOLUTION"] = "600"
+    fmt = driver_of(machine).page_format(machine)
+    assert (fmt.dpi, fmt.width_dots, fmt.height_dots) == (600, 1392, None)
+    half = page(8, width=696, height=320)
+    drawn = half.resize((1392, 320), Image.Resampling.NEAREST)
+    job = FakeJob([drawn])
+    await driver_of(machine).print(machine, job)
+    assert job.progress == [1]
+    assert same(sim.labels[0].image, drawn)
+    machine.settings["LABEL"] = "62red"  # two colours print at 300 dpi
+    assert driver_of(machine).page_format(machine).dpi == 300

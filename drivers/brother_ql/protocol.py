@@ -65,7 +65,8 @@ class PageOptions:
     cut_every: int = 1
     quality: bool = True
     compress: bool = True
-    # 600 dpi in the feed direction (ESC i K bit 6): the page comes with twice the lines.
+    # 300 x 600 dpi (ESC i K bit 6): the page comes drawn at 600 dpi, twice as wide and twice as
+    # long; each raster line takes two columns (a dot where either has ink), lines stay 600 dpi.
     high_resolution: bool = False
 
 
@@ -87,16 +88,20 @@ def encode_page(
 ) -> bytes:
     """One page: control codes, raster lines, FF (or Ctrl-Z when `last`).
 
-    `planes` are mode "1" images (black = ink) of the label's printable width: one for black, or
-    black and red on two-colour tape. Raises ValueError for a page that does not fit the media.
+    `planes` are mode "1" images (black = ink) of the label's printable width (twice that at
+    600 dpi): one for black, or black and red on two-colour tape. Raises ValueError for a page
+    that does not fit the media.
     """
     label, model = options.label, options.model
-    width = label.printable_width
+    high = options.high_resolution
+    width = label.printable_width * (2 if high else 1)
     if not planes or len(planes) > 2:
         raise ValueError(f"a page has one or two colour planes, not {len(planes)}")
     two_colour = len(planes) == 2
     if two_colour and not (label.two_colour and model.two_colour):
         raise ValueError("two-colour pages need 62red tape on a QL-800, QL-810W or QL-820NWB")
+    if high and (two_colour or not model.high_resolution):
+        raise ValueError(f"600 dpi prints one colour, on models with ESC i K ({model.name}: no)")
     height = planes[0].height
     for plane in planes:
         if plane.size != (width, height):
@@ -104,6 +109,8 @@ def encode_page(
                 f"the page is {plane.width}x{plane.height} dots; {label.describe()} "
                 f"takes {width} dots across"
             )
+    if high:
+        planes = [_halve_width(plane) for plane in planes]
     lines = [_head_lines(plane, label, model) for plane in planes]
     count = height
     if label.continuous:
@@ -159,6 +166,8 @@ def _control_codes(
             expanded |= TWO_COLOUR
         out += bytes((ESC, ord("i"), ord("K"), expanded))
     margin = CONTINUOUS_MARGIN_DOTS if label.continuous else 0
+    if options.high_resolution:
+        margin *= 2  # the feed is counted in 600 dpi lines
     out += bytes((ESC, ord("i"), ord("d"))) + margin.to_bytes(2, "little")
     if compress:
         out += bytes((ord("M"), COMPRESSION_TIFF))
@@ -179,6 +188,12 @@ def print_information(label: Label, raster_lines: int, *, first: bool, quality: 
         + raster_lines.to_bytes(4, "little")
         + bytes((0 if first else 1, 0))
     )
+
+
+def _halve_width(plane: Image.Image) -> Image.Image:
+    """A 600 dpi plane on the 300 dpi head: a dot where either of its two columns has ink."""
+    grey = plane.convert("L").resize((plane.width // 2, plane.height), Image.Resampling.BOX)
+    return grey.point(lambda value: 255 if value == 255 else 0, "1")
 
 
 def _head_lines(plane: Image.Image, label: Label, model: Model) -> list[bytes]:

@@ -5,7 +5,8 @@ It sends the frames a QL sends by itself while it prints, as the reference's flo
 Model (choices a real printer leaves open):
 
 - A page is printed at FF or Ctrl-Z from the raster lines received since the last one; its image
-  is the loaded media's print area cut from the head lines and mirrored back. Two-colour pages
+  is the loaded media's print area cut from the head lines and mirrored back (at 300 x 600 dpi,
+  ESC i K bit 6, each dot is drawn two columns wide: the label at 600 dpi). Two-colour pages
   (`w` lines) print black where either colour has ink; their planes are kept in `planes`.
 - Printing a page sends three frames: phase change to printing, printing completed, phase change
   to receiving. A page the printer cannot print sends one error frame and is dropped, as the
@@ -26,6 +27,7 @@ from PIL import Image, ImageChops
 
 from drivers.brother_ql import FAMILY
 from drivers.brother_ql.protocol import (
+    HIGH_RESOLUTION,
     MEDIA_CONTINUOUS,
     MEDIA_DIE_CUT,
     VALID_KIND,
@@ -152,6 +154,11 @@ class BrotherQlSimulator(Simulator):
         except ValueError as err:
             log.info("sim_bad_raster_dropped", reason=str(err))
             return self.frame(StatusType.ERROR, errors2=int(Error2.COMMUNICATION))
+        if page.expanded_mode & HIGH_RESOLUTION:
+            # 600 dpi lines: shown as square 600 dpi dots, each head dot two columns wide.
+            planes = tuple(
+                p.resize((p.width * 2, p.height), Image.Resampling.NEAREST) for p in planes
+            )
         image = planes[0]
         if len(planes) == 2:
             image = ImageChops.logical_and(planes[0], planes[1])

@@ -58,6 +58,11 @@ class Model:
         return self.head_dots // 8
 
     @property
+    def high_resolution(self) -> bool:
+        """300 x 600 dpi (ESC i K bit 6), on the models that take ESC i K."""
+        return self.control_codes
+
+    @property
     def wide(self) -> bool:
         """True for the 102 mm models."""
         return self.head_dots == WIDE_HEAD_DOTS

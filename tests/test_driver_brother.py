@@ -17,7 +17,7 @@ from PIL import Image, ImageChops
 
 from agent.setting_values import SettingInvalid, clean_value
 from drivers.brother_ql.driver import BrotherQlDriver, BrotherTiming
-from drivers.brother_ql.protocol import STATUS_SIZE, PageOptions, encode_job
+from drivers.brother_ql.protocol import STATUS_SIZE, PageOptions, StatusType, encode_job
 from drivers.brother_ql.simulator import BrotherQlSimulator
 from drivers.brother_ql.tables import LABELS, MODELS
 from drivers.kit import (
@@ -455,3 +455,23 @@ async def test_at_600_dpi_pages_are_drawn_twice_as_fine_and_print_as_drawn(
     assert same(sim.labels[0].image, drawn)
     machine.settings["LABEL"] = "62red"  # two colours print at 300 dpi
     assert driver_of(machine).page_format(machine).dpi == 300
+
+
+async def test_an_error_after_printing_completed_still_counts_the_label(
+    machine: FakeMachine, sim: BrotherQlSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed = sim.print_page
+
+    def then_end_of_media(page: Any) -> bytes:
+        frames = printed(page)
+        sim.set_fault("end-of-media")  # the roll ran out as this label was cut
+        # Printing completed, the error, then the phase change back to receiving.
+        return frames[:-STATUS_SIZE] + sim.frame(StatusType.ERROR) + frames[-STATUS_SIZE:]
+
+    monkeypatch.setattr(sim, "print_page", then_end_of_media)
+    job = FakeJob([page(1), page(2)])
+    with pytest.raises(PrinterNotReady, match="End of media"):
+        await driver_of(machine).print(machine, job)
+    # The first label is counted once; the second was refused and waits for a new roll.
+    assert job.progress == [1]
+    assert len(sim.labels) == 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, NoReturn
 
 from drivers.brother_ql.protocol import (
     STATUS_REQUEST,
@@ -211,7 +211,7 @@ class BrotherQlDriver(ConnectedDriver[None]):
         problem = label_fits(label, model)
         if problem is not None:
             report = StatusReport(
-                (*report.conditions, _settings_condition(problem)), report.properties, report.media
+                (*report.conditions, _error_condition(problem)), report.properties, report.media
             )
         report.apply(machine)
 
@@ -348,6 +348,10 @@ class _Printer:
                 wait = self.timing.cooling_timeout if cooling else self.timing.page_timeout
                 frame = await self.next_frame(wait)
             if frame.status_type in (StatusType.ERROR, StatusType.TURNED_OFF):
+                if completed:
+                    # This label is out; the printer reports the error again for the next page
+                    # (and the next poll shows it).
+                    return
                 self.stopped(frame)
             if frame.status_type == StatusType.NOTIFICATION:
                 cooling = self.notified(frame, cooling)
@@ -390,10 +394,10 @@ class _Printer:
             return False
         return cooling
 
-    def stopped(self, frame: StatusFrame) -> None:
+    def stopped(self, frame: StatusFrame) -> NoReturn:
         """An error frame: show why and make the job wait (the page was not printed)."""
         conditions = frame_conditions(frame) or (
-            _settings_condition("The printer stopped with an error it did not name"),
+            _error_condition("The printer stopped with an error it did not name"),
         )
         report = StatusReport(conditions)
         self.machine.set_status(report.status)
@@ -441,7 +445,7 @@ def _encode(planes: tuple[Image, ...], options: PageOptions, first: bool, last: 
         raise PrintFailed(f"this page cannot be printed on a Brother QL: {err}") from err
 
 
-def _settings_condition(text: str) -> Condition:
+def _error_condition(text: str) -> Condition:
     return Condition(LabelPrinterStatus.ERROR, text)
 
 

@@ -6,7 +6,13 @@ Each family package declares its driver and simulator in `FAMILY` (see `drivers.
 from __future__ import annotations
 
 # Packages of the printer families that ship with the agent, each with a `FAMILY` declaration.
-BUILTIN_FAMILIES: tuple[str, ...] = ("drivers.escpos", "drivers.zpl", "drivers.dymo", "drivers.tspl")
+BUILTIN_FAMILIES: tuple[str, ...] = (
+    "drivers.escpos",
+    "drivers.zpl",
+    "drivers.brother_ql",
+    "drivers.dymo",
+    "drivers.tspl",
+)
 
 # Drivers that ship with the agent outside a family package, as `module:Class`.
 STANDALONE_DRIVERS: tuple[str, ...] = ("drivers.virtual:VirtualLabelPrinter",)

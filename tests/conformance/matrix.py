@@ -9,14 +9,15 @@ loopback TCP port and over a pseudo-terminal, through the agent's HTTP API.
 
 from __future__ import annotations
 
-from drivers import dymo, escpos, template, tspl, zpl
+from drivers import brother_ql, dymo, escpos, template, tspl, zpl
 from drivers.base import LabelPrinterStatus as S
+from drivers.brother_ql.driver import BrotherTiming
 from drivers.dymo.driver import DymoTiming
 from drivers.escpos.driver import EscposTiming
 from drivers.template.driver import TemplateTiming
 from drivers.tspl.driver import TsplTiming
 from drivers.zpl.driver import ZplTiming
-from tests import dymo_reference, tspl_reference, zebra_reference
+from tests import brother_reference, dymo_reference, tspl_reference, zebra_reference
 from tests.conformance.entry import Entry, LabelSize, Shown
 
 MATRIX: tuple[Entry, ...] = (
@@ -53,6 +54,23 @@ MATRIX: tuple[Entry, ...] = (
         },
         timing=ZplTiming(query_timeout=0.3, stall_status_after=0.05, odometer_interval=0.01),
         reference=zebra_reference.labels,
+    ),
+    Entry(
+        family=brother_ql.FAMILY,
+        # 62 mm continuous tape (DK-22205): the 696-dot print area at 300 dpi.
+        label=LabelSize(dpi=300, width_dots=696, height_dots=200),
+        settings={"POLL_INTERVAL": "3600", "MODEL": "QL-820NWB", "LABEL": "62"},
+        faults={
+            "no-media": Shown(S.NO_MEDIA, "No media"),
+            "end-of-media": Shown(S.NO_MEDIA, "End of media"),
+            "wrong-media": Shown(S.NO_MEDIA, "The printer has 29 x 90 mm die-cut labels"),
+            "cover-open": Shown(S.ERROR, "Cover open"),
+            "cutter-jam": Shown(S.PAPER_JAM, "Cutter jam"),
+            "overheat": Shown(S.WARNING, "Cooling down"),
+            "offline": Shown(S.DISCONNECTED, "no answer to the status request (ESC i S)"),
+        },
+        timing=BrotherTiming(status_timeout=0.3, page_timeout=0.5, raw_quiet=0.05),
+        reference=brother_reference.labels,
     ),
     Entry(
         family=dymo.FAMILY,

@@ -44,8 +44,6 @@ from drivers.dymo import protocol as dymo_protocol
 from drivers.dymo.simulator import DymoSimulator
 from drivers.escpos import protocol as escpos_protocol
 from drivers.sim import Simulator, ZplSimulator, serve_tcp
-from drivers.tspl import protocol as tspl_protocol
-from drivers.tspl.simulator import TsplSimulator
 from drivers.zpl import protocol as zpl_protocol
 
 ADMIN = ("bench", "bench-password")

@@ -21,9 +21,13 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
+from tests import inventree_servers
 from tests.clocks import SteppableClock
 from tests.loop_watchdog import LoopWatchdog
 from tests.waiting import wait_until
+
+# Real InvenTree servers (tests/inventree_servers.py): the `inventree` fixture.
+pytest_plugins = ["tests.inventree_servers"]
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -53,6 +57,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_loop_block(reason): the test blocks its event loop on purpose or because of a "
         "known bug elsewhere; the loop watchdog does not fail it",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that may be the first to start an InvenTree line may take its install's time."""
+    for item in items:
+        line = inventree_servers.line_of(item)
+        if line is not None and not inventree_servers.installed(line):
+            item.add_marker(pytest.mark.timeout(inventree_servers.START_TIMEOUT_S + 120))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controlling process stops the InvenTree servers this session started."""
+    if not hasattr(session.config, "workerinput"):
+        inventree_servers.stop_started()
 
 
 @pytest.fixture(autouse=True)

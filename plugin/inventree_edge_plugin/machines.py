@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from . import DRIVER_SLUG
+from . import DRIVER_SLUG, compat
 from .models import EdgeAgent, EdgePrinter
 
 MACHINE_TYPE = "label-printer"
@@ -109,12 +109,14 @@ def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
         printer.save()
         with _registry_lock:
             ensure_machine(agent, printer, reactivate=was_absent)
+            _publish_registry_hash()
         seen.append(printer)
     for printer in agent.printers.filter(present=True).exclude(pk__in=[p.pk for p in seen]):
         printer.present = False
         printer.save(update_fields=["present", "updated"])
         with _registry_lock:
             deactivate(printer)
+            _publish_registry_hash()
     return seen
 
 
@@ -146,3 +148,31 @@ def _registry_write(write) -> None:
             except RuntimeError:
                 if attempt == HASH_ATTEMPTS - 1:
                     raise
+
+
+PUBLISH_ATTEMPTS = 10
+PUBLISH_PAUSE_S = 0.1
+
+
+def _publish_registry_hash() -> None:
+    """Make sure the background worker learns about changed machines (API >= 317).
+
+    Current InvenTree tells other processes to reload their machines through the global
+    setting _MACHINE_REGISTRY_HASH, and drops the write silently when SQLite is busy. A worker
+    that misses it does not know a new machine, and a print to it never completes.
+    """
+    if not compat.has_data_output():
+        return  # InvenTree 303 prints in the web process, which made the change itself
+    import time
+
+    from common.settings import get_global_setting
+    from machine import registry
+
+    for _attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            registry._update_registry_hash()  # noqa: SLF001 - see the docstring
+            if get_global_setting("_MACHINE_REGISTRY_HASH", cache=False) == registry._hash:  # noqa: SLF001
+                return
+        except RuntimeError:
+            pass  # another thread changed the registry while it was hashed: try again
+        time.sleep(PUBLISH_PAUSE_S)

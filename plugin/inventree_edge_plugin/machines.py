@@ -154,6 +154,30 @@ PUBLISH_ATTEMPTS = 10
 PUBLISH_PAUSE_S = 0.1
 
 
+def republish_registry_hash() -> None:
+    """The sweeper's check (web processes only): put this process's registry hash back.
+
+    A background worker that finishes a registry call just after the web process published a
+    new hash writes its own older hash over it (a lost update in InvenTree), and then never
+    loads the new machine. Writing it back makes the worker reload within one sweep.
+    """
+    if not compat.has_data_output() or compat.in_worker():
+        return
+    from common.settings import get_global_setting
+    from machine import registry
+
+    current = getattr(registry, "_hash", None)
+    if not current or get_global_setting("_MACHINE_REGISTRY_HASH", cache=False) == current:
+        return
+    # Only a process that knows every agent printer's machine may speak: a stale one would
+    # erase the newer hash itself.
+    known = registry.machines
+    wanted = EdgePrinter.objects.exclude(machine=None).values_list("machine", flat=True)
+    if all(str(pk) in known for pk in wanted):
+        with _registry_lock:
+            _publish_registry_hash()
+
+
 def _publish_registry_hash() -> None:
     """Make sure the background worker learns about changed machines (API >= 317).
 

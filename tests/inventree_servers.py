@@ -108,18 +108,14 @@ def start(line: str) -> InvenTreeServer:
     folder = SERVERS_DIR / line
     folder.mkdir(parents=True, exist_ok=True)
     running = _serve("status", "--dir", str(folder), timeout=STOP_TIMEOUT_S).returncode == 0
-    result = _serve(
-        "start",
-        line,
-        "--dir",
-        str(folder),
-        "--port",
-        str(_port(folder, line)),
-        "--plugin",
-        str(PLUGIN_DIR),
-        "--worker",
-        timeout=START_TIMEOUT_S,
-    )
+    command = ("start", line, "--dir", str(folder), "--port", str(_port(folder, line)))
+    command += ("--plugin", str(PLUGIN_DIR), "--worker")
+    result = _serve(*command, timeout=START_TIMEOUT_S)
+    if result.returncode != 0 and not running:
+        # Current InvenTree on a fresh database: the migration of the plugin's app tables, run
+        # in the same start, does not see the app yet, and the server then refuses to start
+        # ("INVE-W8: Database Migrations required"). The next start migrates it and runs.
+        result = _serve(*command, timeout=START_TIMEOUT_S)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
         raise ServerStartFailed(

@@ -23,6 +23,7 @@ import base64
 import contextlib
 import datetime as dt
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -379,10 +380,10 @@ async def run(args: argparse.Namespace) -> None:
             try:
                 daemon.wait_ready()
                 results, rss = await measure(daemon, document, sims, args)
+                report(results, costs, rss, args)
             finally:
                 code = daemon.stop()
                 print(f"daemon exit code after SIGTERM: {code}")
-    report(results, costs, rss, args)
 
 
 async def measure(
@@ -430,7 +431,7 @@ def report(
 ) -> None:
     """Print the tables and the targets."""
     print("inventree-edge print benchmark: 62 x 29 mm PDF labels at 300 dpi, 1 label per job")
-    print("NOTE: client, simulators and daemon share this host's CPU cores.")
+    print(f"NOTE: client, simulators and daemon share this host's {os.cpu_count()} CPU cores.")
     print(f"\nstage cost per label (this process, median of {args.samples}), ms:")
     print(f"{'family':11s} {'page dots':>10s} {'render':>8s} {'encode':>8s} {'total':>8s}")
     for family in FAMILIES:

@@ -67,7 +67,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     for item in items:
         line = inventree_servers.line_of(item)
-        if line is not None and not inventree_servers.installed(line):
+        already_limited = item.get_closest_marker("timeout") is not None
+        if line is not None and not inventree_servers.installed(line) and not already_limited:
             item.add_marker(pytest.mark.timeout(inventree_servers.START_TIMEOUT_S + 120))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import inventree_servers
 from tests.inventree_servers import InvenTreeServer
 
 LOCK_WAIT_S = 240.0
@@ -41,8 +42,14 @@ def one_test_per_line(inventree: InvenTreeServer) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Waiting for the other tests of the line counts against a test's time limit."""
+    """Waiting for the other tests of the line counts against a test's time limit, and so does
+    installing the line when this run is the first (before the root conftest's own limit)."""
     for item in items:
-        if item.path.parent.name == "plugin" and "inventree" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.timeout(LOCK_WAIT_S + 120))
+        line = inventree_servers.line_of(item)
+        if item.path.parent.name == "plugin" and line is not None:
+            limit = LOCK_WAIT_S + 120
+            if not inventree_servers.installed(line):
+                limit += inventree_servers.START_TIMEOUT_S
+            item.add_marker(pytest.mark.timeout(limit))

@@ -12,8 +12,19 @@ from aiohttp import web
 
 from agent.api import setup_routes
 from agent.api.errors import error_middleware
-from agent.appkeys import AUTHENTICATOR, DATABASE, EVENTS, JOBS, POLLER, REGISTRY, RENDER, SETTINGS
+from agent.appkeys import (
+    AUTHENTICATOR,
+    CENTRAL,
+    DATABASE,
+    EVENTS,
+    JOBS,
+    POLLER,
+    REGISTRY,
+    RENDER,
+    SETTINGS,
+)
 from agent.auth import PASSWORD_COST, Authenticator, PasswordCost, ensure_superuser
+from agent.central.link import CentralLink, LinkTiming
 from agent.clock import Clock
 from agent.config import Settings
 from agent.discovery import discover
@@ -47,12 +58,14 @@ def create_app(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     password_cost: PasswordCost = PASSWORD_COST,
+    central_timing: LinkTiming | None = None,
 ) -> web.Application:
     """Build the application; the store opens and machines start when the app starts.
 
     `reset_database` lets a missing, empty or damaged database be replaced by an empty one.
     `clock` and `rng` are the print queue's time and retry jitter (the host's unless given);
-    `password_cost` is the scrypt cost of new password hashes (tests use a cheap one).
+    `password_cost` is the scrypt cost of new password hashes (tests use a cheap one);
+    `central_timing` the central link's backoff and debounce (tests shorten them).
     """
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
@@ -86,6 +99,15 @@ def create_app(
     app[RENDER] = render
     app[JOBS] = jobs
     app[POLLER] = poller
+    app[CENTRAL] = CentralLink(
+        settings.central,
+        database,
+        registry,
+        jobs,
+        events,
+        settings.http.max_body_bytes,
+        timing=central_timing,
+    )
     app.cleanup_ctx.append(_core)
     setup_routes(app)
     return app
@@ -109,13 +131,14 @@ def _publish_job_change(events: EventHub, change: JobChange) -> None:
 
 def core_services(app: web.Application) -> list[Service]:
     """The core in start order (stopped in reverse); the HTTP server comes after it."""
-    database, render, registry, jobs, poller, events = (
+    database, render, registry, jobs, poller, events, central = (
         app[DATABASE],
         app[RENDER],
         app[REGISTRY],
         app[JOBS],
         app[POLLER],
         app[EVENTS],
+        app[CENTRAL],
     )
     steps = _StartSteps(app)
     return [
@@ -126,6 +149,7 @@ def core_services(app: web.Application) -> list[Service]:
         Service("registry", start=steps.start_registry, stop=registry.close),
         Service("jobs", start=steps.start_jobs, stop=jobs.close),
         Service("poller", stop=functools.partial(poller.close, own_wait_s("poller"))),
+        Service("central", start=central.start, stop=central.close),
     ]
 
 

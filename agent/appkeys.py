@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from agent.auth import Authenticator
@@ -13,6 +15,11 @@ from agent.registry import Registry
 from agent.render_service import RenderService
 from agent.storage.database import Database
 
+if TYPE_CHECKING:
+    # The link's modules use the API's print options: a type-only import keeps them out of
+    # the import cycle.
+    from agent.central.link import CentralLink
+
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 REGISTRY = web.AppKey("registry", Registry)
@@ -21,3 +28,4 @@ JOBS = web.AppKey("jobs", JobRunner)
 POLLER = web.AppKey("poller", Poller)
 EVENTS = web.AppKey("events", EventHub)
 RENDER = web.AppKey("render", RenderService)
+CENTRAL: web.AppKey[CentralLink] = web.AppKey("central")

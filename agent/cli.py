@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
@@ -66,6 +66,8 @@ def _main(argv: Sequence[str] | None) -> int:
         )
         if args.command == "user":
             return _user_create(settings, args)
+        if args.command == "central":
+            return _central_status(settings)
         return _token_create(settings, args)
     except DataDirError as err:
         where = f" (configuration: {config_path})" if config_path else " (no --config given)"
@@ -245,6 +247,39 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _central_status(settings: Settings) -> int:
+    """The link's state as the daemon last recorded it, and the reports waiting in the outbox.
+
+    Read from the database, not asked of the running daemon: an admin on the host needs no API
+    token for it, and it also answers while the daemon is stopped or cannot start.
+    """
+    from agent.central.store import CentralStore
+
+    async def read() -> tuple[Any, int]:
+        database = await _open_database(settings)
+        try:
+            store = CentralStore(database)
+            return await store.link(), await store.pending()
+        finally:
+            await database.close()
+
+    record, pending = asyncio.run(read())
+    central = settings.central
+    if not central.enabled:
+        print("central link: off (no central.url in the configuration)")
+    elif record is None or record.url != central.url:
+        print(f"central link: {central.url} as agent {central.name!r}")
+        print("state: not started yet (the daemon has not run with this central.url)")
+    else:
+        print(f"central link: {record.url} as agent {record.agent!r}")
+        print(f"state: {record.state} since {record.since}")
+        print(f"last contact: {record.last_contact or 'never'}")
+        if record.last_error:
+            print(f"last error: {record.last_error}")
+    print(f"reports waiting in the outbox: {pending}")
+    return 0
+
+
 async def _open_database(settings: Settings) -> Database:
     from agent.storage.database import Database
 
@@ -312,6 +347,15 @@ def _parser() -> argparse.ArgumentParser:
     token_create.add_argument("user")
     token_create.add_argument("--name", default="", help="a label for the token")
 
+    central = commands.add_parser(
+        "central", help="the link to a central InvenTree server"
+    ).add_subparsers(dest="action", required=True)
+    central.add_parser(
+        "status",
+        parents=[common],
+        help="show the link's state as the daemon last recorded it, and the outbox",
+    )
+
     _add_simulate(commands)
     return parser
 
@@ -322,6 +366,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "check-config": ("agent.config", "agent.log", "agent.discovery", "agent.registry"),
     "user": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
     "token": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
+    "central": ("agent.config", "agent.datadir", "agent.central.store"),
 }
 
 

@@ -5,10 +5,19 @@ from __future__ import annotations
 import contextvars
 import difflib
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +128,72 @@ class JobsConfig(_Section):
         )
 
 
+class CentralConfig(_Section):
+    """The link to a central InvenTree server (issue 9); off while `url` is empty."""
+
+    # InvenTree's base URL (https://inventree.example.com); empty: the link is off.
+    url: str = ""
+    # An InvenTree API token of the agent's user, or a username and password to obtain one.
+    token: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    # The name this agent reports itself under (default: the host name).
+    agent_name: str = Field(default="", max_length=100)
+    # Names of the machines to publish; leave out to publish every machine.
+    publish: list[str] | None = None
+    # Seconds between two `jobs/` requests while none are waiting.
+    poll_interval: float = Field(default=2.0, gt=0, le=3600)
+    # Seconds a `jobs/` request may wait on the server for a job (0: no long poll).
+    long_poll: float = Field(default=0.0, ge=0, le=60)
+    # Seconds between two reports of the printers (status changes are reported at once too).
+    report_interval: float = Field(default=30.0, gt=0, le=86400)
+    verify_tls: bool = True
+    # A CA bundle (PEM) to verify the server's certificate with, instead of the system's.
+    ca_file: Path | None = None
+    # Seconds one request may take (a long poll: its wait on top).
+    request_timeout: float = Field(default=15.0, gt=0, le=300)
+    # Documents downloaded at once.
+    max_downloads: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """`http(s)://host[/path]`, without a trailing slash."""
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https:// (or be empty to turn the link off)"
+            )
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file (a PEM bundle of CA certificates)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> CentralConfig:
+        obtainable = self.username and self.password.get_secret_value()
+        if self.url and not self.token.get_secret_value() and not obtainable:
+            raise ValueError(
+                "central.url needs central.token, or central.username and central.password "
+                "to obtain one (INVENTREE_EDGE_CENTRAL__TOKEN=... in the environment)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when a central server is configured."""
+        return bool(self.url)
+
+    @property
+    def name(self) -> str:
+        """The agent's name: `agent_name`, else the host name."""
+        return self.agent_name or socket.gethostname()
+
+
 class MachineEntry(_Section):
     """A machine declared in the configuration: created at start if missing, settings applied."""
 
@@ -146,6 +221,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    central: CentralConfig = Field(default_factory=CentralConfig)
     machines: list[MachineEntry] = Field(default_factory=list)
 
     @classmethod
@@ -258,6 +334,9 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
         data["auth"]["admin_password"] = "***"  # noqa: S105 - the mask, not a password
     else:
         data["auth"]["admin_password"] = ""
+    for key in ("token", "password"):
+        secret: SecretStr = getattr(settings.central, key)
+        data["central"][key] = "***" if secret.get_secret_value() else ""
     return data
 
 

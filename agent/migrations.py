@@ -134,6 +134,43 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE job ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: the link to a central InvenTree server. A central job is remembered once its documents
+    # are being stored (`accepted` once all are); state reports wait in the outbox, in order,
+    # until the server has them; the link's last state is kept for `inventree-edge central
+    # status`; a token obtained with a username and password is kept so it is obtained once.
+    """
+    CREATE TABLE central_job (
+        id TEXT PRIMARY KEY,
+        machine TEXT NOT NULL,
+        documents INTEGER NOT NULL,
+        copies INTEGER NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        reported TEXT NOT NULL DEFAULT '',
+        created TEXT NOT NULL
+    );
+    CREATE TABLE central_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE central_link (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        url TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since TEXT NOT NULL,
+        last_contact TEXT,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE central_token (
+        url TEXT NOT NULL,
+        username TEXT NOT NULL,
+        token TEXT NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (url, username)
+    );
+    """,
 )
 
 

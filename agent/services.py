@@ -28,6 +28,7 @@ STOP_BUDGETS_S: Final[Mapping[str, float]] = MappingProxyType(
         "registry": 3.0,  # drivers release printers, concurrently (a transport closes within 2 s)
         "jobs": 10.5,  # a job being sent finishes its label (8 s), then the workers end (2 s)
         "poller": 2.0,  # poll loops are cancelled
+        "central": 0.3,  # the link's task is cancelled (undelivered reports stay in the outbox)
         "http": 5.0,  # stop listening; open requests finish
     }
 )

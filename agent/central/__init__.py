@@ -1,0 +1,1 @@
+"""The link to a central InvenTree server (docs/central-protocol.md): printers, jobs, results."""

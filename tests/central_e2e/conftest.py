@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -12,6 +11,7 @@ from tests.central_e2e.agent_side import ZplPrinter
 from tests.central_e2e.inventree_side import (
     AgentAccount,
     InvenTreeApi,
+    Printables,
     create_agent_accounts,
     unique,
 )
@@ -39,16 +39,6 @@ class AccountPool:
                     self._accounts.remove(account)
                     return account
         raise AssertionError("the account pool ran out: raise ACCOUNTS_* in conftest.py")
-
-
-@dataclass(frozen=True)
-class Printables:
-    """What the tests print: a stock item label template and stock items."""
-
-    template: int
-    width_mm: float
-    height_mm: float
-    items: list[int]
 
 
 @pytest.fixture(scope="session")

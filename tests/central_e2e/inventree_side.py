@@ -88,6 +88,7 @@ class AgentAccount:
 _ACCOUNTS_SCRIPT = """
 import datetime, json
 from django.contrib.auth.models import Group, User
+import users.models
 from users.models import ApiToken
 group, _ = Group.objects.get_or_create(name={group!r})
 for spec in json.loads({specs!r}):
@@ -95,6 +96,9 @@ for spec in json.loads({specs!r}):
     user.is_active = True
     user.set_unusable_password()
     user.save()
+    # `manage shell` counts as a read-only command: current InvenTree skips the profile signal.
+    if hasattr(users.models, "UserProfile"):
+        users.models.UserProfile.objects.get_or_create(user=user)
     if spec["in_group"]:
         user.groups.add(group)
     ApiToken.objects.create(
@@ -132,6 +136,16 @@ def create_agent_accounts(
     return accounts
 
 
+@dataclass(frozen=True)
+class Printables:
+    """What the tests print: a stock item label template and stock items."""
+
+    template: int
+    width_mm: float
+    height_mm: float
+    items: list[int]
+
+
 class InvenTreeApi:
     """InvenTree's REST API as `admin` (or as another token's user)."""
 
@@ -148,9 +162,7 @@ class InvenTreeApi:
         expect: int | tuple[int, ...] = (200, 201),
     ) -> Any:
         """One request; fails unless the status is expected; returns the parsed JSON (or None)."""
-        answer = request(
-            self.server.url, method, path, token=token or self.server.token, body=body
-        )
+        answer = request(self.server.url, method, path, token=token or self.server.token, body=body)
         wanted = (expect,) if isinstance(expect, int) else expect
         if answer.status not in wanted:
             raise ApiError(f"{method} {path}: {answer.status} {answer.body[:2000]!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 
 # Bytes read from one side before they are written to the other.
 _CHUNK = 65536
@@ -28,7 +29,8 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self.plugin_requests = 0
+        # (time.monotonic(), request line) of every request to the plugin that reached the proxy.
+        self.requests: list[tuple[float, str]] = []
         self.refused_while_cut = 0
         # Requests whose request line this matches are not forwarded: their connection drops.
         self.block: re.Pattern[bytes] | None = None
@@ -70,6 +72,10 @@ class TcpProxy:
         if self._server is None:
             await self.start()
 
+    def requests_to(self, pattern: str, since: float = 0.0) -> list[float]:
+        """When the requests whose line matches `pattern` (a regex) arrived, after `since`."""
+        return [t for t, line in self.requests if t >= since and re.search(pattern, line)]
+
     async def close(self) -> None:
         """Cut for good."""
         await self.cut()
@@ -109,7 +115,7 @@ class TcpProxy:
                 body = await reader.readexactly(length) if length else b""
                 line = head.split(b"\r\n", 1)[0] + b"\r\n"
                 if _PLUGIN_REQUEST.fullmatch(line):
-                    self.plugin_requests += 1
+                    self.requests.append((time.monotonic(), line.decode("latin-1").strip()))
                     if self.block is not None and self.block.search(line):
                         self.blocked += 1
                         break  # the connection is reset, as by a proxy that failed

@@ -1,0 +1,116 @@
+"""Keep one InvenTree machine per agent printer: create, rename, (re)activate, never delete."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+
+from . import DRIVER_SLUG
+from .models import EdgeAgent, EdgePrinter
+
+MACHINE_TYPE = "label-printer"
+NAME_LIMIT = 255
+
+
+def machine_name(agent: EdgeAgent, printer: EdgePrinter) -> str:
+    from machine.models import MachineConfig
+
+    name = f"{agent.name} / {printer.name}"[:NAME_LIMIT]
+    taken = MachineConfig.objects.filter(name=name)
+    if printer.machine is not None:
+        taken = taken.exclude(pk=printer.machine)
+    if taken.exists():
+        # Another machine (not ours) has this name: the printer key makes it unique.
+        suffix = f" ({printer.key[:8]})"
+        name = name[: NAME_LIMIT - len(suffix)] + suffix
+    return name
+
+
+def _set_driver_settings(config, agent: EdgeAgent, printer: EdgePrinter) -> None:
+    from machine.models import MachineSetting
+
+    for key, value in (("AGENT", agent.name), ("PRINTER", printer.key)):
+        current = MachineSetting.get_setting(
+            key, machine_config=config, config_type=MachineSetting.ConfigType.DRIVER
+        )
+        if current != value:
+            MachineSetting.set_setting(
+                key,
+                value,
+                None,
+                machine_config=config,
+                config_type=MachineSetting.ConfigType.DRIVER,
+            )
+
+
+def ensure_machine(agent: EdgeAgent, printer: EdgePrinter, reactivate: bool) -> None:
+    """Create or update the machine that shows this printer."""
+    from machine.models import MachineConfig
+
+    config = None
+    if printer.machine is not None:
+        config = MachineConfig.objects.filter(pk=printer.machine).first()
+    if config is None:
+        # The row points at the new machine before it exists: InvenTree initialises the
+        # machine inside MachineConfig.save(), and the driver's init hook looks the row up.
+        printer.machine = uuid.uuid4()
+        printer.save(update_fields=["machine"])
+        config = MachineConfig(
+            id=printer.machine,
+            name=machine_name(agent, printer),
+            machine_type=MACHINE_TYPE,
+            driver=DRIVER_SLUG,
+            active=True,
+        )
+        config.save()
+        _set_driver_settings(config, agent, printer)
+        return
+    name = machine_name(agent, printer)
+    changed = False
+    if config.name != name:
+        config.name = name
+        changed = True
+    if reactivate and not config.active:
+        config.active = True
+        changed = True
+    if changed:
+        config.save()
+    _set_driver_settings(config, agent, printer)
+
+
+def deactivate(printer: EdgePrinter) -> None:
+    from machine.models import MachineConfig
+
+    if printer.machine is None:
+        return
+    config = MachineConfig.objects.filter(pk=printer.machine).first()
+    if config is not None and config.active:
+        config.active = False
+        config.save()
+
+
+def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
+    """Store the agent's complete printer list and bring the machines in line with it."""
+    seen = []
+    for entry in reported:
+        with transaction.atomic():
+            printer, created = EdgePrinter.objects.get_or_create(
+                agent=agent, key=entry["key"], defaults={"name": entry["name"]}
+            )
+            was_absent = not created and not printer.present
+            printer.name = entry["name"]
+            printer.driver = entry.get("driver", "")
+            printer.status = entry.get("status", 101)
+            printer.status_text = entry.get("status_text", "")
+            printer.properties = entry.get("properties", [])
+            printer.errors = entry.get("errors", [])
+            printer.present = True
+            printer.save()
+        ensure_machine(agent, printer, reactivate=was_absent)
+        seen.append(printer)
+    for printer in agent.printers.filter(present=True).exclude(pk__in=[p.pk for p in seen]):
+        printer.present = False
+        printer.save(update_fields=["present", "updated"])
+        deactivate(printer)
+    return seen

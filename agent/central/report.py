@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,9 +33,17 @@ def published(config: CentralConfig, machines: Iterable[Machine]) -> list[Machin
 def report_body(config: CentralConfig, machines: Iterable[Machine]) -> dict[str, Any]:
     """What the agent tells the central server about itself and its printers."""
     return {
-        "agent": {"version": __version__, "report_interval": config.report_interval},
+        "agent": {
+            "version": __version__,
+            "report_interval": _whole_seconds(config.report_interval),
+        },
         "printers": [_printer(machine) for machine in published(config, machines)],
     }
+
+
+def _whole_seconds(seconds: float) -> int:
+    """The protocol's `report_interval`: whole seconds, at least 1 (the agent reports sooner)."""
+    return max(1, math.ceil(seconds))
 
 
 def _printer(machine: Machine) -> dict[str, Any]:

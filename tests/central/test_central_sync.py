@@ -30,7 +30,9 @@ async def test_reports_its_printers_at_start(central: FakeCentral, start_agent: 
     await wait_until(lambda: bool(central.reports), what="a report")
 
     report = central.reports[0]
-    assert report["agent"]["report_interval"] == 30.0
+    # Whole seconds, a JSON integer: the plugin refuses `30.0` (docs/central-protocol.md).
+    assert report["agent"]["report_interval"] == 30
+    assert isinstance(report["agent"]["report_interval"], int)
     (printer,) = report["printers"]
     assert printer["key"] == printer_pk(client)
     assert (printer["name"], printer["driver"]) == ("Zebra", "virtual")

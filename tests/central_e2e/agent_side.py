@@ -22,8 +22,7 @@ from drivers.sim import ZplSimulator, serve_tcp
 from drivers.sim.server import SimTcpServer
 from tests import zebra_reference
 from tests.central_e2e.loop_thread import LoopThread
-from tests.daemon_helpers import Daemon, running_daemon, token_auth
-from tests.waiting import wait_until_blocking
+from tests.daemon_helpers import Daemon, basic_auth, running_daemon, token_auth
 
 # The simulated Zebra: 300 dpi (12 dots/mm), as the ZPL driver's default.
 DPMM = 12
@@ -78,7 +77,8 @@ class ZplPrinter:
         self._thread.call(lambda: self.sim.clear_fault(name))
 
     def close(self) -> None:
-        self._thread.run(self._server.close())
+        self._thread.call(self._server.close)
+        self._thread.run(self._server.wait_closed())
 
 
 @dataclass
@@ -155,15 +155,17 @@ class Agent:
     daemon: Daemon
     setup: AgentSetup
     config: Path
+    _headers: dict[str, str] = field(default_factory=dict)
 
     def admin_headers(self) -> dict[str, str]:
-        from tests.daemon_helpers import basic_auth
-
-        resp = self.daemon.request(
-            "GET", "/api/user/token/", headers=basic_auth(AGENT_ADMIN, AGENT_ADMIN_PASSWORD)
-        )
-        assert resp.status == 200, resp.body
-        return token_auth(resp.json()["token"])
+        """The agent admin's token (obtained once: a password check costs a scrypt)."""
+        if not self._headers:
+            resp = self.daemon.request(
+                "GET", "/api/user/token/", headers=basic_auth(AGENT_ADMIN, AGENT_ADMIN_PASSWORD)
+            )
+            assert resp.status == 200, resp.body
+            self._headers = token_auth(resp.json()["token"])
+        return self._headers
 
     def central(self) -> dict[str, Any]:
         """The agent's own view of its link: `GET /api/agent/central/`."""
@@ -191,8 +193,3 @@ def running_agent(data_dir: Path, setup: AgentSetup) -> Iterator[Agent]:
     config.write_text(setup.toml())
     with running_daemon(data_dir, config=config, env=agent_env()) as daemon:
         yield Agent(daemon, setup, config)
-
-
-def wait_blocking(condition: Any, timeout: float, what: str) -> None:
-    """`wait_until_blocking`, re-exported so tests import waiting from one place."""
-    wait_until_blocking(condition, timeout, what)

@@ -22,6 +22,9 @@ from typing import Any
 from tests.inventree_servers import InvenTreeServer
 from tests.waiting import wait_until_blocking
 
+# How often a test asks a shared InvenTree again while it waits for something there.
+SERVER_POLL_S = 0.1
+
 AGENT_GROUP = "edge-agents"
 # The slug of InvenTree's builtin plugin that prints on machines (both lines).
 MACHINE_PRINT_PLUGIN = "inventreelabelmachine"
@@ -29,6 +32,13 @@ MACHINE_PRINT_PLUGIN = "inventreelabelmachine"
 HTTP_TIMEOUT_S = 30.0
 # A Django start plus a few ORM writes, on a loaded host.
 SHELL_TIMEOUT_S = 180.0
+
+
+# InvenTree on SQLite answers 500 "database is locked" at once when two transactions that read
+# first both try to write (SQLite's deadlock rule, no busy wait); nothing was written. Every test
+# worker shares the server, so such a call is made again (see `_transient`).
+LOCKED_RETRIES = 8
+LOCKED_PAUSE_S = 0.2
 
 
 class ApiError(AssertionError):
@@ -101,8 +111,9 @@ for spec in json.loads({specs!r}):
         users.models.UserProfile.objects.get_or_create(user=user)
     if spec["in_group"]:
         user.groups.add(group)
-    ApiToken.objects.create(
-        user=user, key=spec["token"], name="edge-agent", expiry=datetime.date(2099, 12, 31)
+    ApiToken.objects.get_or_create(
+        key=spec["token"],
+        defaults=dict(user=user, name="edge-agent", expiry=datetime.date(2099, 12, 31)),
     )
 print("accounts-created", flush=True)
 """
@@ -122,15 +133,20 @@ def create_agent_accounts(
     ]
     specs = json.dumps([vars(a) for a in accounts])
     script = _ACCOUNTS_SCRIPT.format(group=AGENT_GROUP, specs=specs)
-    done = subprocess.run(  # noqa: S603 - the server folder's own manage wrapper
-        [str(server.folder / "manage"), "shell", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=SHELL_TIMEOUT_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("INVENTREE_")},
-    )
+    for attempt in range(LOCKED_RETRIES + 1):
+        done = subprocess.run(  # noqa: S603 - the server folder's own manage wrapper
+            [str(server.folder / "manage"), "shell", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=SHELL_TIMEOUT_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("INVENTREE_")},
+        )
+        # The script is idempotent: a run that met a locked database is run again.
+        if "database is locked" not in done.stderr or attempt == LOCKED_RETRIES:
+            break
+        time.sleep(LOCKED_PAUSE_S * (attempt + 1))
     if "accounts-created" not in done.stdout:
         raise ApiError(f"manage shell failed ({done.returncode}): {done.stderr[-2000:]}")
     return accounts
@@ -162,7 +178,13 @@ class InvenTreeApi:
         expect: int | tuple[int, ...] = (200, 201),
     ) -> Any:
         """One request; fails unless the status is expected; returns the parsed JSON (or None)."""
-        answer = request(self.server.url, method, path, token=token or self.server.token, body=body)
+        for attempt in range(LOCKED_RETRIES + 1):
+            answer = request(
+                self.server.url, method, path, token=token or self.server.token, body=body
+            )
+            if not _transient(method, answer) or attempt == LOCKED_RETRIES:
+                break
+            time.sleep(LOCKED_PAUSE_S * (attempt + 1))
         wanted = (expect,) if isinstance(expect, int) else expect
         if answer.status not in wanted:
             raise ApiError(f"{method} {path}: {answer.status} {answer.body[:2000]!r}")
@@ -237,7 +259,7 @@ class InvenTreeApi:
             current = self.call("GET", f"/api/data-output/{output['pk']}/")
             return bool(current["complete"]) or bool(current.get("errors"))
 
-        wait_until_blocking(complete, timeout, "the data output to complete")
+        wait_on_server(complete, timeout, "the data output to complete")
         return current
 
     # --- machines -------------------------------------------------------------------------
@@ -263,7 +285,7 @@ class InvenTreeApi:
             return bool(ready(current))
 
         try:
-            wait_until_blocking(reached, timeout, what)
+            wait_on_server(reached, timeout, what)
         except AssertionError as err:
             raise AssertionError(f"{err}; machine was {current}") from None
         return current
@@ -276,6 +298,30 @@ class InvenTreeApi:
         listed = tokens["results"] if isinstance(tokens, dict) else tokens
         [mine] = [t for t in listed if t.get("in_use")] or listed[:1]
         self.call("DELETE", f"/api/user/tokens/{mine['id']}/", token=token, expect=(200, 204))
+
+
+def _transient(method: str, answer: Answer) -> bool:
+    """A 500 that says nothing about the code under test, so the call is made again."""
+    if answer.status != 500:
+        return False
+    if b"OperationalError" in answer.body:
+        return True  # SQLite: database is locked
+    # Current InvenTree's machine registry iterates its machines while another thread adds one
+    # (`_calculate_registry_hash`: "dictionary changed size during iteration"); a read is safe
+    # to repeat.
+    return method == "GET" and b"RuntimeError" in answer.body
+
+
+def wait_on_server(condition: Any, timeout: float, what: str) -> None:
+    """`wait_until_blocking` for conditions that ask InvenTree: at most 10 requests a second."""
+
+    def paced() -> bool:
+        if condition():
+            return True
+        time.sleep(SERVER_POLL_S)
+        return False
+
+    wait_until_blocking(paced, timeout, what)
 
 
 def unique(prefix: str) -> str:

@@ -19,6 +19,7 @@ from tests.central_e2e.inventree_side import (
     Printables,
     request,
     unique,
+    wait_on_server,
 )
 from tests.waiting import wait_until_blocking
 
@@ -55,7 +56,7 @@ def machine_uuid(api: InvenTreeApi, agent: str, printer: str) -> str:
         found[:] = [str(m["pk"]) for m in api.machines() if m["name"] == name]
         return bool(found)
 
-    wait_until_blocking(shown, REPORT_TIMEOUT_S, f"machine {name!r} in InvenTree")
+    wait_on_server(shown, REPORT_TIMEOUT_S, f"machine {name!r} in InvenTree")
     [uuid] = found
     return uuid
 

@@ -12,12 +12,13 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.exit_codes import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from agent.central.store import LinkRecord
     from agent.config import Settings
     from agent.storage.database import Database
 
@@ -255,7 +256,7 @@ def _central_status(settings: Settings) -> int:
     """
     from agent.central.store import CentralStore
 
-    async def read() -> tuple[Any, int]:
+    async def read() -> tuple[LinkRecord | None, int]:
         database = await _open_database(settings)
         try:
             store = CentralStore(database)

@@ -27,8 +27,6 @@ AGENT_HEADER = "X-Edge-Agent"
 PLUGIN_PATH = "/plugin/inventree-edge/"
 # A JSON answer larger than this is not the plugin's.
 MAX_JSON_BYTES = 1024 * 1024
-# A long poll's client timeout is the wait plus this margin (the server's own answer time).
-LONG_POLL_MARGIN_S = 10.0
 _READ_CHUNK = 64 * 1024
 
 
@@ -119,7 +117,11 @@ class CentralClient:
         connector = aiohttp.TCPConnector(
             ssl=_ssl_context(self.config), limit=self.config.max_downloads + 3
         )
-        self._session = aiohttp.ClientSession(connector=connector)
+        # No cookies: InvenTree's token endpoint also logs a session in, and a session cookie
+        # sent with a POST would make Django check CSRF instead of the token.
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        )
 
     async def close(self) -> None:
         """Close the session and its connections."""
@@ -134,6 +136,8 @@ class CentralClient:
             "GET",
             self.config.url + "/api/user/token/",
             headers={"Authorization": f"Basic {credentials}", "Accept": "application/json"},
+            # InvenTree hands out the same token again for the same name (until it expires).
+            params={"name": f"inventree-edge {self.agent}"},
             max_bytes=MAX_JSON_BYTES,
             timeout=self.config.request_timeout,
         )
@@ -159,7 +163,10 @@ class CentralClient:
         return _object(answer)
 
     async def jobs(self, wait: float) -> list[dict[str, Any]]:
-        """`GET jobs/?wait=N`: jobs not yet accepted, oldest first."""
+        """`GET jobs/?wait=N`: jobs not yet accepted, oldest first.
+
+        The client waits `wait` plus `request_timeout` (the margin for the server's own answer).
+        """
         params = {"wait": str(int(wait))} if wait > 0 else None
         answer = await self._plugin(
             "GET", "jobs/", params=params, timeout=self.config.request_timeout + wait
@@ -268,15 +275,23 @@ def _check(answer: _Answer, *, plugin: bool) -> None:
     if 200 <= status < 300:
         return
     if 300 <= status < 400:
-        raise Unauthorized(
-            f"the server redirected (HTTP {status} to {answer.headers.get('Location', '?')}): "
-            "InvenTree sends a request whose token it does not accept to its login page"
+        location = answer.headers.get("Location", "")
+        if "login" in location.lower():
+            raise Unauthorized(
+                f"the server redirected to its login page (HTTP {status} to {location}): "
+                "InvenTree 303 does so with a token it does not accept"
+            )
+        # Current InvenTree sends a /plugin/ path no active plugin serves to its web UI.
+        raise ProtocolMismatch(
+            f"the server redirected (HTTP {status} to {location or '?'}) instead of answering: "
+            "install and activate the inventree-edge plugin in InvenTree, and check central.url"
         )
-    if status >= 500:
-        raise Unreachable(f"the server answered HTTP {status}")
     detail, code, error = "", "", _error_body(answer.body)
     if error is not None:
         detail, code = str(error.get("detail", "")), str(error.get("code", ""))
+    if status >= 500:
+        # The plugin says why when it can (e.g. its tables are not migrated yet).
+        raise Unreachable(f"the server answered HTTP {status}" + (f": {detail}" if detail else ""))
     if status == 401:
         raise Unauthorized(detail or "the token is not accepted", code)
     if status == 403:

@@ -120,6 +120,8 @@ class Intake:
                 )
             indexes.append(index)
             sizes.append(size)
+        if len(set(indexes)) != len(indexes):
+            raise JobRefused("The job names a document index twice.")
         order = sorted(range(len(indexes)), key=lambda i: indexes[i])
         return CentralJobSpec(
             id=job_id,
@@ -206,7 +208,8 @@ class Intake:
 
 def _options(machine: Machine, spec: CentralJobSpec) -> dict[str, Any]:
     """The job's options as the machine's driver takes them (unknown ones are ignored)."""
-    source = {name: _text(value) for name, value in spec.options.items()}
+    # InvenTree sends an option left empty in the print dialog as null: the driver's default.
+    source = {name: _text(value) for name, value in spec.options.items() if value is not None}
     source["copies"] = str(spec.copies)
     try:
         values = dict(print_options(machine).parse(source))

@@ -44,12 +44,15 @@ from agent.events import (
 from agent.jobs import JobRunner
 from agent.registry import Registry
 from agent.storage.database import Database
+from agent.storage.errors import StoreError
 from agent.tasks import TaskSet
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "central:"
 STOP_TIMEOUT_S = 0.2
+# Finished central jobs whose local jobs are gone are forgotten this often.
+PRUNE_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class CentralLink:
         await self.client.open()
         log.info("central_link_starting", url=self.config.url, agent=self.agent)
         self._tasks.create(self._run(), name="link")
+        self._tasks.create(self._prune_forever(), name="prune")
 
     async def close(self) -> None:
         """Stop the link; reports not yet delivered stay in the outbox for the next start."""
@@ -140,6 +144,17 @@ class CentralLink:
                 "pending": pending,
             }
         return {"enabled": True, **self.status.as_json(), "pending": pending}
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                pruned = await self.store.prune()
+            except Exception:  # a failing disk must not end the pruning
+                log.exception("central_prune_failed")
+            else:
+                if pruned:
+                    log.info("central_jobs_pruned", removed=pruned)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
 
     # events
 
@@ -172,10 +187,16 @@ class CentralLink:
             delay = self._backoff(failures)
             failures += 1
             if isinstance(failure, Unauthorized) and not self.config.token.get_secret_value():
-                # An obtained token that stopped working: obtain a new one next time.
-                await self.store.forget_token(self.config.url, self.config.username)
+                await self._forget_token()
             await self.status.fail(failure.state, failure.message, delay)
             await asyncio.sleep(delay)
+
+    async def _forget_token(self) -> None:
+        """An obtained token that stopped working: the next session obtains a new one."""
+        try:
+            await self.store.forget_token(self.config.url, self.config.username)
+        except StoreError as err:  # the next session then tries the old token once more
+            log.warning("central_token_not_forgotten", error=str(err))
 
     def _backoff(self, failures: int) -> float:
         """Doubling from the base up to the cap, each wait drawn from its upper half."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +11,9 @@ from agent.machine import Machine
 from drivers.base import LabelPrinterStatus
 
 LABEL_PRINTER = "label-printer"
+# What the plugin takes (it refuses the whole report otherwise): text lengths, list sizes.
+MAX_NAME, MAX_DRIVER, MAX_STATUS_TEXT, MAX_ERROR = 150, 100, 500, 500
+MAX_PROPERTIES, MAX_ERRORS = 100, 50
 # The property types the protocol knows; others are sent as text.
 _PROPERTY_TYPES = frozenset({"str", "bool", "int", "float", "progress"})
 
@@ -33,17 +35,10 @@ def published(config: CentralConfig, machines: Iterable[Machine]) -> list[Machin
 def report_body(config: CentralConfig, machines: Iterable[Machine]) -> dict[str, Any]:
     """What the agent tells the central server about itself and its printers."""
     return {
-        "agent": {
-            "version": __version__,
-            "report_interval": _whole_seconds(config.report_interval),
-        },
+        # Whole seconds, as the protocol has it.
+        "agent": {"version": __version__, "report_interval": max(1, round(config.report_interval))},
         "printers": [_printer(machine) for machine in published(config, machines)],
     }
-
-
-def _whole_seconds(seconds: float) -> int:
-    """The protocol's `report_interval`: whole seconds, at least 1 (the agent reports sooner)."""
-    return max(1, math.ceil(seconds))
 
 
 def _printer(machine: Machine) -> dict[str, Any]:
@@ -56,17 +51,18 @@ def _printer(machine: Machine) -> dict[str, Any]:
         status, text = int(machine.status), machine.status_text
     return {
         "key": machine.pk,
-        "name": machine.name,
-        "driver": machine.driver_slug,
+        "name": machine.name[:MAX_NAME],
+        "driver": machine.driver_slug[:MAX_DRIVER],
         "status": status,
-        "status_text": text,
+        "status_text": text[:MAX_STATUS_TEXT],
         "properties": [
             {
                 "key": prop.key,
                 "value": str(prop.value) if prop.type not in _PROPERTY_TYPES else prop.value,
                 "type": prop.type if prop.type in _PROPERTY_TYPES else "str",
             }
-            for prop in machine.properties
+            for prop in machine.properties[:MAX_PROPERTIES]
         ],
-        "errors": machine.error_messages,
+        # The newest errors, each cut to a length the plugin keeps.
+        "errors": [error[:MAX_ERROR] for error in machine.error_messages[-MAX_ERRORS:]],
     }

@@ -116,7 +116,7 @@ class CentralStore:
                 return
             conn.execute("UPDATE central_job SET accepted = 1 WHERE id = ?", (job_id,))
             _queue(
-                conn, job_id, {"state": "accepted", "printed": 0, "total": 0, "message": ""}, now
+                conn, job_id, _body("accepted", 0, _labels(_local_jobs(conn, job), job)[1], ""), now
             )
             _refresh(conn, job_id, now)
 
@@ -160,6 +160,20 @@ class CentralStore:
             return [str(row[0]) for row in rows]
 
         return await self.database.read(read)
+
+    async def prune(self) -> int:
+        """Forget finished central jobs whose local jobs the queue has deleted (its retention)."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM central_job WHERE reported IN ('done', 'failed', 'cancelled') "
+                "AND NOT EXISTS (SELECT 1 FROM central_outbox WHERE central_outbox.job = "
+                "central_job.id) AND NOT EXISTS (SELECT 1 FROM job WHERE job.machine = "
+                "central_job.machine AND job.idempotency_key >= 'central:' || central_job.id || ':' "
+                "AND job.idempotency_key < 'central:' || central_job.id || ';')"
+            ).rowcount
+
+        return await self.database.write(prune)
 
     # the outbox
 
@@ -255,14 +269,8 @@ def _refresh(conn: sqlite3.Connection, job_id: str, now: str) -> None:
 
 def _state_of(conn: sqlite3.Connection, job: CentralJob) -> dict[str, Any] | None:
     """The central state the local jobs add up to; None while nothing has started."""
-    rows = conn.execute(
-        "SELECT status, progress, pages, copies, errors FROM job WHERE machine = ? AND "
-        "idempotency_key >= ? AND idempotency_key < ? ORDER BY idempotency_key",
-        (job.machine, f"central:{job.id}:", f"central:{job.id};"),
-    ).fetchall()
-    printed = sum(int(row[1]) for row in rows)
-    total = sum(int(row[2] or 1) * int(row[3]) for row in rows)
-    total += max(job.documents - len(rows), 0) * job.copies
+    rows = _local_jobs(conn, job)
+    printed, total = _labels(rows, job)
     statuses = [str(row[0]) for row in rows]
     finished = {"complete", "failed", "cancelled"}
     if len(rows) >= job.documents and all(status in finished for status in statuses):
@@ -275,6 +283,22 @@ def _state_of(conn: sqlite3.Connection, job: CentralJob) -> dict[str, Any] | Non
     if any(status != "queued" for status in statuses) or printed:
         return _body("printing", printed, total, "")
     return None
+
+
+def _local_jobs(conn: sqlite3.Connection, job: CentralJob) -> list[Any]:
+    """The local jobs of a central job's documents: status, progress, pages, copies, errors."""
+    return conn.execute(
+        "SELECT status, progress, pages, copies, errors FROM job WHERE machine = ? AND "
+        "idempotency_key >= ? AND idempotency_key < ? ORDER BY idempotency_key",
+        (job.machine, f"central:{job.id}:", f"central:{job.id};"),
+    ).fetchall()
+
+
+def _labels(rows: list[Any], job: CentralJob) -> tuple[int, int]:
+    """Labels printed so far, and in all (a document not stored yet counts one page)."""
+    printed = sum(int(row[1]) for row in rows)
+    total = sum(int(row[2] or 1) * int(row[3]) for row in rows)
+    return printed, total + max(job.documents - len(rows), 0) * job.copies
 
 
 def _body(state: str, printed: int, total: int, message: str) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def start_agent(aiohttp_client: Any, settings: Settings, central: FakeCentral) -
     """Start an agent (a real app on a loopback port) linked to the fake; again: same database."""
 
     async def start(**central_fields: Any) -> Client:
-        configured = central_settings(settings, central.url, **central_fields)
+        url = central_fields.pop("url", central.url)
+        configured = central_settings(settings, url, **central_fields)
         app: web.Application = create_app(
             configured,
             extra_drivers=TEST_DRIVERS,

@@ -59,6 +59,10 @@ class FakeCentral:
         self.protocol = 1
         # "401" (current InvenTree) or "302" (InvenTree 303) for a token not accepted.
         self.refusal = "401"
+        # Current InvenTree without the plugin: its /plugin/ paths redirect to the web UI.
+        self.plugin_missing = False
+        self.token_names: list[str] = []
+        self.cookies_seen = 0
         self.long_poll_max = 20
         self.server_error = False
         self.jobs: dict[str, FakeJob] = {}
@@ -66,6 +70,13 @@ class FakeCentral:
         self.requests: list[tuple[str, str]] = []
         self.agents: set[str] = set()
         self.job_added = asyncio.Event()
+        # While cleared, document downloads wait (the tests count how many are in flight).
+        self.documents_open = asyncio.Event()
+        self.documents_open.set()
+        self.downloads_in_flight = 0
+        self.most_downloads_in_flight = 0
+        # Indexes whose document is gone (answered 404 not_found).
+        self.missing_documents: set[int] = set()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -80,6 +91,7 @@ class FakeCentral:
         app.router.add_get(BASE + "jobs/", self._jobs)
         app.router.add_get(BASE + "jobs/{id}/documents/{index}/", self._document)
         app.router.add_post(BASE + "jobs/{id}/state/", self._state)
+        app.router.add_route("*", "/{tail:.*}", self._elsewhere)
         runner = self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
@@ -103,6 +115,11 @@ class FakeCentral:
 
     # handlers
 
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        """Any other path (a login page the agent must never follow a redirect to)."""
+        self.requests.append((request.method, request.path))
+        return web.Response(status=404, text="Not found")
+
     async def _token(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
@@ -111,11 +128,18 @@ class FakeCentral:
                 token = f"obtained-{len(self.issued_tokens)}"
                 self.issued_tokens.append(token)
                 self.tokens.add(token)
-                return web.json_response({"token": token})
+                self.token_names.append(request.query.get("name", ""))
+                response = web.json_response({"token": token})
+                response.set_cookie("sessionid", "logged-in-too")  # as InvenTree's endpoint does
+                return response
         return web.json_response({"detail": "Invalid username/password."}, status=401)
 
     def _check(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path))
+        if "Cookie" in request.headers:
+            self.cookies_seen += 1
+        if self.plugin_missing:
+            raise web.HTTPFound("/web")
         if self.server_error:
             return web.Response(status=503, text="maintenance")
         header = request.headers.get("Authorization", "")
@@ -144,6 +168,9 @@ class FakeCentral:
         if refused is not None:
             return refused
         body = await request.json()
+        interval = body.get("agent", {}).get("report_interval")
+        if not isinstance(interval, int) or not 1 <= interval <= 86400:
+            return self._error(400, "invalid", "agent.report_interval must be whole seconds.")
         self.reports.append(body)
         printers = [
             {"key": p["key"], "machine": str(uuid.uuid4()), "name": p["name"]}
@@ -182,8 +209,14 @@ class FakeCentral:
             return refused
         job = self.jobs.get(request.match_info["id"])
         index = int(request.match_info["index"])
-        if job is None or index >= len(job.documents):
+        if job is None or index >= len(job.documents) or index in self.missing_documents:
             return self._error(404, "not_found", "No such job for this agent.")
+        self.downloads_in_flight += 1
+        self.most_downloads_in_flight = max(self.most_downloads_in_flight, self.downloads_in_flight)
+        try:
+            await self.documents_open.wait()
+        finally:
+            self.downloads_in_flight -= 1
         return web.Response(
             body=job.documents[index], content_type="application/pdf", headers=self._headers()
         )

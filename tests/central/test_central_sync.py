@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
 from agent.appkeys import CENTRAL, REGISTRY, SETTINGS
+from agent.config import Settings
 from drivers.base import LabelPrinterStatus
 from tests.central.conftest import Client, StartAgent, printed_labels, printer_pk
 from tests.central.fake_plugin import FakeCentral, FakeJob
@@ -30,7 +32,6 @@ async def test_reports_its_printers_at_start(central: FakeCentral, start_agent: 
     await wait_until(lambda: bool(central.reports), what="a report")
 
     report = central.reports[0]
-    # Whole seconds, a JSON integer: the plugin refuses `30.0` (docs/central-protocol.md).
     assert report["agent"]["report_interval"] == 30
     assert isinstance(report["agent"]["report_interval"], int)
     (printer,) = report["printers"]
@@ -84,6 +85,35 @@ async def test_a_job_prints_each_document_with_its_copies_and_is_reported_done(
     ]
     assert {(status, copies) for _, status, copies in _local_jobs(client)} == {("complete", 2)}
     assert len(printed_labels(client)) == 4
+
+
+async def test_the_job_options_reach_the_printer_and_empty_ones_are_left_out(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent()
+    job = central.add_job(
+        printer_pk(client), [label_pdf(1)], options={"rotation": 90, "threshold": None}
+    )
+
+    await _finished(central, job)
+
+    with sqlite3.connect(client.app[SETTINGS].database_path) as conn:
+        (options,) = conn.execute("SELECT options FROM job").fetchone()
+    assert json.loads(options)["rotation"] == 90
+    assert "threshold" not in json.loads(options)
+
+
+async def test_options_the_printer_cannot_take_fail_the_job_saying_which(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent()
+    job = central.add_job(printer_pk(client), [label_pdf(1)], options={"rotation": 45})
+
+    await _finished(central, job, "failed")
+
+    assert job.reports[-1]["message"].startswith("The job's options are not valid")
+    assert "rotation" in job.reports[-1]["message"]
+    assert _local_jobs(client) == []
 
 
 async def test_a_job_delivered_twice_prints_once(
@@ -145,6 +175,53 @@ async def test_a_document_over_the_size_limit_is_not_downloaded(
 
     assert "more than this agent takes" in job.reports[-1]["message"]
     assert not any("/documents/" in path for _, path in central.requests)
+
+
+async def test_a_document_larger_than_announced_is_cut_off_at_the_limit(
+    central: FakeCentral, start_agent: StartAgent, settings: Settings
+) -> None:
+    settings.http.max_body_bytes = 4096
+    client = await start_agent()
+    job = central.add_job(printer_pk(client), [b"%PDF" + b"0" * 10_000], sizes=[100])
+
+    await _finished(central, job, "failed")
+
+    assert job.reports[-1]["message"].endswith("over 4096")
+    assert _local_jobs(client) == []
+
+
+async def test_a_document_gone_from_the_server_fails_the_job_and_cancels_the_rest(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent(max_downloads=1)
+    machine = client.app[REGISTRY].get(printer_pk(client))
+    assert machine is not None
+    machine.active = False  # the first document must still be queued when the second fails
+    central.missing_documents = {1}
+    job = central.add_job(printer_pk(client), [label_pdf(1), label_pdf(1)])
+
+    await _finished(central, job, "failed")
+
+    assert job.reports[-1]["message"].startswith("Document 1 could not be downloaded")
+    assert [status for _, status, _ in _local_jobs(client)] == ["cancelled"]
+
+
+async def test_at_most_max_downloads_documents_are_downloaded_at_once(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent(max_downloads=2, report_interval=0.05)
+    central.documents_open.clear()
+    job = central.add_job(printer_pk(client), [label_pdf(1) for _ in range(5)])
+    await wait_until(lambda: central.downloads_in_flight == 2, what="two downloads waiting")
+    # Reports go on meanwhile: the agent had time to start more downloads, and did not.
+    reports = len(central.reports)
+    await wait_until(lambda: len(central.reports) >= reports + 3, what="three more reports")
+
+    central.documents_open.set()
+    await _finished(central, job)
+
+    assert central.most_downloads_in_flight == 2
+    assert len(printed_labels(client)) == 5
 
 
 async def test_results_wait_in_the_outbox_and_arrive_in_order_when_the_server_is_back(

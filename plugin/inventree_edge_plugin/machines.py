@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from django.db import transaction
@@ -114,3 +115,39 @@ def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
         printer.save(update_fields=["present", "updated"])
         deactivate(printer)
     return seen
+
+
+# Tries to store the machine registry's hash; each failed try waits a little longer.
+_HASH_TRIES = 5
+_HASH_PAUSE_S = 0.05
+
+
+def publish_registry_hash() -> None:
+    """Make sure the background worker learns of the machines this process added (API >= 317).
+
+    InvenTree keeps a hash of its machine registry in the global setting
+    `_MACHINE_REGISTRY_HASH`; the worker reloads its machines when the stored hash differs from
+    its own. InvenTree swallows an OperationalError on that write (SQLite: "database is locked"
+    when two writers meet), and computing the hash fails when another thread adds a machine at
+    the same moment ("dictionary changed size during iteration"). The hash then stays stale,
+    the worker never loads the new machine, and every print to it is silently dropped (the
+    builtin machine plugin returns when the worker does not know the machine). So after each
+    report the hash is written again until it sticks.
+    """
+    from . import compat
+
+    if not compat.has_data_output():
+        return  # InvenTree 303 keeps the hash in the cache, and prints in the web process
+    from common.settings import get_global_setting, set_global_setting
+    from django.db.utils import OperationalError
+    from machine import registry
+
+    for attempt in range(_HASH_TRIES):
+        try:
+            current = registry._calculate_registry_hash()
+            if get_global_setting("_MACHINE_REGISTRY_HASH", "", create=False) != current:
+                set_global_setting("_MACHINE_REGISTRY_HASH", current)
+            registry._hash = current
+            return
+        except (OperationalError, RuntimeError):
+            time.sleep(_HASH_PAUSE_S * (attempt + 1))

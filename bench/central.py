@@ -176,7 +176,7 @@ def print_latency(
     api = server.api
     template = int(api.stock_label_template()["pk"])
     [item] = api.stock_items(unique("bench"), 1)
-    rng = random.Random(9)  # noqa: S311 - spreading prints over the poll cycle
+    rng = random.Random(9)
     latencies = []
     with loop_thread() as thread:
         zebra = FirstByte(thread)
@@ -256,6 +256,30 @@ def server_cpu(server: Server, account: AgentAccount, count: int, reports: int) 
     return figures
 
 
+class Pollers:
+    """Simulated agents: each polls `jobs/` every SHORT_POLL_S from a random phase."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, auth: dict[str, str]) -> None:
+        self.session = session
+        self.url = url + PLUGIN_PATH + "jobs/"
+        self.auth = auth
+        self.polls = 0
+        self.stop = asyncio.Event()
+        self.rng = random.Random(9)
+
+    async def agent(self, name: str) -> None:
+        headers = {**self.auth, "X-Edge-Protocol": "1", "X-Edge-Agent": name}
+        await asyncio.sleep(self.rng.uniform(0, SHORT_POLL_S))
+        while not self.stop.is_set():
+            began = time.perf_counter()
+            async with self.session.get(self.url, headers=headers) as resp:
+                await resp.read()
+                self.polls += resp.status == 200
+            left = SHORT_POLL_S - (time.perf_counter() - began)
+            if left > 0:
+                await asyncio.sleep(left)
+
+
 async def capacity(
     server: Server, account: AgentAccount, seconds: float
 ) -> list[tuple[int, float, float, float]]:
@@ -276,27 +300,11 @@ async def capacity(
                     headers={**auth, "X-Edge-Protocol": "1", "X-Edge-Agent": name},
                 ) as resp:
                     assert resp.status == 200, await resp.text()
-            polls = [0]
-            stop = asyncio.Event()
-
-            async def agent(name: str) -> None:
-                headers = {**auth, "X-Edge-Protocol": "1", "X-Edge-Agent": name}
-                await asyncio.sleep(random.uniform(0, SHORT_POLL_S))  # noqa: S311
-                while not stop.is_set():
-                    began = time.perf_counter()
-                    async with session.get(
-                        server.url + PLUGIN_PATH + "jobs/", headers=headers
-                    ) as resp:
-                        await resp.read()
-                        polls[0] += resp.status == 200
-                    left = SHORT_POLL_S - (time.perf_counter() - began)
-                    if left > 0:
-                        await asyncio.sleep(left)
-
-            tasks = [asyncio.create_task(agent(name)) for name in names]
+            pollers = Pollers(session, server.url, auth)
+            tasks = [asyncio.create_task(pollers.agent(name)) for name in names]
             await asyncio.sleep(SHORT_POLL_S)  # every agent has started its cycle
             samples = []
-            polls[0] = 0
+            pollers.polls = 0
             began = time.perf_counter()
             while time.perf_counter() - began < seconds:
                 started = time.perf_counter()
@@ -304,8 +312,8 @@ async def capacity(
                     await resp.read()
                 samples.append((time.perf_counter() - started) * 1000)
                 await asyncio.sleep(PROBE_INTERVAL_S)
-            rate = polls[0] / (time.perf_counter() - began)
-            stop.set()
+            rate = pollers.polls / (time.perf_counter() - began)
+            pollers.stop.set()
             await asyncio.gather(*tasks)
             p50 = statistics.median(samples)
             results.append((agents, p50, percentile(samples, 95), rate))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from django.db import transaction
@@ -66,6 +65,7 @@ def ensure_machine(agent: EdgeAgent, printer: EdgePrinter, reactivate: bool) -> 
         )
         config.save()
         _set_driver_settings(config, agent, printer)
+        tell_worker_of_new_machines()
         return
     name = machine_name(agent, printer)
     changed = False
@@ -75,6 +75,7 @@ def ensure_machine(agent: EdgeAgent, printer: EdgePrinter, reactivate: bool) -> 
     if reactivate and not config.active:
         config.active = True
         changed = True
+        tell_worker_of_new_machines()
     if changed:
         config.save()
     _set_driver_settings(config, agent, printer)
@@ -117,37 +118,30 @@ def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
     return seen
 
 
-# Tries to store the machine registry's hash; each failed try waits a little longer.
-_HASH_TRIES = 5
-_HASH_PAUSE_S = 0.05
+
+def reload_worker_machines() -> None:
+    """A background task: load every machine from the database again (in the worker)."""
+    from machine import registry
+
+    registry.reload_machines()
 
 
-def publish_registry_hash() -> None:
-    """Make sure the background worker learns of the machines this process added (API >= 317).
+def tell_worker_of_new_machines() -> None:
+    """Queue a reload of the worker's machines, ahead of any print to the new ones (API >= 317).
 
-    InvenTree keeps a hash of its machine registry in the global setting
-    `_MACHINE_REGISTRY_HASH`; the worker reloads its machines when the stored hash differs from
-    its own. InvenTree swallows an OperationalError on that write (SQLite: "database is locked"
-    when two writers meet), and computing the hash fails when another thread adds a machine at
-    the same moment ("dictionary changed size during iteration"). The hash then stays stale,
-    the worker never loads the new machine, and every print to it is silently dropped (the
-    builtin machine plugin returns when the worker does not know the machine). So after each
-    report the hash is written again until it sticks.
+    On current InvenTree the worker prints, and it finds the machine in its own registry; it
+    reloads that registry only when the hash InvenTree stores in `_MACHINE_REGISTRY_HASH` differs
+    from its own. Seen on InvenTree API 530 with SQLite: about every other machine added by a
+    report left that hash unchanged, the worker never loaded the machine, and the builtin machine
+    plugin dropped every print to it without a word (the print dialog waits forever). One queued
+    task reloads the worker; django-q runs it before the prints queued after it.
     """
     from . import compat
 
     if not compat.has_data_output():
-        return  # InvenTree 303 keeps the hash in the cache, and prints in the web process
-    from common.settings import get_global_setting, set_global_setting
-    from django.db.utils import OperationalError
-    from machine import registry
+        return  # InvenTree 303 prints in the web process, which added the machine itself
+    from InvenTree.tasks import offload_task
 
-    for attempt in range(_HASH_TRIES):
-        try:
-            current = registry._calculate_registry_hash()
-            if get_global_setting("_MACHINE_REGISTRY_HASH", "", create=False) != current:
-                set_global_setting("_MACHINE_REGISTRY_HASH", current)
-            registry._hash = current
-            return
-        except (OperationalError, RuntimeError):
-            time.sleep(_HASH_PAUSE_S * (attempt + 1))
+    offload_task(
+        "inventree_edge_plugin.machines.reload_worker_machines", force_async=True, group="plugin"
+    )

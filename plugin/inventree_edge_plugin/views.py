@@ -224,7 +224,6 @@ class ReportView(AgentView):
         agent.last_report = timezone.now()
         agent.save()
         synced = machines.sync(agent, printers)
-        machines.publish_registry_hash()
         # This process shows the new state at once; the other processes' sweepers follow.
         mirror.push_all()
         return Response(

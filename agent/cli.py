@@ -273,7 +273,8 @@ def _central_status(settings: Settings) -> int:
         print("state: not started yet (the daemon has not run with this central.url)")
     else:
         print(f"central link: {record.url} as agent {record.agent!r}")
-        print(f"state: {record.state} since {record.since}")
+        running = "" if record.state != "stopped" else " (the daemon is not running)"
+        print(f"state: {record.state} since {record.since}{running}")
         print(f"last contact: {record.last_contact or 'never'}")
         if record.last_error:
             print(f"last error: {record.last_error}")

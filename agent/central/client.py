@@ -34,6 +34,8 @@ class LinkState(StrEnum):
     """The state of the link to the central server."""
 
     OFF = "off"
+    # Recorded when the daemon stops (what `central status` shows while it is not running).
+    STOPPED = "stopped"
     CONNECTING = "connecting"
     CONNECTED = "connected"
     UNREACHABLE = "unreachable"

@@ -11,6 +11,7 @@ the outbox while the server is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "central:"
 STOP_TIMEOUT_S = 0.2
+# Recording "stopped" for `central status` may take this long at most (the disk may be failing).
+RECORD_STOP_TIMEOUT_S = 0.05
 # Finished central jobs whose local jobs are gone are forgotten this often.
 PRUNE_INTERVAL_S = 3600.0
 
@@ -128,6 +131,10 @@ class CentralLink:
         self._subscriptions.clear()
         await self._tasks.close(STOP_TIMEOUT_S)
         await self.client.close()
+        if self.enabled:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECORD_STOP_TIMEOUT_S):
+                    await self.status.stopped()
 
     async def describe(self) -> dict[str, Any]:
         """The link as `GET /api/agent/central/` shows it."""
@@ -244,14 +251,17 @@ class CentralLink:
         await self.status.contact(printers=len(body["printers"]))
 
     async def _report_loop(self) -> None:
+        """Report every `report_interval`, and after a change, at most once per debounce."""
+        debounce = self.timing.report_debounce_s
         while True:
+            # The session has just reported (or this loop has): changes meanwhile wait.
+            await asyncio.sleep(debounce)
             try:
-                async with asyncio.timeout(self.config.report_interval):
+                async with asyncio.timeout(max(self.config.report_interval - debounce, 0.0)):
                     await self._report_wanted.wait()
             except TimeoutError:
                 pass
             await self._report()
-            await asyncio.sleep(self.timing.report_debounce_s)
 
     async def _poll_jobs(self) -> None:
         loop = asyncio.get_running_loop()

@@ -97,6 +97,11 @@ class LinkStatus:
             log.error(event, **fields)
         await self._save()
 
+    async def stopped(self) -> None:
+        """Record that the link stopped with the daemon (not logged: the daemon says it stops)."""
+        self.state, self.since = LinkState.STOPPED, self.now()
+        await self._save()
+
     def as_json(self) -> dict[str, Any]:
         """What `GET /api/agent/central/` shows of the link (without the pending count)."""
         return {

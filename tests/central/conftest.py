@@ -56,7 +56,7 @@ def central_settings(settings: Settings, url: str, **central: Any) -> Settings:
 def start_agent(aiohttp_client: Any, settings: Settings, central: FakeCentral) -> StartAgent:
     """Start an agent (a real app on a loopback port) linked to the fake; again: same database."""
 
-    async def start(**central_fields: Any) -> Client:
+    async def start(timing: LinkTiming = FAST, **central_fields: Any) -> Client:
         url = central_fields.pop("url", central.url)
         configured = central_settings(settings, url, **central_fields)
         app: web.Application = create_app(
@@ -64,7 +64,7 @@ def start_agent(aiohttp_client: Any, settings: Settings, central: FakeCentral) -
             extra_drivers=TEST_DRIVERS,
             clock=SteppableClock(),
             password_cost=CHEAP_PASSWORD_COST,
-            central_timing=FAST,
+            central_timing=timing,
         )
         client: Client = await aiohttp_client(app)
         return client

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,7 @@ class FakeCentral:
         self.server_error = False
         self.jobs: dict[str, FakeJob] = {}
         self.reports: list[dict[str, Any]] = []
+        self.report_times: list[float] = []
         self.requests: list[tuple[str, str]] = []
         self.agents: set[str] = set()
         self.job_added = asyncio.Event()
@@ -172,6 +174,7 @@ class FakeCentral:
         if not isinstance(interval, int) or not 1 <= interval <= 86400:
             return self._error(400, "invalid", "agent.report_interval must be whole seconds.")
         self.reports.append(body)
+        self.report_times.append(time.monotonic())
         printers = [
             {"key": p["key"], "machine": str(uuid.uuid4()), "name": p["name"]}
             for p in body["printers"]

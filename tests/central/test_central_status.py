@@ -149,9 +149,10 @@ def test_a_daemon_configured_from_the_environment_prints_a_central_job_and_the_c
         assert fake.agents == {"daemon-agent"}
         assert len(list((data / "virtual").glob("Zebra-*/*.png"))) == 1
 
-        # Stopped, the CLI still shows the link as the daemon last recorded it.
+        # Stopped, the CLI says so, with the last contact the daemon recorded.
         cli = run_cli("central", "status", "--config", str(config), data_dir=data, env=env)
-        assert "state: connected since" in cli.stdout
+        assert "(the daemon is not running)" in cli.stdout
+        assert "last contact: never" not in cli.stdout
 
 
 def test_the_cli_says_when_the_link_is_off(tmp_path: Path) -> None:

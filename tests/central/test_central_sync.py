@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from typing import Any
 
 from agent.appkeys import CENTRAL, REGISTRY, SETTINGS
+from agent.central.link import LinkTiming
 from agent.config import Settings
 from drivers.base import LabelPrinterStatus
 from tests.central.conftest import Client, StartAgent, printed_labels, printer_pk
@@ -57,6 +59,32 @@ async def test_a_status_change_is_reported_soon(
         return printers[0]["status"] == 301 and printers[0]["status_text"] == "Paper out"
 
     await wait_until(reported_paper_out, what="a report with the new status")
+
+
+async def test_status_changes_are_reported_at_most_once_per_debounce_interval(
+    central: FakeCentral, start_agent: StartAgent
+) -> None:
+    client = await start_agent(timing=LinkTiming(report_debounce_s=0.3))
+    await wait_until(lambda: bool(central.reports), what="the first report")
+    machine = client.app[REGISTRY].get(printer_pk(client))
+    assert machine is not None
+    first = len(central.reports)
+
+    # A printer that flaps: each change a few of the agent's polls after the previous one.
+    for status in [LabelPrinterStatus.PRINTING, LabelPrinterStatus.CONNECTED] * 10:
+        machine.set_status(status)
+        seen = len(central.requests)
+        await wait_until(
+            lambda seen=seen: len(central.requests) >= seen + 2, what="two more requests"
+        )
+    machine.set_status(LabelPrinterStatus.PAPER_JAM)
+
+    await wait_until(
+        lambda: central.reports[-1]["printers"][0]["status"] == 302, what="the last status"
+    )
+    times = central.report_times[first - 1 :]
+    assert len(times) >= 2
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.29
 
 
 async def test_publish_names_the_printers_reported(

@@ -21,7 +21,6 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
-from tests import inventree_servers
 from tests.clocks import SteppableClock
 
 # Real InvenTree servers (tests/inventree_servers.py): the `inventree` fixture. Imported, not
@@ -63,6 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that may be the first to start an InvenTree line may take its install's time."""
+    # Imported here: pytest loads it first as a plugin (pytest_plugins), with assertion rewriting.
+    from tests import inventree_servers
+
     for item in items:
         line = inventree_servers.line_of(item)
         if line is not None and not inventree_servers.installed(line):
@@ -71,6 +73,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controlling process stops the InvenTree servers this session started."""
+    from tests import inventree_servers
+
     if not hasattr(session.config, "workerinput"):
         inventree_servers.stop_started()
 

@@ -127,10 +127,22 @@ def wait_for_jobs(agent: EdgeAgent, wait: float) -> list[EdgeJob]:
         time.sleep(min(0.25, remaining))
 
 
+def _next_state(job: EdgeJob, state: str) -> str:
+    if job.state == EdgeJob.EXPIRED or state in EdgeJob.FINAL:
+        return state
+    if _RANK.get(state, 0) > _RANK.get(job.state, 0):
+        return state
+    return job.state
+
+
 def apply_report(job: EdgeJob, state: str, printed: int, total: int, message: str):
-    """Apply one agent report; returns (HTTP status, body)."""
-    with transaction.atomic():
-        job = EdgeJob.objects.select_for_update().get(pk=job.pk)
+    """Apply one agent report; returns (HTTP status, body).
+
+    A compare-and-set UPDATE instead of a locking transaction: on SQLite a transaction that
+    reads before it writes fails at once ("database is locked") when another writer is active.
+    """
+    for _attempt in range(20):
+        job.refresh_from_db()
         if job.state in EdgeJob.FINAL:
             if state == job.state:
                 return 200, state_body(job)
@@ -139,18 +151,20 @@ def apply_report(job: EdgeJob, state: str, printed: int, total: int, message: st
                 "code": "conflict",
                 **state_body(job),
             }
-        if (
-            job.state == EdgeJob.EXPIRED
-            or state in EdgeJob.FINAL
-            or _RANK.get(state, 0) > _RANK.get(job.state, 0)
+        changes = {
+            "state": _next_state(job, state),
+            "printed": max(job.printed, printed),
+            "total": total or job.total,
+            "message": message[:2000] if message else job.message,
+            "updated": timezone.now(),
+        }
+        if EdgeJob.objects.filter(pk=job.pk, state=job.state, printed=job.printed).update(
+            **changes
         ):
-            job.state = state
-        if total:
-            job.total = total
-        job.printed = max(job.printed, printed)
-        if message:
-            job.message = message[:2000]
-        job.save()
+            break
+    else:
+        raise RuntimeError(f"job {job.uid} changed 20 times while a report was applied")
+    job.refresh_from_db()
     if job.state in (EdgeJob.FAILED, EdgeJob.CANCELLED):
         fail_late(job)
     return 200, state_body(job)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-
-from django.db import transaction
 
 from . import DRIVER_SLUG
 from .models import EdgeAgent, EdgePrinter
@@ -35,12 +34,14 @@ def _set_driver_settings(config, agent: EdgeAgent, printer: EdgePrinter) -> None
             key, machine_config=config, config_type=MachineSetting.ConfigType.DRIVER
         )
         if current != value:
-            MachineSetting.set_setting(
-                key,
-                value,
-                None,
-                machine_config=config,
-                config_type=MachineSetting.ConfigType.DRIVER,
+            _registry_write(
+                lambda key=key, value=value: MachineSetting.set_setting(
+                    key,
+                    value,
+                    None,
+                    machine_config=config,
+                    config_type=MachineSetting.ConfigType.DRIVER,
+                )
             )
 
 
@@ -63,7 +64,7 @@ def ensure_machine(agent: EdgeAgent, printer: EdgePrinter, reactivate: bool) -> 
             driver=DRIVER_SLUG,
             active=True,
         )
-        config.save()
+        _save(config)
         _set_driver_settings(config, agent, printer)
         tell_worker_of_new_machines()
         return
@@ -77,7 +78,7 @@ def ensure_machine(agent: EdgeAgent, printer: EdgePrinter, reactivate: bool) -> 
         changed = True
         tell_worker_of_new_machines()
     if changed:
-        config.save()
+        _save(config)
     _set_driver_settings(config, agent, printer)
 
 
@@ -89,35 +90,64 @@ def deactivate(printer: EdgePrinter) -> None:
     config = MachineConfig.objects.filter(pk=printer.machine).first()
     if config is not None and config.active:
         config.active = False
-        config.save()
+        _save(config)
 
 
 def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
     """Store the agent's complete printer list and bring the machines in line with it."""
     seen = []
     for entry in reported:
-        with transaction.atomic():
-            printer, created = EdgePrinter.objects.get_or_create(
-                agent=agent, key=entry["key"], defaults={"name": entry["name"]}
-            )
-            was_absent = not created and not printer.present
-            printer.name = entry["name"]
-            printer.driver = entry.get("driver", "")
-            printer.status = entry.get("status", 101)
-            printer.status_text = entry.get("status_text", "")
-            printer.properties = entry.get("properties", [])
-            printer.errors = entry.get("errors", [])
-            printer.present = True
-            printer.save()
-        ensure_machine(agent, printer, reactivate=was_absent)
+        printer, created = EdgePrinter.objects.get_or_create(
+            agent=agent, key=entry["key"], defaults={"name": entry["name"]}
+        )
+        was_absent = not created and not printer.present
+        printer.name = entry["name"]
+        printer.driver = entry.get("driver", "")
+        printer.status = entry.get("status", 101)
+        printer.status_text = entry.get("status_text", "")
+        printer.properties = entry.get("properties", [])
+        printer.errors = entry.get("errors", [])
+        printer.present = True
+        printer.save()
+        with _registry_lock:
+            ensure_machine(agent, printer, reactivate=was_absent)
         seen.append(printer)
     for printer in agent.printers.filter(present=True).exclude(pk__in=[p.pk for p in seen]):
         printer.present = False
         printer.save(update_fields=["present", "updated"])
-        deactivate(printer)
+        with _registry_lock:
+            deactivate(printer)
     return seen
 
 
+# InvenTree's machine registry is a plain dict shared by the server's threads: the plugin
+# changes machines one thread at a time, and finishes a registry update another thread broke.
+_registry_lock = threading.Lock()
+HASH_ATTEMPTS = 5
+
+
+def _save(config) -> None:
+    _registry_write(config.save)
+
+
+def _registry_write(write) -> None:
+    """Save a machine or its setting, surviving the registry's 'dictionary changed size' race.
+
+    The row and the in-process machine are in place when the race hits; what is missing is the
+    registry hash that tells the other processes (the background worker) to reload.
+    """
+    try:
+        write()
+    except RuntimeError:
+        from machine import registry
+
+        for attempt in range(HASH_ATTEMPTS):
+            try:
+                registry._update_registry_hash()  # noqa: SLF001 - see the docstring
+                break
+            except RuntimeError:
+                if attempt == HASH_ATTEMPTS - 1:
+                    raise
 
 def reload_worker_machines() -> None:
     """A background task: load every machine from the database again (in the worker)."""

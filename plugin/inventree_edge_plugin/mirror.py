@@ -113,7 +113,8 @@ def push_machine(machine) -> None:
     push(machine, printer, printer.agent)
 
 
-def push_all() -> None:
+def push_all(agent=None) -> None:
+    """Refresh every machine of this driver (or of one agent) in this process."""
     if not compat.tables_ready():
         return
     from machine import registry
@@ -121,8 +122,13 @@ def push_all() -> None:
     from .models import EdgePrinter
 
     now = timezone.now()
-    for printer in EdgePrinter.objects.select_related("agent").exclude(machine=None):
-        machine = registry.get_machine(str(printer.machine))
+    printers = EdgePrinter.objects.select_related("agent").exclude(machine=None)
+    if agent is not None:
+        printers = printers.filter(agent=agent)
+    for printer in printers:
+        # The registry's dict directly: its entry points may reload the whole registry, which
+        # a background thread must not do beside the server's request threads.
+        machine = registry.machines.get(str(printer.machine))
         if machine is not None and getattr(machine, "driver", None) is not None:
             push(machine, printer, printer.agent, now)
 

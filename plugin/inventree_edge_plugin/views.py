@@ -225,7 +225,7 @@ class ReportView(AgentView):
         agent.save()
         synced = machines.sync(agent, printers)
         # This process shows the new state at once; the other processes' sweepers follow.
-        mirror.push_all()
+        mirror.push_all(agent)
         return Response(
             {
                 "agent": agent.name,

@@ -16,7 +16,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="EdgeAgent",
             fields=[
-                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False)),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("name", models.CharField(max_length=200, unique=True)),
                 ("version", models.CharField(blank=True, default="", max_length=50)),
                 ("report_interval", models.PositiveIntegerField(default=30)),
@@ -36,7 +41,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="EdgePrinter",
             fields=[
-                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False)),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("key", models.CharField(max_length=100)),
                 ("name", models.CharField(max_length=200)),
                 ("driver", models.CharField(blank=True, default="", max_length=100)),
@@ -61,7 +71,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="EdgeJob",
             fields=[
-                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False)),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("uid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
                 ("unique_key", models.CharField(max_length=100, null=True, unique=True)),
                 ("state", models.CharField(db_index=True, default="pending", max_length=20)),
@@ -101,7 +116,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="EdgeDocument",
             fields=[
-                ("id", models.AutoField(auto_created=True, primary_key=True, serialize=False)),
+                (
+                    "id",
+                    models.AutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("index", models.PositiveIntegerField()),
                 ("data", models.BinaryField()),
                 ("size", models.PositiveIntegerField()),

@@ -22,13 +22,11 @@ from agent.appkeys import AUTHENTICATOR
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
 from tests.clocks import SteppableClock
-
-# Real InvenTree servers (tests/inventree_servers.py): the `inventree` fixture. Imported, not
-# named in `pytest_plugins`: this file imports the module first, and pytest (filterwarnings =
-# error) fails the whole run when a plugin module was imported before it could rewrite it.
-from tests.inventree_servers import inventree  # noqa: F401
 from tests.loop_watchdog import LoopWatchdog
 from tests.waiting import wait_until
+
+# Real InvenTree servers (tests/inventree_servers.py): the `inventree` fixture.
+pytest_plugins = ["tests.inventree_servers"]
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"

@@ -152,16 +152,21 @@ def add_machine_in_worker(machine_pk: str) -> None:
     """A background task: put one machine into the worker's registry, if it is not there yet.
 
     One machine, not a reload: reloading empties the registry for seconds (measured 8-15 s with
-    80 machines on a busy host), and prints in that window find no machine either.
+    80 machines on a busy host), and prints in that window find no machine either. The
+    registry's dict is used directly: its public methods first compare registry hashes, and a
+    reload there makes the worker store its own hash, which sends the web server into a reload
+    in turn (its print dialog refuses every machine meanwhile: "not a valid choice").
     """
     from machine import registry
     from machine.models import MachineConfig
 
-    if registry.get_machine(machine_pk) is not None:
+    machines = registry.machines
+    if str(machine_pk) in machines:
         return
     config = MachineConfig.objects.filter(pk=machine_pk).first()
-    if config is not None:
-        registry.add_machine(config, initialize=False, update_registry_hash=False)
+    machine_type = registry.machine_types.get(config.machine_type) if config else None
+    if config is not None and machine_type is not None:
+        machines[str(config.pk)] = machine_type(config)
 
 
 def tell_worker_of_new_machine(machine_pk: str) -> None:

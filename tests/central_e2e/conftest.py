@@ -16,6 +16,7 @@ from tests.central_e2e.inventree_side import (
     unique,
 )
 from tests.central_e2e.loop_thread import LoopThread, loop_thread
+from tests.central_e2e.scene import AGENTS_OF_TEST
 from tests.inventree_servers import InvenTreeServer
 
 # Accounts made at once per test worker and line (one `manage shell` run costs seconds): more
@@ -63,8 +64,13 @@ def printables(inventree: InvenTreeServer) -> Printables:
 
 
 @pytest.fixture
-def api(inventree: InvenTreeServer) -> InvenTreeApi:
-    return InvenTreeApi(inventree)
+def api(inventree: InvenTreeServer) -> Iterator[InvenTreeApi]:
+    api = InvenTreeApi(inventree)
+    AGENTS_OF_TEST.clear()
+    yield api
+    for agent in AGENTS_OF_TEST:
+        api.delete_machines_of(agent)
+    AGENTS_OF_TEST.clear()
 
 
 @pytest.fixture

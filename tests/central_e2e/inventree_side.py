@@ -290,6 +290,18 @@ class InvenTreeApi:
             raise AssertionError(f"{err}; machine was {current}") from None
         return current
 
+    def delete_machines_of(self, agent: str) -> None:
+        """Delete the InvenTree machines showing the printers of `agent` (test clean-up).
+
+        Without Redis, InvenTree keeps machine state in a per-process LocMemCache of at most
+        300 entries, about five per machine: past some 50 machines it evicts states, and an
+        evicted machine reads as not initialised and leaves the print dialog ("not a valid
+        choice"). The servers are shared by every test, so each test removes its machines.
+        """
+        for machine in self.machines():
+            if machine["name"].startswith(f"{agent} / "):
+                self.call("DELETE", f"/api/machine/{machine['pk']}/", expect=(200, 204, 404))
+
     # --- tokens ---------------------------------------------------------------------------
 
     def revoke_own_token(self, token: str) -> None:

@@ -110,6 +110,17 @@ def agent_scene(
         yield Scene(api, agent, zebra, printables, zebra_machine, virtual_machine)
 
 
+# Agents named by the running test: their machines are deleted after it (conftest).
+AGENTS_OF_TEST: list[str] = []
+
+
+def new_agent_name(prefix: str = "agent") -> str:
+    """A unique agent name whose InvenTree machines are deleted after the test."""
+    name = unique(prefix)
+    AGENTS_OF_TEST.append(name)
+    return name
+
+
 def agent_setup(
     api: InvenTreeApi,
     account: AgentAccount,
@@ -121,7 +132,7 @@ def agent_setup(
     **options: Any,
 ) -> AgentSetup:
     return AgentSetup(
-        name=name or unique("agent"),
+        name=name or new_agent_name(),
         url=url or api.server.url,
         token=account.token,
         zpl_url=zebra.url,

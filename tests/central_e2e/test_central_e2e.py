@@ -32,6 +32,7 @@ from tests.central_e2e.scene import (
     expected_size,
     ink_share,
     machine_uuid,
+    new_agent_name,
 )
 from tests.central_e2e.tcp_proxy import TcpProxy
 from tests.inventree_servers import InvenTreeServer
@@ -302,7 +303,7 @@ def test_an_agent_asking_for_another_agents_job_gets_404(
     printables: Printables,
 ) -> None:
     owner, other = accounts.take(), accounts.take()
-    owner_name, other_name = unique("agent-a"), unique("agent-b")
+    owner_name, other_name = new_agent_name("agent-a"), new_agent_name("agent-b")
     printer = {"key": unique("printer-key"), "name": "zebra", "driver": "zpl", "status": CONNECTED}
     answer = edge_call(
         inventree.url, owner.token, owner_name, "POST", "report/", _report([printer])

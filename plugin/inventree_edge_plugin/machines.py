@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from . import DRIVER_SLUG
+from . import DRIVER_SLUG, compat
 from .models import EdgeAgent, EdgePrinter
 
 MACHINE_TYPE = "label-printer"
@@ -110,12 +110,14 @@ def sync(agent: EdgeAgent, reported: list[dict]) -> list[EdgePrinter]:
         printer.save()
         with _registry_lock:
             ensure_machine(agent, printer, reactivate=was_absent)
+            _publish_registry_hash()
         seen.append(printer)
     for printer in agent.printers.filter(present=True).exclude(pk__in=[p.pk for p in seen]):
         printer.present = False
         printer.save(update_fields=["present", "updated"])
         with _registry_lock:
             deactivate(printer)
+            _publish_registry_hash()
     return seen
 
 
@@ -147,6 +149,59 @@ def _registry_write(write) -> None:
             except RuntimeError:
                 if attempt == HASH_ATTEMPTS - 1:
                     raise
+
+
+PUBLISH_ATTEMPTS = 10
+PUBLISH_PAUSE_S = 0.1
+
+
+def republish_registry_hash() -> None:
+    """The sweeper's check (web processes only): put this process's registry hash back.
+
+    A background worker that finishes a registry call just after the web process published a
+    new hash writes its own older hash over it (a lost update in InvenTree), and then never
+    loads the new machine. Writing it back makes the worker reload within one sweep.
+    """
+    if not compat.has_data_output() or compat.in_worker():
+        return
+    from common.settings import get_global_setting
+    from machine import registry
+
+    current = getattr(registry, "_hash", None)
+    if not current or get_global_setting("_MACHINE_REGISTRY_HASH", cache=False) == current:
+        return
+    # Only a process that knows every agent printer's machine may speak: a stale one would
+    # erase the newer hash itself.
+    known = registry.machines
+    wanted = EdgePrinter.objects.exclude(machine=None).values_list("machine", flat=True)
+    if all(str(pk) in known for pk in wanted):
+        with _registry_lock:
+            _publish_registry_hash()
+
+
+def _publish_registry_hash() -> None:
+    """Make sure the background worker learns about changed machines (API >= 317).
+
+    Current InvenTree tells other processes to reload their machines through the global
+    setting _MACHINE_REGISTRY_HASH, and drops the write silently when SQLite is busy. A worker
+    that misses it does not know a new machine, and a print to it never completes.
+    """
+    if not compat.has_data_output():
+        return  # InvenTree 303 prints in the web process, which made the change itself
+    import time
+
+    from common.settings import get_global_setting
+    from machine import registry
+
+    for _attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            registry._update_registry_hash()  # noqa: SLF001 - see the docstring
+            if get_global_setting("_MACHINE_REGISTRY_HASH", cache=False) == registry._hash:  # noqa: SLF001
+                return
+        except RuntimeError:
+            pass  # another thread changed the registry while it was hashed: try again
+        time.sleep(PUBLISH_PAUSE_S)
+
 
 def add_machine_in_worker(machine_pk: str) -> None:
     """A background task: put one machine into the worker's registry, if it is not there yet.

@@ -163,9 +163,10 @@ def _sweep_forever() -> None:
     while not stop.wait(SWEEP_SECONDS):
         try:
             if compat.tables_ready():
-                from . import jobs
+                from . import jobs, machines
 
                 push_all()
+                machines.republish_registry_hash()
                 jobs.housekeeping()
             if failing:
                 logger.info("edge sweeper works again")

@@ -233,7 +233,7 @@ def agent_command(python: Path) -> list[str]:
             raise InstallError(
                 f"the agent is installed under {tree} ({where}), which the service cannot read:"
                 " install it into /opt/inventree-edge/venv (docs/install.md) or with"
-                " `sudo PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install ...`,"
+                " `sudo env PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install ...`,"
                 " then run install-service from there"
             )
     if any(character.isspace() or character in "\"'\\%$" for character in where):

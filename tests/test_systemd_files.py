@@ -85,9 +85,10 @@ def test_the_hardening_leaves_what_the_agent_needs() -> None:
     assert _settings("CapabilityBoundingSet") == [""]
 
 
-def test_the_system_call_filter_allows_the_render_childs_memory_limit() -> None:
-    # agent/render_worker.py calls setrlimit(RLIMIT_DATA); Python's resource module uses prlimit64
-    # or setrlimit. They must be in @system-service and not in a group the unit takes away.
+def test_the_system_call_filter_allows_what_the_agent_calls() -> None:
+    # setrlimit/prlimit64: agent/render_worker.py limits the render child's memory (RLIMIT_DATA).
+    # ioctl: libusb talks to /dev/bus/usb through usbfs ioctls, pyserial sets the line with termios.
+    # They must be in @system-service and in no group the unit takes away.
     filters = _settings("SystemCallFilter")
     allowed = [f for f in filters if not f.startswith("~")]
     denied = [group for f in filters if f.startswith("~") for group in f[1:].split()]
@@ -95,7 +96,7 @@ def test_the_system_call_filter_allows_the_render_childs_memory_limit() -> None:
     listed = _analyze("syscall-filter")  # every group, so nested ones can be expanded
     assert listed.returncode == 0, listed.stderr
     groups = _syscall_groups(listed.stdout)
-    for call in ("setrlimit", "prlimit64"):
+    for call in ("setrlimit", "prlimit64", "ioctl"):
         assert call in groups["@system-service"], call
         for group in denied:
             assert call not in groups[group], (call, group)

@@ -77,12 +77,16 @@ def _install(host: Host, *, dry_run: bool) -> int:
     plan = plan_install(host, agent_command(Path(sys.executable)))
     if dry_run:
         return _print_plan(plan)
-    carry_out(plan, host, print)
-    if plan.admin_password is not None:
-        print(
-            f"\nThe admin password (user 'admin'), shown this once; it is kept in {SECRETS_FILE}"
-            f" (root only):\n\n    {plan.admin_password}\n"
-        )
+    try:
+        carry_out(plan, host, print)
+    finally:
+        # Also when a later step failed: the next run keeps the file and shows nothing.
+        password = plan.admin_password
+        if password is not None and password in (host.read(SECRETS_FILE) or ""):
+            print(
+                f"\nThe admin password (user 'admin'), shown this once; it is kept in"
+                f" {SECRETS_FILE} (root only: `sudo cat {SECRETS_FILE}`):\n\n    {password}\n"
+            )
     print(
         f"Installed. Add printers to {CONFIG_FILE} (then `sudo systemctl restart {UNIT_NAME}`);"
         f" logs: `journalctl -u {UNIT_NAME}`."

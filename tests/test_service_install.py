@@ -331,3 +331,26 @@ def test_the_command_line_offers_both_commands(capsys: pytest.CaptureFixture[str
 def test_the_packaged_files_are_the_repository_ones() -> None:
     for name in ("inventree-edge.service", "60-inventree-edge.rules", "config.toml"):
         assert service_file(name).read_bytes() == (REPO_ROOT / "systemd" / name).read_bytes()
+
+
+def test_a_failing_step_stops_with_its_reason_and_the_password_is_still_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = RecordingHost(tmp_path / "root")
+    record = host.run
+
+    def systemctl_fails(argv: Sequence[str]) -> None:
+        record(argv)
+        if argv[:2] == ("systemctl", "enable"):
+            raise InstallError("`systemctl enable --now inventree-edge.service` failed: Job failed")
+
+    host.run = systemctl_fails
+    args = argparse.Namespace(command="install-service", dry_run=False)
+    assert service_cli.run(args, host) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "inventree-edge: `systemctl enable --now inventree-edge.service` failed: Job failed\n"
+    )
+    password = host.path(SECRETS_FILE).read_text().split("=", 1)[1].strip()
+    assert captured.out.count(password) == 1
+    assert "Installed." not in captured.out

@@ -119,6 +119,7 @@ def test_dry_run_prints_every_file_and_command_and_changes_nothing(
     out = _install(host, capsys, dry_run=True)
     assert _tree(host.root) == before
     assert host.commands == []
+    assert PASSWORD_VARIABLE not in out  # no password is made up and shown in a dry run
     lines = [line.strip() for line in out.splitlines()[1:]]
     assert lines == [
         "run: groupadd --system inventree-edge",

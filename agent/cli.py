@@ -1,4 +1,4 @@
-"""The `inventree-edge` command: run, check-config, user create, token create."""
+"""The `inventree-edge` command: run, check-config, user create, token create, install-service."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     if args.command == "simulate":
         return _simulate(args)
+    if args.command in _SERVICE_COMMANDS:
+        return _service(args)
     with interrupts_deferred():
         for module in _MODULES.get(args.command, ()):
             importlib.import_module(module)
@@ -113,6 +115,21 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         stop_logging()
     return 0
+
+
+_SERVICE_COMMANDS = ("install-service", "uninstall-service")
+
+
+def _service(args: argparse.Namespace) -> int:
+    from agent import service_cli
+
+    return service_cli.run(args)
+
+
+def _add_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agent import service_cli
+
+    service_cli.add_parsers(commands)
 
 
 def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -359,6 +376,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _add_simulate(commands)
+    _add_service(commands)
     return parser
 
 

@@ -17,7 +17,10 @@ from agent.appkeys import (
     CENTRAL,
     DATABASE,
     EVENTS,
+    HEALTH,
     JOBS,
+    LOOP_LAG,
+    METRICS,
     POLLER,
     REGISTRY,
     RENDER,
@@ -35,8 +38,11 @@ from agent.events import (
     MachineReachable,
     MachineRemoved,
 )
+from agent.health import HealthCheck
 from agent.job_status import JobChange
 from agent.jobs import JobRunner
+from agent.loop_lag import LoopLag
+from agent.metrics import Metrics, metrics_middleware
 from agent.poller import Poller
 from agent.registry import Registry
 from agent.render_service import RenderService
@@ -68,7 +74,8 @@ def create_app(
     `central_timing` the central link's backoff and debounce (tests shorten them).
     """
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.http.max_body_bytes
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=settings.http.max_body_bytes,
     )
     database = Database(
         settings.database_path, secret_path=settings.secret_path, reset=reset_database
@@ -108,6 +115,11 @@ def create_app(
         settings.http.max_body_bytes,
         timing=central_timing,
     )
+    lag = app[LOOP_LAG] = LoopLag()
+    app[HEALTH] = HealthCheck(
+        settings.health, settings.storage.path, database, registry, jobs, lag, app[CENTRAL]
+    )
+    app[METRICS] = Metrics(registry, jobs, lag, events)
     app.cleanup_ctx.append(_core)
     setup_routes(app)
     return app
@@ -131,7 +143,7 @@ def _publish_job_change(events: EventHub, change: JobChange) -> None:
 
 def core_services(app: web.Application) -> list[Service]:
     """The core in start order (stopped in reverse); the HTTP server comes after it."""
-    database, render, registry, jobs, poller, events, central = (
+    database, render, registry, jobs, poller, events, central, lag = (
         app[DATABASE],
         app[RENDER],
         app[REGISTRY],
@@ -139,9 +151,13 @@ def core_services(app: web.Application) -> list[Service]:
         app[POLLER],
         app[EVENTS],
         app[CENTRAL],
+        app[LOOP_LAG],
     )
     steps = _StartSteps(app)
     return [
+        Service(
+            "monitor", start=lag.start, stop=functools.partial(lag.close, own_wait_s("monitor"))
+        ),
         Service("store", start=database.open, stop=database.close),
         Service("auth", start=steps.bootstrap_auth),
         Service("render", start=render.start, stop=render.close),

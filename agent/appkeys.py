@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     # The link's modules use the API's print options: a type-only import keeps them out of
     # the import cycle.
     from agent.central.link import CentralLink
+    from agent.health import HealthCheck
+    from agent.loop_lag import LoopLag
+    from agent.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
@@ -29,3 +32,6 @@ POLLER = web.AppKey("poller", Poller)
 EVENTS = web.AppKey("events", EventHub)
 RENDER = web.AppKey("render", RenderService)
 CENTRAL: web.AppKey[CentralLink] = web.AppKey("central")
+LOOP_LAG: web.AppKey[LoopLag] = web.AppKey("loop_lag")
+HEALTH: web.AppKey[HealthCheck] = web.AppKey("health")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -56,7 +56,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as err:
         return _fail(f"configuration error: {err}", EXIT_CONFIG)
     if args.command == "run":
-        return _run(settings, args)
+        return _run(settings, args, config_path)
     if args.command == "check-config":
         return _check_config(settings, config_path)
     from agent.datadir import DataDirError, check_data_dir
@@ -84,13 +84,15 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _run(settings: Settings, args: argparse.Namespace) -> int:
+def _run(settings: Settings, args: argparse.Namespace, config_path: Path | None) -> int:
     from agent.daemon import serve  # keep `check-config` and `--help` light
     from agent.log import configure_logging, stop_logging
 
     configure_logging(settings.log.level, settings.log.format)
     try:
-        return asyncio.run(serve(settings, reset_database=args.reset_database))
+        return asyncio.run(
+            serve(settings, config_path=config_path, reset_database=args.reset_database)
+        )
     finally:
         stop_logging()
 

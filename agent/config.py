@@ -6,6 +6,7 @@ import contextvars
 import difflib
 import os
 import socket
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -194,6 +195,42 @@ class CentralConfig(_Section):
         return self.agent_name or socket.gethostname()
 
 
+class HealthConfig(_Section):
+    """When `GET /api/agent/health/` answers `degraded` instead of `ok` (docs/monitoring.md)."""
+
+    # Less free space than this in the data directory (MiB): the database may soon fail to grow.
+    min_free_mib: int = Field(default=100, ge=0)
+    # The event loop was late by more than this (seconds) within the last minute.
+    max_loop_lag_s: float = Field(default=1.0, gt=0)
+
+
+class MetricsConfig(_Section):
+    """Prometheus metrics at `/metrics`: who may read them (no login; addresses only)."""
+
+    enabled: bool = True
+    # Client networks that may read `/metrics`; others get 403. Loopback only by default: put a
+    # scraper's address here (e.g. "192.168.1.10/32") to let it in from the network.
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry an address or network; host bits are ignored (`127.0.0.1/8` is fine)."""
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 192.168.1.0/24 or ::1)"
+                ) from None
+        return value
+
+    @property
+    def networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """The allowed client networks."""
+        return tuple(ip_network(entry, strict=False) for entry in self.allow)
+
+
 class MachineEntry(_Section):
     """A machine declared in the configuration: created at start if missing, settings applied."""
 
@@ -222,6 +259,8 @@ class Settings(BaseSettings):
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     central: CentralConfig = Field(default_factory=CentralConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     machines: list[MachineEntry] = Field(default_factory=list)
 
     @classmethod

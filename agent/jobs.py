@@ -252,6 +252,13 @@ class JobRunner:
         active = self._active(pk)
         return active.progress if active is not None else None
 
+    def queues(self) -> dict[str, tuple[int, str | None]]:
+        """Per machine pk: its jobs waiting or printing, and when the oldest was created (ISO)."""
+        return {
+            pk: (len(worker.queue), min((row.created for row in worker.queue), default=None))
+            for pk, worker in self._workers.items()
+        }
+
     def worker(self, machine_pk: str) -> MachineWorker | None:
         """The worker of a machine that has had jobs since the start (None once it is deleted)."""
         return self._workers.get(machine_pk)

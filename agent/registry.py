@@ -255,6 +255,28 @@ class Registry:
         for machine in added:
             self.events.publish(MachineAdded(machine))
 
+    async def reload_config(self, entries: Iterable[MachineEntry]) -> tuple[list[str], list[str]]:
+        """`apply_config` while running (SIGHUP): names of the machines added and changed.
+
+        New active machines are initialised; machines whose settings changed get the driver's
+        update hook, as a change through the API does. Machines left out are kept, as at start.
+        """
+        before = {pk: machine.snapshot() for pk, machine in self.machines.items()}
+        await self.apply_config(entries)
+        added = [m for pk, m in self.machines.items() if pk not in before]
+        for machine in added:
+            if machine.active:
+                await self._initialize_locked(machine)
+        changed = [
+            m
+            for pk, old in before.items()
+            if (m := self.machines.get(pk)) is not None and m.snapshot() != old
+        ]
+        for machine in changed:
+            async with machine.lock:
+                await self._after_change(machine, before[machine.pk])
+        return [m.name for m in added], [m.name for m in changed]
+
     # internals
 
     def _attach(self, row: MachineRow) -> Machine:

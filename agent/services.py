@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 # Seconds each service may take to stop, in start order (stop goes from the bottom up).
 STOP_BUDGETS_S: Final[Mapping[str, float]] = MappingProxyType(
     {
+        "monitor": 0.1,  # the event loop lag measurement is cancelled
         "store": 2.0,  # the last commit and the connections close
         "render": 0.1,  # the render thread stops taking work; a render in progress is not awaited
         "events": 0.5,  # async event handlers finish what is queued

@@ -198,7 +198,7 @@ def test_a_signal_during_start_up_stops_what_started_and_exits_0(
     assert events[-2:] == ["stopping", "stopped"]
     # What had started stopped, in reverse order, each once, without an error.
     stopped = [r["service"] for r in records if r["event"] == "service_stopped"]
-    assert stopped == ["registry", "events", "render", "store"]
+    assert stopped == ["registry", "events", "render", "store", "monitor"]
     assert not [r for r in records if r["level"] in ("error", "critical") or "exception" in r]
 
 

@@ -50,7 +50,9 @@ EXPORT_MISSES_NULLABLE = frozenset(
     | {"model_name", "api_url"}
 )
 NO_BODY: Any = object()
-ANONYMOUS_OPERATIONS = frozenset({"root_retrieve", "schema_retrieve", "auth_login_create"})
+ANONYMOUS_OPERATIONS = frozenset(
+    {"root_retrieve", "schema_retrieve", "auth_login_create", "agent_health_retrieve"}
+)
 
 Client = TestClient[Any, Any]
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api import central, jobs, machine_settings, machines, registry_info, root, schema, users
+from agent.api import (
+    central,
+    health,
+    jobs,
+    machine_settings,
+    machines,
+    registry_info,
+    root,
+    schema,
+    users,
+)
+from agent.api.prometheus import ROUTE as METRICS_ROUTE
+from agent.api.prometheus import metrics_view
 from agent.api.views import ApiView
 
 # In the order aiohttp tries them; each view's endpoint names its route.
@@ -30,6 +42,7 @@ VIEWS: tuple[type[ApiView], ...] = (
     machines.MachineDetail,
     machines.MachineList,
     central.CentralStatusView,
+    health.HealthView,
 )
 
 
@@ -37,5 +50,6 @@ def setup_routes(app: web.Application, extra: tuple[type[ApiView], ...] = ()) ->
     """Register every view for every method (the views answer 405 themselves), then the 404s."""
     for view in (*VIEWS, *extra):
         app.router.add_route("*", view.endpoint.served_at, view.handle)
+    app.router.add_route("*", METRICS_ROUTE, metrics_view)
     app.router.add_route("*", "/api/{tail:.*}", root.api_not_found)
     app.router.add_route("*", "/{tail:.*}", root.not_found)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api import central, jobs, machine_settings, machines, registry_info, root, schema, users
+from agent.api import (
+    central,
+    devices,
+    jobs,
+    machine_settings,
+    machines,
+    registry_info,
+    root,
+    schema,
+    users,
+)
 from agent.api.views import ApiView
 
 # In the order aiohttp tries them; each view's endpoint names its route.
@@ -30,6 +40,7 @@ VIEWS: tuple[type[ApiView], ...] = (
     machines.MachineDetail,
     machines.MachineList,
     central.CentralStatusView,
+    devices.DeviceListView,
 )
 
 

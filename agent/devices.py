@@ -117,6 +117,7 @@ class MachineUse:
 
     name: str
     connection: str
+    active: bool = True
 
 
 async def discover_devices(

@@ -231,8 +231,9 @@ def check_machines(settings: Settings) -> Iterator[Finding]:
         return
     needs_scan = any(_is_local(use.connection) for use in active)
     found = asyncio.run(discover_devices(active)) if needs_scan else Discovery(())
-    for problem in found.problems:
-        yield Finding("devices", problem, "install it, then check again")
+    if any(_is_usb(use.connection) for use in active):
+        for problem in found.problems:
+            yield Finding("devices", problem, "then check again")
     for use in active:
         yield check_machine(use, found)
 
@@ -279,6 +280,10 @@ def _plug_advice(target: UsbTarget | SerialTarget | FileTarget) -> str:
 
 def _access_advice(device: FoundDevice) -> str:
     return device.problem or "give this user access to the device"
+
+
+def _is_usb(connection: str) -> bool:
+    return connection.strip().lower().startswith("usb:")
 
 
 def _is_local(connection: str) -> bool:

@@ -122,16 +122,26 @@ def check_data_dir(settings: Settings) -> Iterator[Finding]:
             f"(sudo -u {_user(info.st_uid)} inventree-edge doctor ...), or "
             f"chown -R {_user(me)}: {data_dir}",
         )
-    elif info.st_mode & 0o077:
-        yield Finding(
-            subject,
-            f"mode {info.st_mode & 0o777:04o} lets other users read the database and tokens",
-            f"chmod 700 {data_dir}",
-        )
     else:
-        yield Finding(subject, f"owned by '{_user(me)}', mode {info.st_mode & 0o777:04o}")
+        yield _check_private(subject, settings, _user(me))
     yield check_free_space(data_dir)
     yield check_database(settings.database_path.absolute())
+
+
+def _check_private(subject: str, settings: Settings, owner: str) -> Finding:
+    """The database and the token secret must be the agent's alone (the directory may be 0755)."""
+    database = settings.database_path.absolute()
+    files = [database, database.with_name(database.name + "-wal"), settings.secret_path.absolute()]
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                return Finding(
+                    subject,
+                    f"{path.name} has mode {mode:04o}: other users may read it",
+                    f"chmod 600 {path} (and run the service with UMask=0077)",
+                )
+    return Finding(subject, f"owned by '{owner}', database and secret private to it")
 
 
 def check_free_space(data_dir: Path, minimum: int = MIN_FREE_BYTES) -> Finding:

@@ -102,7 +102,7 @@ def test_each_problem_is_one_line_saying_what_to_do(tmp_path: Path, pty: str) ->
     data, port = tmp_path / "data", free_port()
     with running_daemon(data, port=port) as daemon:  # creates the data directory and database
         assert daemon.signal_and_wait() == 0
-    data.chmod(0o755)
+    (data / "secret.key").chmod(0o644)
     closed_port = free_port()
     machines = {
         "gone": "serial:///dev/ttyUSB-not-here",
@@ -117,9 +117,9 @@ def test_each_problem_is_one_line_saying_what_to_do(tmp_path: Path, pty: str) ->
     assert code != 0
     fixes = [line for line in lines if line.startswith("FIX")]
     assert (
-        f"FIX  data directory {data}: mode 0755 lets other users read the database and tokens; chmod 700 {data}"
-        in fixes
-    )
+        f"FIX  data directory {data}: secret.key has mode 0644: other users may read it; "
+        f"chmod 600 {data / 'secret.key'} (and run the service with UMask=0077)"
+    ) in fixes
     assert any(
         line.startswith(f"FIX  port 127.0.0.1:{port}: in use by another program; stop it")
         for line in fixes

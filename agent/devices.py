@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import os
 import stat
@@ -354,7 +355,7 @@ def _with_users(
     users = tuple(sorted(name for name, target in targets if uses_device(target, device)))
     if not users:
         return device
-    return FoundDevice(**{**_fields(device), "used_by": users})
+    return dataclasses.replace(device, used_by=users)
 
 
 def uses_device(target: ConnectionTarget | None, device: FoundDevice) -> bool:
@@ -370,10 +371,6 @@ def uses_device(target: ConnectionTarget | None, device: FoundDevice) -> bool:
         path = target.device if isinstance(target, SerialTarget) else target.path
         return device.kind != "usb" and os.path.realpath(path) == os.path.realpath(device.node)
     return False
-
-
-def _fields(device: FoundDevice) -> dict[str, Any]:
-    return {name: getattr(device, name) for name in FoundDevice.__slots__}
 
 
 def _may_open(node: Path) -> bool:

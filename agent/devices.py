@@ -147,7 +147,7 @@ def scan_devices(
     lp_ids = _usblp_device_ids(places.usbmisc)
     found: list[FoundDevice] = []
     try:
-        found += _scan_usb(places, lp_ids)
+        found += _scan_usb(places, lp_ids, problems)
     except usb.core.NoBackendError:
         problems.append(
             "USB devices cannot be listed: libusb is not installed (apt install libusb-1.0-0)"
@@ -171,11 +171,18 @@ class _UsbFacts:
     problems: list[str] = field(default_factory=list)
 
 
-def _scan_usb(places: Places, lp_ids: dict[tuple[int, int], str]) -> list[FoundDevice]:
+def _scan_usb(
+    places: Places, lp_ids: dict[tuple[int, int], str], problems: list[str]
+) -> list[FoundDevice]:
     found = []
     for device in usb.core.find(find_all=True):
         try:
             entry = _usb_device(device, places, lp_ids)
+        except (usb.core.USBError, ValueError, NotImplementedError) as err:
+            # Unplugged during the scan, or descriptors the backend cannot read: skip that one.
+            where = f"bus {getattr(device, 'bus', '?')} device {getattr(device, 'address', '?')}"
+            problems.append(f"USB {where} could not be read: {err}")
+            continue
         finally:
             with contextlib.suppress(usb.core.USBError):
                 usb.util.dispose_resources(device)

@@ -224,6 +224,22 @@ def test_missing_libusb_is_a_problem_not_a_failure(
     assert os.path.realpath(pty) in by_node(found.devices)
 
 
+class UnreadableDevice(FakeDevice):
+    def __iter__(self) -> Iterator[list[FakeInterface]]:
+        raise usb.core.USBError("Input/Output Error", -1, 5)
+
+
+def test_a_device_that_cannot_be_read_is_skipped_and_named(bus: FakeBus, places: Places) -> None:
+    bus.plug(UnreadableDevice(bus=2, address=9))
+    printer = bus.plug(zebra())
+    make_node(places, printer)
+
+    found = scan_devices([], places)
+
+    assert [d.connection for d in found.devices if d.kind == "usb"] == ["usb://0a5f:00d3/XXZFJ123"]
+    assert found.problems == ("USB bus 2 device 9 could not be read: [Errno 5] Input/Output Error",)
+
+
 async def test_a_hanging_bus_ends_in_a_problem_within_the_timeout(
     monkeypatch: pytest.MonkeyPatch, places: Places
 ) -> None:

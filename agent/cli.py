@@ -48,6 +48,8 @@ def _main(argv: Sequence[str] | None) -> int:
     with interrupts_deferred():
         for module in _MODULES.get(args.command, ()):
             importlib.import_module(module)
+    if args.command == "doctor":  # reports a bad configuration instead of stopping at it
+        return _doctor(args)
     from agent.config import ConfigError, load_settings, resolve_config_path
 
     config_path = resolve_config_path(args.config)
@@ -59,6 +61,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run(settings, args, config_path)
     if args.command == "check-config":
         return _check_config(settings, config_path)
+    if args.command == "discover":
+        return _discover(settings, args)
     from agent.datadir import DataDirError, check_data_dir
     from agent.storage.errors import StoreError
 
@@ -93,6 +97,25 @@ def _run(settings: Settings, args: argparse.Namespace, config_path: Path | None)
         return asyncio.run(
             serve(settings, config_path=config_path, reset_database=args.reset_database)
         )
+    finally:
+        stop_logging()
+
+
+def _discover(settings: Settings, args: argparse.Namespace) -> int:
+    from agent.devices_cli import run_discover
+
+    return run_discover(settings, as_json=args.json, out=sys.stdout)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from agent.config import resolve_config_path
+    from agent.doctor import run_doctor
+    from agent.log import configure_logging, stop_logging
+
+    # Drivers that fail to load are logged (stderr); the report is on stdout.
+    configure_logging("warning", "auto")
+    try:
+        return run_doctor(resolve_config_path(args.config), sys.stdout)
     finally:
         stop_logging()
 
@@ -377,6 +400,18 @@ def _parser() -> argparse.ArgumentParser:
         help="show the link's state as the daemon last recorded it, and the outbox",
     )
 
+    discover = commands.add_parser(
+        "discover",
+        parents=[common],
+        help="list attached printers (USB, serial, /dev/usb/lp*) with the CONNECTION to use",
+    )
+    discover.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check the configuration, data, port, printers and clock; say what to fix",
+    )
+
     _add_simulate(commands)
     _add_service(commands)
     return parser
@@ -389,6 +424,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "user": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
     "token": ("agent.config", "agent.datadir", "agent.auth", "agent.storage.auth"),
     "central": ("agent.config", "agent.datadir", "agent.central.store"),
+    "discover": ("agent.config", "agent.devices_cli"),
+    "doctor": ("agent.config", "agent.log", "agent.doctor"),
 }
 
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import array
 import asyncio
 import errno
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,94 +21,13 @@ from drivers.transport import (
     create_transport,
     parse_connection,
 )
-
-BULK = usb.util.ENDPOINT_TYPE_BULK
-INTERRUPT = usb.util.ENDPOINT_TYPE_INTR
-
-
-@dataclass
-class FakeEndpoint:
-    bEndpointAddress: int
-    bmAttributes: int = BULK
-
-
-@dataclass
-class FakeInterface:
-    bInterfaceNumber: int
-    bInterfaceClass: int
-    endpoints: list[FakeEndpoint]
-    bAlternateSetting: int = 0
-
-    def __iter__(self) -> Iterator[FakeEndpoint]:
-        return iter(self.endpoints)
-
-
-def printer_interface(number: int = 0, *, bidirectional: bool = True) -> FakeInterface:
-    endpoints = [FakeEndpoint(0x01)]
-    if bidirectional:
-        endpoints.append(FakeEndpoint(0x82))
-    return FakeInterface(number, 7, endpoints)
-
-
-@dataclass
-class FakeDevice:
-    """A USB printer: bulk OUT into `out`, bulk IN from `replies`, calls logged in order."""
-
-    serial: str | None = "A1"
-    interfaces: list[FakeInterface] = field(default_factory=lambda: [printer_interface()])
-    kernel_driver: bool = True
-    configured: bool = True
-    write_error: usb.core.USBError | None = None
-    out: bytearray = field(default_factory=bytearray)
-    writes: list[tuple[int, int, int]] = field(default_factory=list)
-    reads: list[tuple[int, int, int]] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-    replies: deque[bytes] = field(default_factory=deque)
-    reply_ready: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def serial_number(self) -> str | None:
-        return self.serial
-
-    def get_active_configuration(self) -> list[FakeInterface]:
-        if not self.configured:
-            raise usb.core.USBError("Configuration not set", -5, errno.ENOENT)
-        return self.interfaces
-
-    def set_configuration(self) -> None:
-        self.calls.append("set_configuration")
-        self.configured = True
-
-    def is_kernel_driver_active(self, interface: int) -> bool:
-        return self.kernel_driver
-
-    def detach_kernel_driver(self, interface: int) -> None:
-        self.calls.append(f"detach {interface}")
-        self.kernel_driver = False
-
-    def attach_kernel_driver(self, interface: int) -> None:
-        self.calls.append(f"attach {interface}")
-        self.kernel_driver = True
-
-    def write(self, endpoint: int, data: bytes, timeout: int) -> int:
-        self.writes.append((endpoint, len(data), timeout))
-        if self.write_error is not None:
-            raise self.write_error
-        self.out += data
-        return len(data)
-
-    def read(self, endpoint: int, size: int, timeout: int) -> array.array[int]:
-        self.reads.append((endpoint, size, timeout))
-        if not self.replies and not self.reply_ready.wait(timeout / 1000):
-            raise usb.core.USBTimeoutError("Operation timed out", -7, errno.ETIMEDOUT)
-        data = self.replies.popleft()
-        if not self.replies:
-            self.reply_ready.clear()
-        return array.array("B", data[:size])
-
-    def reply(self, data: bytes) -> None:
-        self.replies.append(data)
-        self.reply_ready.set()
+from tests.usb_fakes import (
+    INTERRUPT,
+    FakeDevice,
+    FakeEndpoint,
+    FakeInterface,
+    printer_interface,
+)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from agent.api import (
     central,
+    devices,
     health,
     jobs,
     machine_settings,
@@ -42,6 +43,7 @@ VIEWS: tuple[type[ApiView], ...] = (
     machines.MachineDetail,
     machines.MachineList,
     central.CentralStatusView,
+    devices.DeviceListView,
     health.HealthView,
 )
 

@@ -26,7 +26,7 @@ from drivers.transport.uri import (
     UsbTarget,
     parse_connection,
 )
-from drivers.transport.usb import UsbTransport
+from drivers.transport.usb import SerialPin, UsbTransport
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -40,6 +40,7 @@ __all__ = [
     "Link",
     "LinkState",
     "PrinterUnreachable",
+    "SerialPin",
     "SerialTarget",
     "SerialTransport",
     "TcpTarget",
@@ -75,4 +76,7 @@ def create_transport(connection: str | ConnectionTarget) -> Transport:
 def link_for(connection: str, *, name: str) -> Link:
     """Return a `Link` for a `CONNECTION` URI, parsed now so a bad URI fails at machine init."""
     target = parse_connection(connection)
+    if isinstance(target, UsbTarget) and target.serial is None:
+        usb_target, pin = target, SerialPin()
+        return Link(lambda: UsbTransport(usb_target, pin), name=name)
     return Link(lambda: create_transport(target), name=name)

@@ -40,6 +40,18 @@ PRINTER_CLASS = 7
 _BULK = usb.util.ENDPOINT_TYPE_BULK
 
 
+@dataclass(slots=True)
+class SerialPin:
+    """The serial number of the printer a `usb://VID:PID` link (no serial given) first claimed.
+
+    Shared by the transports one link makes: after an unplug the link waits for that printer,
+    wherever it is plugged back in, and never moves to a twin of the same model that may be
+    another machine's. A new link (machine restarted or reconfigured) starts unpinned.
+    """
+
+    serial: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     device: Any
@@ -59,9 +71,10 @@ class UsbTransport(BaseTransport):
 
     write_chunk = USB_WRITE_CHUNK
 
-    def __init__(self, target: UsbTarget) -> None:
+    def __init__(self, target: UsbTarget, pin: SerialPin | None = None) -> None:
         super().__init__()
         self.target = target
+        self._pin = pin
         self._executor: ThreadPoolExecutor | None = None
         self._claimed: _Claimed | None = None
 
@@ -179,6 +192,8 @@ class UsbTransport(BaseTransport):
         except Exception:
             usb.util.dispose_resources(device)
             raise
+        if self._pin is not None and self._pin.serial is None:
+            self._pin.serial = _serial_number(device)
         log.debug(
             "usb_claimed", connection=str(target), interface=number, out_ep=out_ep, in_ep=in_ep
         )
@@ -197,16 +212,21 @@ class UsbTransport(BaseTransport):
             raise TransportError(
                 f"USB printer {ids} not found (unplugged or off? `lsusb` lists connected devices)"
             )
-        if target.serial is None:
+        pinned = self._pin.serial if self._pin is not None else None
+        wanted = target.serial or pinned
+        if wanted is None:
             return devices[0]
         serials = [_serial_number(device) for device in devices]
         for device, serial in zip(devices, serials, strict=True):
-            if serial == target.serial:
+            if serial == wanted:
                 return device
         seen = ", ".join(s if s is not None else "(unreadable)" for s in serials)
-        raise TransportError(
-            f"USB printer {ids} with serial {target.serial} not found; connected: {seen}"
-        )
+        if target.serial is None:
+            raise TransportError(
+                f"USB printer {ids} with serial {wanted} (the one this machine used) not found; "
+                f"connected: {seen} (restart the machine to take another)"
+            )
+        raise TransportError(f"USB printer {ids} with serial {wanted} not found; connected: {seen}")
 
 
 def _ms(timeout: float) -> int:

@@ -310,14 +310,13 @@ class Error1(enum.IntFlag):
 
 
 class Error2(enum.IntFlag):
-    """Byte 9: error information 2."""
+    """Byte 9: error information 2 (bit 5, 0x20, is "not used" in every QL reference)."""
 
     REPLACE_MEDIA = 0x01
     EXPANSION_BUFFER_FULL = 0x02
     COMMUNICATION = 0x04
     COMMUNICATION_BUFFER_FULL = 0x08
     COVER_OPEN = 0x10
-    OVERHEATING = 0x20
     FEED = 0x40
     SYSTEM = 0x80
 

@@ -28,13 +28,14 @@ class Model:
 
     name: str
     head_dots: int
-    # TIFF PackBits raster lines (`M 02`).
+    # TIFF PackBits raster lines (`M 02`). The QL-650TD takes them over its serial port only
+    # (QL-500...1060N command reference), so it is sent uncompressed lines everywhere.
     compression: bool
     # Black and red on DK-22251 (`w` lines, ESC i K bit 0).
     two_colour: bool
     # An automatic cutter (ESC i M auto-cut); the QL-500 has a manual one.
     cutter: bool
-    # Byte 4 of the status reply; 0 where the reference does not give it.
+    # Byte 4 of the status reply (the QL-500 and QL-550 share 0x4F).
     status_code: int
     # The USB product id (vendor 0x04f9) as `lsusb` shows it; 0 where we do not know it.
     usb_pid: int
@@ -74,21 +75,21 @@ def _models(*models: Model) -> Mapping[str, Model]:
 
 N, W = NARROW_HEAD_DOTS, WIDE_HEAD_DOTS
 MODELS: Mapping[str, Model] = _models(
-    Model("QL-500", N, compression=False, two_colour=False, cutter=False, status_code=0, usb_pid=0x2015, control_codes=False, zero_line=False),
-    Model("QL-550", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2016, control_codes=False, zero_line=False),
-    Model("QL-560", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2027, control_codes=False, zero_line=False),
-    Model("QL-570", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2028),
-    Model("QL-580N", N, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x2029, network=True, serial=True),
-    Model("QL-600", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0),
-    Model("QL-650TD", N, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x201B, serial=True),
+    Model("QL-500", N, compression=False, two_colour=False, cutter=False, status_code=0x4F, usb_pid=0x2015, control_codes=False, zero_line=False),
+    Model("QL-550", N, compression=False, two_colour=False, cutter=True, status_code=0x4F, usb_pid=0x2016, control_codes=False, zero_line=False),
+    Model("QL-560", N, compression=False, two_colour=False, cutter=True, status_code=0x31, usb_pid=0x2027, control_codes=False, zero_line=False),
+    Model("QL-570", N, compression=False, two_colour=False, cutter=True, status_code=0x32, usb_pid=0x2028),
+    Model("QL-580N", N, compression=True, two_colour=False, cutter=True, status_code=0x33, usb_pid=0x2029, network=True, serial=True),
+    Model("QL-600", N, compression=False, two_colour=False, cutter=True, status_code=0x47, usb_pid=0x20C0),
+    Model("QL-650TD", N, compression=False, two_colour=False, cutter=True, status_code=0x51, usb_pid=0x201B, serial=True),
     Model("QL-700", N, compression=False, two_colour=False, cutter=True, status_code=0x35, usb_pid=0x2042),
     Model("QL-710W", N, compression=True, two_colour=False, cutter=True, status_code=0x36, usb_pid=0x2043, network=True, serial=True),
     Model("QL-720NW", N, compression=True, two_colour=False, cutter=True, status_code=0x37, usb_pid=0x2044, network=True, serial=True),
     Model("QL-800", N, compression=True, two_colour=True, cutter=True, status_code=0x38, usb_pid=0x209B, invalidate_bytes=400, zero_line=False, notification_mode=True),
     Model("QL-810W", N, compression=True, two_colour=True, cutter=True, status_code=0x39, usb_pid=0x209C, network=True, invalidate_bytes=400, notification_mode=True),
     Model("QL-820NWB", N, compression=True, two_colour=True, cutter=True, status_code=0x41, usb_pid=0x209D, network=True, invalidate_bytes=400, notification_mode=True),
-    Model("QL-1050", W, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x2020, serial=True),
-    Model("QL-1060N", W, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x202A, network=True, serial=True),
+    Model("QL-1050", W, compression=True, two_colour=False, cutter=True, status_code=0x50, usb_pid=0x2020, serial=True),
+    Model("QL-1060N", W, compression=True, two_colour=False, cutter=True, status_code=0x34, usb_pid=0x202A, network=True, serial=True),
     Model("QL-1100", W, compression=True, two_colour=False, cutter=True, status_code=0x43, usb_pid=0x20A7, invalidate_bytes=350, notification_mode=True),
     Model("QL-1110NWB", W, compression=True, two_colour=False, cutter=True, status_code=0x44, usb_pid=0x20A8, network=True, invalidate_bytes=350, notification_mode=True),
     Model("QL-1115NWB", W, compression=True, two_colour=False, cutter=True, status_code=0x45, usb_pid=0x20AB, network=True, invalidate_bytes=350, notification_mode=True),

@@ -129,6 +129,19 @@ def test_the_ql_650td_gets_uncompressed_lines() -> None:
     assert data.count(b"g\x00\x5a") == 150
 
 
+def test_the_102x152_roll_is_sent_as_the_153_mm_the_printer_reports() -> None:
+    # DK-11241 is sold as 102 x 152 mm; QL-1050/1060N printers report 153 mm and refuse a job that
+    # names 152 ("replace media").
+    page = Image.new("1", (1164, 1660), 255)
+    options = PageOptions(MODELS["QL-1100"], LABELS["102x152"])
+    data = encode_page((page,), options, first=True, last=True)
+    assert b"\x1biz" + bytes((0xCE, 0x0B, 102, 153)) in data
+    loaded = encode_status(
+        model_code=0x43, media_width_mm=102, media_type=0x0B, media_length_mm=153
+    )
+    assert status_report(decode_status(loaded), LABELS["102x152"], MODELS["QL-1100"]).text == ""
+
+
 def test_wide_models_send_162_byte_lines() -> None:
     page = Image.new("1", (1164, 200), 255)
     page.putpixel((1163, 0), 0)

@@ -184,7 +184,7 @@ def print_information(label: Label, raster_lines: int, *, first: bool, quality: 
     kind = MEDIA_CONTINUOUS if label.continuous else MEDIA_DIE_CUT
     return (
         b"\x1biz"
-        + bytes((flags, kind, label.width_mm, label.length_mm))
+        + bytes((flags, kind, label.width_mm, label.printer_length_mm))
         + raster_lines.to_bytes(4, "little")
         + bytes((0 if first else 1, 0))
     )

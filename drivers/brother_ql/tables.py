@@ -121,11 +121,19 @@ class Label:
     two_colour: bool = False
     # Brother's roll, for the docs and status texts.
     roll: str = ""
+    # The length the printer reports for the roll and expects in ESC i z, where it differs from the
+    # length the roll is sold as (DK-11241: 102 x 152 mm, reported as 153).
+    reported_length_mm: int = 0
 
     @property
     def continuous(self) -> bool:
         """True for continuous tape (the page sets the length)."""
         return self.kind == "continuous"
+
+    @property
+    def printer_length_mm(self) -> int:
+        """The length in status replies and in ESC i z (0 for continuous tape)."""
+        return self.reported_length_mm or self.length_mm
 
     def describe(self) -> str:
         """In words, as users name their rolls: "62 mm continuous", "29x90 die-cut"."""
@@ -149,6 +157,7 @@ def _die_cut(
     offset: int,
     roll: str,
     wide: bool = False,
+    reported_length_mm: int = 0,
 ) -> Label:
     return Label(
         f"{width_mm}x{length_mm}",
@@ -162,6 +171,7 @@ def _die_cut(
         printable_length=printable[1],
         wide=wide,
         roll=roll,
+        reported_length_mm=reported_length_mm,
     )
 
 
@@ -190,7 +200,16 @@ LABELS: Mapping[str, Label] = MappingProxyType(
             _die_cut(62, 29, (732, 341), (696, 271), 12, "DK-11209"),
             _die_cut(62, 100, (732, 1179), (696, 1109), 12, "DK-11202"),
             _die_cut(102, 51, (1200, 596), (1164, 526), 12, "DK-11240", wide=True),
-            _die_cut(102, 152, (1200, 1804), (1164, 1660), 12, "DK-11241", wide=True),
+            _die_cut(
+                102,
+                152,
+                (1200, 1804),
+                (1164, 1660),
+                12,
+                "DK-11241",
+                wide=True,
+                reported_length_mm=153,
+            ),
         )
     }
 )

@@ -120,6 +120,28 @@ def test_models_without_compression_or_control_codes_get_plain_lines() -> None:
     assert data.count(b"g\x00\x5a") == 150
 
 
+def test_the_ql_650td_gets_uncompressed_lines() -> None:
+    # Its command reference: compressed data only over the serial port, and USB is the usual link.
+    page = Image.new("1", (696, 150), 255)
+    options = PageOptions(MODELS["QL-650TD"], LABELS["62"])
+    data = encode_page((page,), options, first=True, last=True)
+    assert b"M\x02" not in data
+    assert data.count(b"g\x00\x5a") == 150
+
+
+def test_the_102x152_roll_is_sent_as_the_153_mm_the_printer_reports() -> None:
+    # DK-11241 is sold as 102 x 152 mm; QL-1050/1060N printers report 153 mm and refuse a job that
+    # names 152 ("replace media").
+    page = Image.new("1", (1164, 1660), 255)
+    options = PageOptions(MODELS["QL-1100"], LABELS["102x152"])
+    data = encode_page((page,), options, first=True, last=True)
+    assert b"\x1biz" + bytes((0xCE, 0x0B, 102, 153)) in data
+    loaded = encode_status(
+        model_code=0x43, media_width_mm=102, media_type=0x0B, media_length_mm=153
+    )
+    assert status_report(decode_status(loaded), LABELS["102x152"], MODELS["QL-1100"]).text == ""
+
+
 def test_wide_models_send_162_byte_lines() -> None:
     page = Image.new("1", (1164, 200), 255)
     page.putpixel((1163, 0), 0)
@@ -242,7 +264,6 @@ ERROR2 = [
     (Error2.COMMUNICATION, S.ERROR, "Communication error", True),
     (Error2.COMMUNICATION_BUFFER_FULL, S.ERROR, "Communication buffer full", True),
     (Error2.COVER_OPEN, S.ERROR, "Cover open", True),
-    (Error2.OVERHEATING, S.WARNING, "Overheated", True),
     (Error2.FEED, S.NO_MEDIA, "Media cannot be fed", True),
     (Error2.SYSTEM, S.ERROR, "System error", True),
 ]
@@ -261,6 +282,14 @@ def test_every_error_1_bit_maps_to_its_status(
     assert report.status == status
     assert report.text.startswith(text)
     assert report.blocking is blocks
+
+
+def test_error_2_bit_5_is_not_a_condition() -> None:
+    # Brother's QL raster references list bit 5 (0x20) as "Not used" / "Cancel key (not used)":
+    # a printer that sets it is not overheated (cooling comes as notification 3).
+    report = status_report(decode_status(frame(errors2=0x20)), LABELS["62"], QL820)
+    assert report.status == S.CONNECTED
+    assert not report.blocking
 
 
 @pytest.mark.parametrize(("bit", "status", "text", "blocks"), ERROR2)
@@ -333,6 +362,18 @@ def test_a_printer_of_another_head_width_than_the_model_setting_is_an_error() ->
     # Same head width: only shown as the model property.
     same_head = status_report(decode_status(frame()), LABELS["62"], MODELS["QL-810W"])
     assert same_head.status == S.CONNECTED
+
+
+def test_older_models_are_named_from_their_status_model_code() -> None:
+    # Model codes of the QL-500...1060N reference: a QL-1050 answering a 62 mm machine is named.
+    older = encode_status(model_code=0x50, media_width_mm=62, media_type=0x0A)
+    report = status_report(decode_status(older), LABELS["62"], QL820)
+    assert report.text == "The printer is a QL-1050; set MODEL to it (MODEL is QL-820NWB)"
+    # The QL-500 and QL-550 share 0x4F: the MODEL setting decides which one is shown.
+    shared = encode_status(model_code=0x4F, media_width_mm=62, media_type=0x0A)
+    report = status_report(decode_status(shared), LABELS["62"], MODELS["QL-550"])
+    assert report.status == S.CONNECTED
+    assert ("Model", "QL-550") in [(p.key, p.value) for p in report.properties]
 
 
 def test_media_table_is_consistent_and_found_from_a_status() -> None:

@@ -184,7 +184,7 @@ def print_information(label: Label, raster_lines: int, *, first: bool, quality: 
     kind = MEDIA_CONTINUOUS if label.continuous else MEDIA_DIE_CUT
     return (
         b"\x1biz"
-        + bytes((flags, kind, label.width_mm, label.length_mm))
+        + bytes((flags, kind, label.width_mm, label.printer_length_mm))
         + raster_lines.to_bytes(4, "little")
         + bytes((0 if first else 1, 0))
     )
@@ -310,14 +310,13 @@ class Error1(enum.IntFlag):
 
 
 class Error2(enum.IntFlag):
-    """Byte 9: error information 2."""
+    """Byte 9: error information 2 (bit 5, 0x20, is "not used" in every QL reference)."""
 
     REPLACE_MEDIA = 0x01
     EXPANSION_BUFFER_FULL = 0x02
     COMMUNICATION = 0x04
     COMMUNICATION_BUFFER_FULL = 0x08
     COVER_OPEN = 0x10
-    OVERHEATING = 0x20
     FEED = 0x40
     SYSTEM = 0x80
 

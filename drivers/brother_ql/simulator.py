@@ -112,7 +112,7 @@ class BrotherQlSimulator(Simulator):
             errors2=errors2 | extra.pop("errors2", 0),
             media_width_mm=media.width_mm if media else 0,
             media_type=_media_type(media),
-            media_length_mm=media.length_mm if media else 0,
+            media_length_mm=media.printer_length_mm if media else 0,
             mode=self.various_mode,
             status_type=status_type,
             phase=phase,
@@ -179,7 +179,9 @@ class BrotherQlSimulator(Simulator):
             return False
         if flags & VALID_WIDTH and width != media.width_mm:
             return False
-        return not (flags & VALID_LENGTH and not media.continuous and length != media.length_mm)
+        return not (
+            flags & VALID_LENGTH and not media.continuous and length != media.printer_length_mm
+        )
 
     def _plane(self, lines: list[bytes], media: Label) -> Image.Image:
         """Head lines to the print area as the label shows it (mode "1", black = 0)."""

@@ -40,7 +40,6 @@ ERROR2_CONDITIONS: Mapping[Error2, Condition] = MappingProxyType(
         Error2.COMMUNICATION: Condition(S.ERROR, "Communication error"),
         Error2.COMMUNICATION_BUFFER_FULL: Condition(S.ERROR, "Communication buffer full"),
         Error2.COVER_OPEN: Condition(S.ERROR, "Cover open"),
-        Error2.OVERHEATING: Condition(S.WARNING, "Overheated: the print head is cooling down"),
         Error2.FEED: Condition(S.NO_MEDIA, "Media cannot be fed"),
         Error2.SYSTEM: Condition(S.ERROR, "System error: switch the printer off and on"),
     }
@@ -103,7 +102,9 @@ def status_report(frame: StatusFrame, expected: Label | None, model: Model) -> S
     if expected is not None and media.loaded and not media_matches(frame, expected):
         mismatch = MediaMismatch(media, expected_media(expected))
         conditions.append(Condition(S.NO_MEDIA, str(mismatch)))
-    reported = model_for_status_code(frame.model_code)
+    # The QL-500 and QL-550 share a code: the MODEL setting names the one in front of us.
+    same = model.status_code == frame.model_code
+    reported = model if same else model_for_status_code(frame.model_code)
     if reported is not None and reported.name != model.name and reported.wide != model.wide:
         conditions.append(
             Condition(

@@ -28,13 +28,14 @@ class Model:
 
     name: str
     head_dots: int
-    # TIFF PackBits raster lines (`M 02`).
+    # TIFF PackBits raster lines (`M 02`). The QL-650TD takes them over its serial port only
+    # (QL-500...1060N command reference), so it is sent uncompressed lines everywhere.
     compression: bool
     # Black and red on DK-22251 (`w` lines, ESC i K bit 0).
     two_colour: bool
     # An automatic cutter (ESC i M auto-cut); the QL-500 has a manual one.
     cutter: bool
-    # Byte 4 of the status reply; 0 where the reference does not give it.
+    # Byte 4 of the status reply (the QL-500 and QL-550 share 0x4F).
     status_code: int
     # The USB product id (vendor 0x04f9) as `lsusb` shows it; 0 where we do not know it.
     usb_pid: int
@@ -74,21 +75,21 @@ def _models(*models: Model) -> Mapping[str, Model]:
 
 N, W = NARROW_HEAD_DOTS, WIDE_HEAD_DOTS
 MODELS: Mapping[str, Model] = _models(
-    Model("QL-500", N, compression=False, two_colour=False, cutter=False, status_code=0, usb_pid=0x2015, control_codes=False, zero_line=False),
-    Model("QL-550", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2016, control_codes=False, zero_line=False),
-    Model("QL-560", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2027, control_codes=False, zero_line=False),
-    Model("QL-570", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0x2028),
-    Model("QL-580N", N, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x2029, network=True, serial=True),
-    Model("QL-600", N, compression=False, two_colour=False, cutter=True, status_code=0, usb_pid=0),
-    Model("QL-650TD", N, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x201B, serial=True),
+    Model("QL-500", N, compression=False, two_colour=False, cutter=False, status_code=0x4F, usb_pid=0x2015, control_codes=False, zero_line=False),
+    Model("QL-550", N, compression=False, two_colour=False, cutter=True, status_code=0x4F, usb_pid=0x2016, control_codes=False, zero_line=False),
+    Model("QL-560", N, compression=False, two_colour=False, cutter=True, status_code=0x31, usb_pid=0x2027, control_codes=False, zero_line=False),
+    Model("QL-570", N, compression=False, two_colour=False, cutter=True, status_code=0x32, usb_pid=0x2028),
+    Model("QL-580N", N, compression=True, two_colour=False, cutter=True, status_code=0x33, usb_pid=0x2029, network=True, serial=True),
+    Model("QL-600", N, compression=False, two_colour=False, cutter=True, status_code=0x47, usb_pid=0x20C0),
+    Model("QL-650TD", N, compression=False, two_colour=False, cutter=True, status_code=0x51, usb_pid=0x201B, serial=True),
     Model("QL-700", N, compression=False, two_colour=False, cutter=True, status_code=0x35, usb_pid=0x2042),
     Model("QL-710W", N, compression=True, two_colour=False, cutter=True, status_code=0x36, usb_pid=0x2043, network=True, serial=True),
     Model("QL-720NW", N, compression=True, two_colour=False, cutter=True, status_code=0x37, usb_pid=0x2044, network=True, serial=True),
     Model("QL-800", N, compression=True, two_colour=True, cutter=True, status_code=0x38, usb_pid=0x209B, invalidate_bytes=400, zero_line=False, notification_mode=True),
     Model("QL-810W", N, compression=True, two_colour=True, cutter=True, status_code=0x39, usb_pid=0x209C, network=True, invalidate_bytes=400, notification_mode=True),
     Model("QL-820NWB", N, compression=True, two_colour=True, cutter=True, status_code=0x41, usb_pid=0x209D, network=True, invalidate_bytes=400, notification_mode=True),
-    Model("QL-1050", W, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x2020, serial=True),
-    Model("QL-1060N", W, compression=True, two_colour=False, cutter=True, status_code=0, usb_pid=0x202A, network=True, serial=True),
+    Model("QL-1050", W, compression=True, two_colour=False, cutter=True, status_code=0x50, usb_pid=0x2020, serial=True),
+    Model("QL-1060N", W, compression=True, two_colour=False, cutter=True, status_code=0x34, usb_pid=0x202A, network=True, serial=True),
     Model("QL-1100", W, compression=True, two_colour=False, cutter=True, status_code=0x43, usb_pid=0x20A7, invalidate_bytes=350, notification_mode=True),
     Model("QL-1110NWB", W, compression=True, two_colour=False, cutter=True, status_code=0x44, usb_pid=0x20A8, network=True, invalidate_bytes=350, notification_mode=True),
     Model("QL-1115NWB", W, compression=True, two_colour=False, cutter=True, status_code=0x45, usb_pid=0x20AB, network=True, invalidate_bytes=350, notification_mode=True),
@@ -120,11 +121,19 @@ class Label:
     two_colour: bool = False
     # Brother's roll, for the docs and status texts.
     roll: str = ""
+    # The length the printer reports for the roll and expects in ESC i z, where it differs from the
+    # length the roll is sold as (DK-11241: 102 x 152 mm, reported as 153).
+    reported_length_mm: int = 0
 
     @property
     def continuous(self) -> bool:
         """True for continuous tape (the page sets the length)."""
         return self.kind == "continuous"
+
+    @property
+    def printer_length_mm(self) -> int:
+        """The length in status replies and in ESC i z (0 for continuous tape)."""
+        return self.reported_length_mm or self.length_mm
 
     def describe(self) -> str:
         """In words, as users name their rolls: "62 mm continuous", "29x90 die-cut"."""
@@ -148,6 +157,7 @@ def _die_cut(
     offset: int,
     roll: str,
     wide: bool = False,
+    reported_length_mm: int = 0,
 ) -> Label:
     return Label(
         f"{width_mm}x{length_mm}",
@@ -161,6 +171,7 @@ def _die_cut(
         printable_length=printable[1],
         wide=wide,
         roll=roll,
+        reported_length_mm=reported_length_mm,
     )
 
 
@@ -189,7 +200,16 @@ LABELS: Mapping[str, Label] = MappingProxyType(
             _die_cut(62, 29, (732, 341), (696, 271), 12, "DK-11209"),
             _die_cut(62, 100, (732, 1179), (696, 1109), 12, "DK-11202"),
             _die_cut(102, 51, (1200, 596), (1164, 526), 12, "DK-11240", wide=True),
-            _die_cut(102, 152, (1200, 1804), (1164, 1660), 12, "DK-11241", wide=True),
+            _die_cut(
+                102,
+                152,
+                (1200, 1804),
+                (1164, 1660),
+                12,
+                "DK-11241",
+                wide=True,
+                reported_length_mm=153,
+            ),
         )
     }
 )

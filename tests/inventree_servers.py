@@ -1,14 +1,17 @@
 """Real InvenTree servers (303 and current) for the plugin and end-to-end tests.
 
 Started from source by the `serve` script of the shared InvenTree folder beside the checkout
-(`../shared/inventree/serve`, or `$INVENTREE_EDGE_SERVE`), with this repository's plugin installed
+(`../shared/inventree/serve`, or `$EDGE_TESTS_SERVE`), with this repository's plugin installed
 and the background worker running. Tests that need a server skip, saying why, where that script is
 absent. The first start of a line installs InvenTree into `.cache/inventree/<line>` (a few minutes);
 later starts take seconds. Under pytest-xdist every worker calls `serve start`, which serialises on
 the server's folder and answers "already running" to all but the first.
 
+The variables are named EDGE_TESTS_* because the agent refuses unknown INVENTREE_EDGE_* ones, and
+its daemon tests pass the test run's environment on.
+
 A server this test session started is stopped when the session ends (`stop_started`), unless
-`INVENTREE_EDGE_KEEP_SERVERS=1`; a server that was already running is left as it was.
+`EDGE_TESTS_KEEP_SERVERS=1`; a server that was already running is left as it was.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = REPO / "plugin"
-SERVE = Path(os.environ.get("INVENTREE_EDGE_SERVE", REPO.parent / "shared" / "inventree" / "serve"))
-SERVERS_DIR = Path(os.environ.get("INVENTREE_EDGE_TEST_SERVERS", REPO / ".cache" / "inventree"))
+SERVE = Path(os.environ.get("EDGE_TESTS_SERVE", REPO.parent / "shared" / "inventree" / "serve"))
+SERVERS_DIR = Path(os.environ.get("EDGE_TESTS_SERVERS_DIR", REPO / ".cache" / "inventree"))
 LINES = ("303", "head")
 # First start: pip install and migrations (measured 104-171 s on 2 busy cores); then 15-30 s.
 START_TIMEOUT_S = 900.0
@@ -58,7 +61,7 @@ def skip_reason() -> str | None:
     if not SERVE.is_file():
         return (
             f"no InvenTree server script at {SERVE}: the shared InvenTree folder beside the "
-            "checkout is absent (set INVENTREE_EDGE_SERVE to its `serve`)"
+            "checkout is absent (set EDGE_TESTS_SERVE to its `serve`)"
         )
     return None
 
@@ -135,7 +138,7 @@ def start(line: str) -> InvenTreeServer:
 
 def stop_started() -> None:
     """Stop the servers this session started (called once, by the controlling process)."""
-    if os.environ.get("INVENTREE_EDGE_KEEP_SERVERS") == "1" or skip_reason() is not None:
+    if os.environ.get("EDGE_TESTS_KEEP_SERVERS") == "1" or skip_reason() is not None:
         return
     for line in LINES:
         folder = SERVERS_DIR / line

@@ -55,6 +55,18 @@ CHECKS = [
     openapi_checks.response_schema_conformance,
 ]
 LOGOUT = "POST /api/auth/logout/"
+# The health check answers a documented 503 when the agent is degraded, which fuzzing makes it be
+# (machines of unknown types are registry errors); every other check still applies to it.
+HEALTH = "GET /api/agent/health/"
+
+
+def checks_for(label: str) -> list[Any]:
+    """The checks of one operation's answers."""
+    if label == HEALTH:
+        return [check for check in CHECKS if check is not checks.not_a_server_error]
+    return CHECKS
+
+
 # Operations fuzzed against a real machine and job (random ids would only ever meet a 404).
 ON_REAL_IDS = frozenset(
     {
@@ -208,7 +220,10 @@ def test_every_operation_answers_as_documented(
             for name, value in (case.path_parameters or {}).items()
         }
     case.call_and_validate(
-        base_url=server.base_url, headers=headers, checks=CHECKS, timeout=REQUEST_TIMEOUT_S
+        base_url=server.base_url,
+        headers=headers,
+        checks=checks_for(case.operation.label),
+        timeout=REQUEST_TIMEOUT_S,
     )
 
 
@@ -232,7 +247,8 @@ def test_workflows_answer_as_documented(server: LoopbackServer, auth: dict[str, 
         def validate_response(self, response: Any, case: Case, *args: Any, **kwargs: Any) -> None:
             if response.status_code < 300:
                 successes[case.operation.label] += 1
-            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+            checked = checks_for(case.operation.label)
+            case.validate_response(response, checks=checked, transport_kwargs=kwargs)
 
     Workflow.run(
         settings=hypothesis.settings(

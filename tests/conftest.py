@@ -21,6 +21,7 @@ from agent.app import create_app
 from agent.appkeys import AUTHENTICATOR
 from agent.auth import PasswordCost, User, create_user
 from agent.config import AuthConfig, JobsConfig, Settings, StorageConfig
+from drivers.family import builtin_driver_specs, load
 from tests.clocks import SteppableClock
 
 # Real InvenTree servers (tests/inventree_servers.py): the `inventree` fixture. Imported, not
@@ -29,6 +30,12 @@ from tests.clocks import SteppableClock
 from tests.inventree_servers import inventree  # noqa: F401
 from tests.loop_watchdog import LoopWatchdog
 from tests.waiting import wait_until
+
+# The daemon imports every built-in driver before its loop serves anything; apps built inside a
+# test's loop would import them there, the first time in each process (over 100 ms of CPU with five
+# families), and the loop watchdog would count it against whichever test came first.
+for _spec in builtin_driver_specs():
+    load(_spec)
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
